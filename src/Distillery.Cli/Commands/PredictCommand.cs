@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Distillery.Inference;
+using Distillery.Models;
+using Spectre.Console;
+
+namespace Distillery.Cli.Commands;
+
+/// <summary><c>distillery predict</c>: run a model's head on text.</summary>
+public static class PredictCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var dir = new Argument<string>("model") { Description = "Model folder; its config names the head." };
+        var text = new Option<string>("--text", "-t") { Description = "Input text (the question, for QA models).", Required = true };
+        var pair = new Option<string?>("--text-pair") { Description = "Second text of a pair (the context, for QA models)." };
+        var topK = new Option<int>("--top-k", "-k") { Description = "Candidates per [MASK] for masked-LM models.", DefaultValueFactory = _ => 5 };
+        var command = new Command("predict", "Run a model's head on text: label probabilities (classification), a score (regression), the answer span (QA) or [MASK] fillers (MLM).")
+        {
+            dir, text, pair, topK,
+        };
+        command.SetAction(parse =>
+        {
+            using var predictor = BertPredictor.Load(parse.GetValue(dir)!);
+            foreach (var warning in predictor.LoadReport.Warnings()) context.Warn(warning);
+            string a = parse.GetValue(text)!;
+            string? b = parse.GetValue(pair);
+            var console = context.Console;
+            switch (predictor.Model.Task)
+            {
+                case BertTask.SequenceClassification:
+                    var result = predictor.Classify(a, b);
+                    if (result.Score is double score) console.MarkupLineInterpolated($"score: [bold]{score:0.0000}[/]");
+                    else
+                    {
+                        var table = new Table().AddColumn("label").AddColumn(new TableColumn("probability").RightAligned());
+                        foreach (var (label, p) in result.Probabilities) table.AddRow(Markup.Escape(label), $"{p:0.0000}");
+                        console.Write(table);
+                    }
+                    break;
+                case BertTask.QuestionAnswering:
+                    if (b == null) throw new ArgumentException("a QA model needs the context in --text-pair (the question goes in --text)");
+                    var span = predictor.Answer(a, b);
+                    console.MarkupLineInterpolated($"answer: [bold]{span.Answer}[/] (characters {span.Start}..{span.End}, score {span.Score:0.00})");
+                    break;
+                default:
+                    foreach (var prediction in predictor.FillMask(a, parse.GetValue(topK)))
+                        console.MarkupLineInterpolated($"[[MASK]] at token {prediction.Position}: {string.Join(", ", prediction.Candidates.Select(c => $"{c.Token} ({c.Probability:0.000})"))}");
+                    break;
+            }
+            if (predictor.LastInputTruncated) context.Warn($"input truncated to {predictor.MaxLength} tokens");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace Distillery.Cli.Commands;
+
+/// <summary><c>distillery quickstart</c>: the main job on a small teacher, in a few minutes.</summary>
+public static class QuickstartCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var output = new Option<string>("--out", "-o") { Description = "Work folder.", DefaultValueFactory = _ => Path.Combine("runs", "quickstart") };
+        var arch = new Option<string>("--teacher-arch") { Description = "Teacher architecture.", DefaultValueFactory = _ => "L2-H128" };
+        var iterations = new Option<int>("--iterations") { Description = "Timed forwards per latency measurement.", DefaultValueFactory = _ => 10 };
+        var command = new Command("quickstart", "Make a small teacher, compress it with the methods that exist so far, and print the bench table.") { output, arch, iterations };
+        command.SetAction(parse =>
+        {
+            var options = new QuickstartOptions { Out = parse.GetValue(output)!, TeacherArch = parse.GetValue(arch)!, Iterations = parse.GetValue(iterations) };
+            var console = context.Console;
+            var result = Quickstart.Run(options, step => console.MarkupLineInterpolated($"[grey]>[/] {step}"));
+            console.WriteLine();
+            console.MarkupLineInterpolated($"[bold]data:[/] {result.DataSource}");
+            foreach (var note in result.Notes) console.MarkupLineInterpolated($"- {note}");
+            var table = new Table().Title($"bench: {result.Machine}, length {options.SeqLength}")
+                .AddColumn("model").AddColumn("method").AddColumn("precision")
+                .AddColumn(new TableColumn("params").RightAligned()).AddColumn(new TableColumn("disk").RightAligned())
+                .AddColumn(new TableColumn("batch 1 median ms").RightAligned()).AddColumn(new TableColumn("batch 1 p90 ms").RightAligned())
+                .AddColumn(new TableColumn("batch 32 seq/s").RightAligned());
+            foreach (var r in result.Rows)
+                table.AddRow(Markup.Escape(r.Model), Markup.Escape(r.Method), r.Precision, InspectCommand.Count(r.Parameters), InspectCommand.Bytes(r.BytesOnDisk),
+                    $"{r.Batch1.MedianMs:0.00}", $"{r.Batch1.P90Ms:0.00}", $"{r.Batch32.SequencesPerSecond:0.0}");
+            console.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}

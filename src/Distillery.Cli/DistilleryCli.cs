@@ -1,0 +1,66 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using Distillery.Cli.Commands;
+using Spectre.Console;
+
+namespace Distillery.Cli;
+
+/// <summary>
+/// The <c>distillery</c> command line. It stays thin: each command parses its options into the library's records and
+/// calls one library entry point; no tensors here. Errors from bad input are one line on stderr and exit code 1.
+/// </summary>
+public static class DistilleryCli
+{
+    /// <summary>Builds the command tree; <paramref name="console"/> receives tables and progress.</summary>
+    public static Command Build(IAnsiConsole console, TextWriter error)
+    {
+        // A plain Command named "distillery" rather than RootCommand, whose name is the assembly's (Distillery.Cli):
+        // the usage line then shows the command users type (the ./distillery script runs this program).
+        var root = new Command("distillery", "Distillery: make BERT encoders small and fast (distillation, pruning, quantization).")
+        {
+            new HelpOption(),
+            new VersionOption(),
+        };
+        var context = new CliContext(console, error);
+        root.Subcommands.Add(QuickstartCommand.Create(context));
+        root.Subcommands.Add(InitCommand.Create(context));
+        root.Subcommands.Add(InspectCommand.Create(context));
+        root.Subcommands.Add(FillMaskCommand.Create(context));
+        root.Subcommands.Add(PredictCommand.Create(context));
+        return root;
+    }
+
+    /// <summary>Runs the command line; returns the process exit code.</summary>
+    public static int Run(string[] args, IAnsiConsole? console = null, TextWriter? output = null, TextWriter? error = null)
+    {
+        console ??= AnsiConsole.Console;
+        // Redirected output (logs, CI) has no terminal width; Spectre would wrap at 80 columns mid-value.
+        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        error ??= Console.Error;
+        var root = Build(console, error);
+        var invocation = new InvocationConfiguration { Output = output ?? Console.Out, Error = error, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return root.Parse(args).Invoke(invocation);
+        }
+        catch (Exception e) when (CliContext.IsUserError(e))
+        {
+            error.WriteLine($"error: {CliContext.OneLine(e)}");
+            return 1;
+        }
+    }
+}
+
+/// <summary>What every command needs: where to write.</summary>
+public sealed record CliContext(IAnsiConsole Console, TextWriter Error)
+{
+    /// <summary>Errors caused by the user's input or files (reported as one line), as opposed to bugs (stack traces).</summary>
+    public static bool IsUserError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+        or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException;
+
+    /// <summary>The first line of an exception's message.</summary>
+    public static string OneLine(Exception e) => e.Message.Split('\n')[0].TrimEnd();
+
+    /// <summary>Writes a warning line to stderr.</summary>
+    public void Warn(string message) => Error.WriteLine($"warning: {message}");
+}

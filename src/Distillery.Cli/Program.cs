@@ -1,0 +1,1 @@
+return Distillery.Cli.DistilleryCli.Run(args);

@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using Distillery.IO;
+
+namespace Distillery.Tests;
+
+/// <summary>
+/// The <c>distillery</c> command as a user runs it: a separate process, its exit code, stdout and stderr.
+/// Bad input must give exit code 1 and one line on stderr, and leave nothing behind that looks finished.
+/// </summary>
+public sealed class CliTests
+{
+    sealed record Result(int ExitCode, string Out, string Err);
+
+    static readonly Lazy<string> CliDll = new(() =>
+    {
+        // tests/Distillery.Tests/bin/<Configuration>/net10.0/linux-x64/ → src/Distillery.Cli/bin/<Configuration>/...
+        var here = new DirectoryInfo(AppContext.BaseDirectory);
+        string configuration = here.Parent!.Parent!.Name;
+        var root = here;
+        while (root != null && !File.Exists(Path.Combine(root.FullName, "Distillery.slnx"))) root = root.Parent;
+        Assert.NotNull(root);
+        string dll = Path.Combine(root!.FullName, "src", "Distillery.Cli", "bin", configuration, "net10.0", "linux-x64", "Distillery.Cli.dll");
+        Assert.True(File.Exists(dll), $"CLI not built at {dll}");
+        return dll;
+    });
+
+    static Result Run(string workDir, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(CliDll.Value);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["COLUMNS"] = "200";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), $"distillery {string.Join(' ', args)} did not finish");
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    static void AssertOneLineError(Result r, params string[] fragments)
+    {
+        Assert.Equal(1, r.ExitCode);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one error line, got:\n{r.Err}");
+        Assert.StartsWith("error: ", lines[0]);
+        foreach (var f in fragments) Assert.Contains(f, lines[0]);
+    }
+
+    [Fact]
+    public void HelpListsEveryCommandAndEachHasHelp()
+    {
+        using var tmp = new TestData.TempDir();
+        var help = Run(tmp.Dir, "--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("distillery [command]", help.Out);
+        string[] commands = ["quickstart", "init", "inspect", "fill-mask", "predict"];
+        foreach (var command in commands)
+        {
+            Assert.Contains(command, help.Out);
+            var r = Run(tmp.Dir, command, "--help");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("Usage:", r.Out);
+        }
+    }
+
+    [Fact]
+    public void InitInspectAndFillMaskOnBertTiny()
+    {
+        using var tmp = new TestData.TempDir();
+        var init = Run(tmp.Dir, "init", "--arch", "L2-H128", "--out", "m");
+        Assert.True(init.ExitCode == 0, init.Err);
+        var inspect = Run(tmp.Dir, "inspect", "m");
+        Assert.True(inspect.ExitCode == 0, inspect.Err);
+        Assert.Contains("4,416,698 (4.4M)", inspect.Out);   // bert-tiny's 4.4M: 30522-token vocab, MLM head
+        Assert.Contains("L2-H128", inspect.Out);
+        Assert.Contains("vocab 30522", inspect.Out);
+        var fill = Run(tmp.Dir, "fill-mask", "m", "the capital of france is [MASK].", "--top-k", "3");
+        Assert.True(fill.ExitCode == 0, fill.Err);
+        Assert.Contains("[MASK] at token 6", fill.Out);
+    }
+
+    [Fact]
+    public void PredictRunsEachHead()
+    {
+        using var tmp = new TestData.TempDir();
+        var vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--task", "SequenceClassification", "--num-labels", "3", "--vocab", vocab, "--out", "cls").ExitCode);
+        var cls = Run(tmp.Dir, "predict", "cls", "--text", "a fine film", "--text-pair", "a good movie");
+        Assert.True(cls.ExitCode == 0, cls.Err);
+        Assert.Contains("LABEL_2", cls.Out);
+
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--task", "SequenceClassification", "--num-labels", "1", "--vocab", vocab, "--out", "reg").ExitCode);
+        var reg = Run(tmp.Dir, "predict", "reg", "--text", "a", "--text-pair", "b");
+        Assert.True(reg.ExitCode == 0, reg.Err);
+        Assert.Contains("score:", reg.Out);
+
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--task", "QuestionAnswering", "--vocab", vocab, "--out", "qa").ExitCode);
+        var qa = Run(tmp.Dir, "predict", "qa", "--text", "who wrote it?", "--text-pair", "it was written by jane austen in 1815.");
+        Assert.True(qa.ExitCode == 0, qa.Err);
+        Assert.Contains("answer:", qa.Out);
+        AssertOneLineError(Run(tmp.Dir, "predict", "qa", "--text", "who wrote it?"), "--text-pair");
+
+        // Input longer than the position table: truncated, with a warning, not a crash.
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--max-positions", "16", "--vocab", vocab, "--out", "short").ExitCode);
+        var longInput = Run(tmp.Dir, "fill-mask", "short", string.Join(' ', Enumerable.Repeat("word", 40)) + " [MASK]");
+        Assert.Equal(1, longInput.ExitCode);   // the [MASK] was cut off: that is the error, named
+        Assert.Contains("no [MASK]", longInput.Err);
+        var cut = Run(tmp.Dir, "fill-mask", "short", "[MASK] " + string.Join(' ', Enumerable.Repeat("word", 40)));
+        Assert.True(cut.ExitCode == 0, cut.Err);
+        Assert.Contains("warning: input truncated to 16 tokens", cut.Err);
+    }
+
+    [Fact]
+    public void BadInputGivesOneLineAndExitCodeOne()
+    {
+        using var tmp = new TestData.TempDir();
+        var vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
+        AssertOneLineError(Run(tmp.Dir, "inspect", "nowhere"), "nowhere", "model folder not found");
+
+        var badArch = Run(tmp.Dir, "init", "--arch", "L2H128", "--vocab", vocab, "--out", "x");
+        AssertOneLineError(badArch, "L2H128", "L4-H256");
+        Assert.False(Directory.Exists(Path.Combine(tmp.Dir, "x")));
+
+        var indivisible = Run(tmp.Dir, "init", "--layers", "1", "--hidden", "30", "--heads", "4", "--vocab", vocab, "--out", "y");
+        AssertOneLineError(indivisible, "hidden_size 30 is not divisible by num_attention_heads 4");
+        Assert.False(Directory.Exists(Path.Combine(tmp.Dir, "y")));
+
+        AssertOneLineError(Run(tmp.Dir, "init", "--arch", "L1-H64", "--vocab", "missing-vocab.txt", "--out", "z"), "missing-vocab.txt");
+        Assert.False(Directory.Exists(Path.Combine(tmp.Dir, "z")));
+
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab", vocab, "--out", "good").ExitCode);
+        void Copy(string to)
+        {
+            Directory.CreateDirectory(Path.Combine(tmp.Dir, to));
+            foreach (var f in Directory.GetFiles(Path.Combine(tmp.Dir, "good"))) File.Copy(f, Path.Combine(tmp.Dir, to, Path.GetFileName(f)));
+        }
+
+        Copy("no-vocab");
+        File.Delete(Path.Combine(tmp.Dir, "no-vocab", "vocab.txt"));
+        AssertOneLineError(Run(tmp.Dir, "fill-mask", "no-vocab", "a [MASK]"), "vocab.txt missing");
+
+        Copy("short-vocab");
+        var lines = File.ReadAllLines(Path.Combine(tmp.Dir, "short-vocab", "vocab.txt"));
+        File.WriteAllLines(Path.Combine(tmp.Dir, "short-vocab", "vocab.txt"), lines[..^10]);
+        AssertOneLineError(Run(tmp.Dir, "fill-mask", "short-vocab", "a [MASK]"), "30512 tokens", "vocab_size 30522");
+
+        Copy("corrupt");
+        string weights = Path.Combine(tmp.Dir, "corrupt", "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        BitConverter.GetBytes((ulong)bytes.Length * 4).CopyTo(bytes, 0);   // header length beyond the file
+        File.WriteAllBytes(weights, bytes);
+        AssertOneLineError(Run(tmp.Dir, "inspect", "corrupt"), "model.safetensors");
+
+        Copy("bad-offsets");
+        string offsets = Path.Combine(tmp.Dir, "bad-offsets", "model.safetensors");
+        var (entries, _) = Safetensors.ReadHeader(offsets);
+        Assert.NotEmpty(entries);
+        File.WriteAllBytes(offsets, File.ReadAllBytes(offsets)[..^16]);   // last tensor's bytes now run past the end
+        AssertOneLineError(Run(tmp.Dir, "inspect", "bad-offsets"), "model.safetensors");
+
+        AssertOneLineError(Run(tmp.Dir, "fill-mask", "good", "no mask here"), "no [MASK]");
+        AssertOneLineError(Run(tmp.Dir, "predict", "good", "--text", "a [MASK]", "--top-k", "0"), "top-k");
+
+        var unknownCommand = Run(tmp.Dir, "distil");
+        Assert.NotEqual(0, unknownCommand.ExitCode);
+    }
+}
