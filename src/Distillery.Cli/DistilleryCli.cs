@@ -24,6 +24,9 @@ public static class DistilleryCli
         var context = new CliContext(console, error);
         root.Subcommands.Add(QuickstartCommand.Create(context));
         root.Subcommands.Add(InitCommand.Create(context));
+        root.Subcommands.Add(PretrainCommand.Create(context));
+        root.Subcommands.Add(FinetuneCommand.CreateFinetune(context));
+        root.Subcommands.Add(FinetuneCommand.CreateEval(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));

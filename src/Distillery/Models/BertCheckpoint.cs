@@ -131,9 +131,10 @@ public static class BertCheckpoint
     }
 
     /// <summary>
-    /// Writes a model folder. Everything is written into a staging folder beside <paramref name="dir"/> and moved into
-    /// place at the end, so an interrupted save never leaves a folder that looks complete. An existing folder is replaced.
-    /// <paramref name="dtype"/> is the storage type (float32, float16 or bfloat16), recorded as <c>torch_dtype</c>.
+    /// Writes a model folder (creating it if needed; other files in it, such as a run's logs, are left alone).
+    /// <c>config.json</c> marks a finished folder: it is removed first and written last, and every file is written
+    /// atomically, so an interrupted save never leaves a folder that loads. <paramref name="dtype"/> is the storage type
+    /// (float32, float16 or bfloat16), recorded as <c>torch_dtype</c>.
     /// </summary>
     public static void Save(BertTaskModel model, string dir, BertTextTokenizer? tokenizer, string dtype = "float32")
     {
@@ -146,36 +147,13 @@ public static class BertCheckpoint
         };
         if (tokenizer != null && tokenizer.VocabSize != model.Config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {model.Config.VocabSize}");
-        string full = Path.GetFullPath(dir);
-        string parent = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(parent);
-        string staging = Path.Combine(parent, $".{Path.GetFileName(full)}.partial-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
-        try
-        {
-            var config = model.Config with
-            {
-                Architectures = [BertTasks.ArchitectureName(model.Task)],
-                TorchDtype = dtype,
-            };
-            using (var scope = NewDisposeScope())
-                Safetensors.Save(Path.Combine(staging, WeightsFile), StateDict(model, storage), new Dictionary<string, string> { ["format"] = "pt" });
-            tokenizer?.SaveTo(staging);
-            config.Save(Path.Combine(staging, ConfigFile));
-            if (Directory.Exists(full))
-            {
-                string old = Path.Combine(parent, $".{Path.GetFileName(full)}.old-{Guid.NewGuid():N}");
-                Directory.Move(full, old);
-                Directory.Move(staging, full);
-                Directory.Delete(old, recursive: true);
-            }
-            else Directory.Move(staging, full);
-        }
-        catch
-        {
-            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
-            throw;
-        }
+        var config = model.Config with { Architectures = [BertTasks.ArchitectureName(model.Task)], TorchDtype = dtype };
+        Directory.CreateDirectory(dir);
+        File.Delete(Path.Combine(dir, ConfigFile));
+        using (var scope = NewDisposeScope())
+            Safetensors.Save(Path.Combine(dir, WeightsFile), StateDict(model, storage), new Dictionary<string, string> { ["format"] = "pt" });
+        tokenizer?.SaveTo(dir);
+        config.Save(Path.Combine(dir, ConfigFile));
     }
 
     /// <summary>

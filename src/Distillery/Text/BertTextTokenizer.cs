@@ -96,6 +96,8 @@ public sealed class BertTextTokenizer
         int modelMaxLength, SpecialTokenNames names)
     {
         (_vocab, _tokenToId) = ReadVocab(vocabPath, vocabBytes);
+        Fingerprint = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+            [.. vocabBytes, .. Encoding.UTF8.GetBytes($"|{lowerCase}|{stripAccents ?? lowerCase}|{tokenizeChineseChars}|{string.Join(",", names.All)}")]))[..16];
 
         var missing = names.All.Where(t => !_tokenToId.ContainsKey(t)).ToArray();
         if (missing.Length > 0)
@@ -133,6 +135,12 @@ public sealed class BertTextTokenizer
 
     /// <summary>Number of entries in the vocabulary (lines of vocab.txt).</summary>
     public int VocabSize => _vocab.Length;
+    /// <summary>A hash of the vocabulary and normalisation settings: equal fingerprints tokenise identically (cache keys).</summary>
+    public string Fingerprint { get; }
+    /// <summary>Whether token <paramref name="id"/> continues a word (WordPiece "##" prefix); whole-word masking groups on it.</summary>
+    public bool IsContinuation(int id) => id >= 0 && id < _vocab.Length && _vocab[id].StartsWith(SubwordPrefix, StringComparison.Ordinal);
+    /// <summary>Whether <paramref name="id"/> is one of the special tokens ([PAD], [UNK], [CLS], [SEP], [MASK]).</summary>
+    public bool IsSpecial(int id) => _specialIds.Contains(id);
     /// <summary>Id of [PAD].</summary>
     public int PadId { get; }
     /// <summary>Id of [UNK].</summary>

@@ -1,0 +1,74 @@
+using System.CommandLine;
+using System.Text.Json;
+using Distillery.Data;
+using Distillery.Training;
+using Spectre.Console;
+
+namespace Distillery.Cli.Commands;
+
+/// <summary><c>distillery pretrain</c>: masked-LM pre-training on plain text.</summary>
+public static class PretrainCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var corpus = new Option<string[]>("--corpus") { Description = "Text files or folders (repeatable). Default with --config: the config's.", AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string?>("--out", "-o") { Description = "Output model folder (logs and checkpoints go there too)." };
+        var arch = new Option<string?>("--arch") { Description = "Architecture of a new model, e.g. L4-H256 (default L4-H256)." };
+        var initFrom = new Option<string?>("--init-from") { Description = "Continue pre-training this model folder instead of a random init." };
+        var vocab = new Option<string?>("--vocab") { Description = "vocab.txt for a new model (default: bert-base-uncased's from ../shared/data)." };
+        var seqLength = new Option<int?>("--seq-length") { Description = "Tokens per packed sequence (default 128)." };
+        var maskProbability = new Option<double?>("--mask-prob") { Description = "Fraction of tokens predicted (default 0.15)." };
+        var wholeWord = new Option<bool>("--whole-word-mask") { Description = "Mask whole words (all their word pieces) together." };
+        var evalSequences = new Option<int?>("--eval-sequences") { Description = "Sequences held out for MLM evaluation (default 512)." };
+        var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "error (default): stop at a line that is not UTF-8; latin1: read such lines as Latin-1." };
+        invalidUtf8.AcceptOnlyFromAmong("error", "latin1");
+        var cacheDir = new Option<string?>("--cache-dir") { Description = "Cache of tokenised corpus files (default ~/.cache/distillery)." };
+        var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
+        var training = new TrainingCliOptions();
+        var command = new Command("pretrain", "Pre-train a BERT with masked-LM (15% masking, 80/10/10, dynamic) on text files.")
+        {
+            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, cacheDir, config, resume,
+        };
+        training.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var basis = parse.GetValue(config) is string path ? LoadConfig<PretrainOptions>(path) : null;
+            var corpusPaths = parse.GetValue(corpus) is { Length: > 0 } given ? given : basis?.Corpus.ToArray()
+                ?? throw new ArgumentException("give --corpus (text files or folders)");
+            string outDir = parse.GetValue(output) ?? basis?.Out ?? throw new ArgumentException("give --out (the output model folder)");
+            var options = (basis ?? new PretrainOptions { Corpus = corpusPaths, Out = outDir }) with { Corpus = corpusPaths, Out = outDir };
+            if (parse.GetValue(arch) is string a) options = options with { Arch = a };
+            if (parse.GetValue(initFrom) is string i) options = options with { InitFrom = i };
+            if (parse.GetValue(vocab) is string v) options = options with { VocabPath = v };
+            if (parse.GetValue(seqLength) is int l) options = options with { SeqLength = l };
+            if (parse.GetValue(maskProbability) is double mp) options = options with { Masking = options.Masking with { Probability = mp } };
+            if (parse.GetValue(wholeWord)) options = options with { Masking = options.Masking with { WholeWord = true } };
+            if (parse.GetValue(evalSequences) is int es) options = options with { EvalSequences = es };
+            if (parse.GetValue(cacheDir) is string c) options = options with { CacheDir = c };
+            if (parse.GetValue(invalidUtf8) is string u) options = options with { InvalidUtf8 = u == "latin1" ? InvalidUtf8.Latin1 : InvalidUtf8.Error };
+            options = options with { Trainer = training.Apply(parse, options.Trainer) };
+            options.Validate();
+
+            var metrics = RunProgress.Show(context, events => Pretraining.Run(options, parse.GetValue(resume), events));
+            context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics.ToJsonString()}");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Reads options from a run_config.json ({"command", "options"}) or a bare options object.</summary>
+    public static T LoadConfig<T>(string path)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path}: config not found", path));
+        var options = node?["options"] ?? node;
+        try
+        {
+            return options.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException($"{path}: empty config");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: {e.Message.Split('\n')[0]}");
+        }
+    }
+}

@@ -1,0 +1,319 @@
+using System.Text.Json.Nodes;
+using Distillery.Data;
+using Distillery.Models;
+using Distillery.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Training;
+
+/// <summary>One tokenised example: ids and segment ids (unpadded), and its target.</summary>
+/// <param name="InputIds">Token ids, [CLS] … [SEP] (unpadded).</param>
+/// <param name="TokenTypeIds">Segment ids.</param>
+/// <param name="Label">Class index (classification), or -1.</param>
+/// <param name="Score">Regression target, or NaN.</param>
+/// <param name="Start">QA start token (0 = no answer in this window), or -1.</param>
+/// <param name="End">QA end token, or -1.</param>
+public sealed record EncodedExample(int[] InputIds, int[] TokenTypeIds, int Label, float Score, int Start = -1, int End = -1);
+
+/// <summary>A padded micro-batch of <see cref="EncodedExample"/>s, row-major [Batch, Length].</summary>
+public sealed record TaskBatch(long[] InputIds, long[] TokenTypeIds, long[] AttentionMask, int Batch, int Length,
+    long[] Labels, float[] Scores, long[] Starts, long[] Ends)
+{
+    /// <summary>Model inputs as tensors (created in the caller's dispose scope).</summary>
+    public BertInputs ToInputs() => new(tensor(InputIds, [Batch, Length]), tensor(AttentionMask, [Batch, Length]), tensor(TokenTypeIds, [Batch, Length]));
+
+    /// <summary>Pads <paramref name="rows"/> to the longest (dynamic padding).</summary>
+    public static TaskBatch Collate(IReadOnlyList<EncodedExample> rows, int padId)
+    {
+        int b = rows.Count, t = rows.Max(r => r.InputIds.Length);
+        var ids = new long[b * t];
+        var types = new long[b * t];
+        var mask = new long[b * t];
+        if (padId != 0) Array.Fill(ids, padId);
+        for (int i = 0; i < b; i++)
+        {
+            var r = rows[i];
+            for (int j = 0; j < r.InputIds.Length; j++)
+            {
+                ids[i * t + j] = r.InputIds[j];
+                types[i * t + j] = r.TokenTypeIds[j];
+                mask[i * t + j] = 1;
+            }
+        }
+        return new TaskBatch(ids, types, mask, b, t, rows.Select(r => (long)r.Label).ToArray(), rows.Select(r => r.Score).ToArray(),
+            rows.Select(r => (long)r.Start).ToArray(), rows.Select(r => (long)r.End).ToArray());
+    }
+}
+
+/// <summary>
+/// Batches of encoded examples with dynamic padding. With bucketing, each epoch's shuffled order is cut into chunks of
+/// 50 batches, sorted by length inside a chunk, batched, and the batches shuffled: similar lengths share a batch (less
+/// padding) while the order stays random. Every epoch's batches are a pure function of (seed, epoch).
+/// </summary>
+public sealed class TaskBatchSource : IBatchSource<TaskBatch>
+{
+    private readonly IReadOnlyList<EncodedExample> examples;
+    private readonly int batchSize;
+    private readonly long seed;
+    private readonly bool shuffle;
+    private readonly bool bucket;
+    private readonly int padId;
+    private (int Epoch, int[][] Batches)? cached;
+
+    public TaskBatchSource(IReadOnlyList<EncodedExample> examples, int batchSize, long seed, int padId, bool shuffle = true, bool bucket = true)
+    {
+        if (examples.Count == 0) throw new ArgumentException("no examples");
+        this.examples = examples;
+        this.batchSize = batchSize;
+        this.seed = seed;
+        this.shuffle = shuffle;
+        this.bucket = bucket;
+        this.padId = padId;
+    }
+
+    /// <inheritdoc/>
+    public int BatchesPerEpoch => (examples.Count + batchSize - 1) / batchSize;
+
+    private int[][] Batches(int epoch)
+    {
+        if (cached is { } c && c.Epoch == epoch) return c.Batches;
+        var order = Enumerable.Range(0, examples.Count).ToArray();
+        var random = new Random((int)(Trainer<TaskBatch>.StepSeed(seed, epoch) & int.MaxValue));
+        if (shuffle) random.Shuffle(order);
+        if (bucket)
+        {
+            int chunk = batchSize * 50;
+            for (int start = 0; start < order.Length; start += chunk)
+                Array.Sort(order, start, Math.Min(chunk, order.Length - start), Comparer<int>.Create((a, b) => examples[a].InputIds.Length.CompareTo(examples[b].InputIds.Length)));
+        }
+        var batches = order.Chunk(batchSize).ToArray();
+        if (shuffle && bucket) random.Shuffle(batches);
+        cached = (epoch, batches);
+        return batches;
+    }
+
+    /// <inheritdoc/>
+    public TaskBatch Get(int epoch, int index) => TaskBatch.Collate(Batches(epoch)[index].Select(i => examples[i]).ToList(), padId);
+}
+
+/// <summary>Task losses: cross-entropy (classification), MSE (regression), mean of start/end cross-entropy (span QA).</summary>
+public sealed class TaskObjective(BertTaskModel model) : ITrainingObjective<TaskBatch>
+{
+    /// <inheritdoc/>
+    public nn.Module Module => model;
+
+    /// <inheritdoc/>
+    public (Tensor Loss, long Tokens) Loss(TaskBatch batch) => (Compute(model, batch), batch.AttentionMask.Sum());
+
+    /// <summary>The supervised loss of <paramref name="model"/> on <paramref name="batch"/>.</summary>
+    public static Tensor Compute(BertTaskModel model, TaskBatch batch)
+    {
+        var output = model.forward(batch.ToInputs());
+        return model.Task switch
+        {
+            BertTask.SequenceClassification when model.Config.IsRegression =>
+                nn.functional.mse_loss(output.Logits.squeeze(-1), tensor(batch.Scores)),
+            BertTask.SequenceClassification => nn.functional.cross_entropy(output.Logits, tensor(batch.Labels)),
+            BertTask.QuestionAnswering =>
+                (nn.functional.cross_entropy(output.StartLogits, tensor(batch.Starts)) + nn.functional.cross_entropy(output.EndLogits, tensor(batch.Ends))) / 2,
+            _ => throw new InvalidOperationException("fine-tuning needs a classification, regression or QA head"),
+        };
+    }
+
+    /// <summary>Logits of every example, in order, in batches of <paramref name="batchSize"/> (no gradients).</summary>
+    public static List<float[]> Predict(BertTaskModel model, IReadOnlyList<EncodedExample> examples, int padId, int batchSize = 64)
+    {
+        var result = new List<float[]>(examples.Count);
+        using var _ = no_grad();
+        for (int start = 0; start < examples.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var rows = examples.Skip(start).Take(batchSize).ToList();
+            var batch = TaskBatch.Collate(rows, padId);
+            var logits = model.forward(batch.ToInputs()).Logits.contiguous();   // [B, C] or [B, T, 2]
+            var flat = logits.data<float>().ToArray();
+            int per = (int)(logits.numel() / rows.Count);
+            for (int i = 0; i < rows.Count; i++) result.Add(flat.AsSpan(i * per, per).ToArray());
+        }
+        return result;
+    }
+}
+
+/// <summary>Options of <c>distillery finetune</c> and <c>distillery eval</c>.</summary>
+public sealed record FinetuneOptions
+{
+    /// <summary>A GLUE task name (sst2, mrpc, rte, cola, stsb, qnli, wnli, qqp, mnli) or "squad".</summary>
+    public required string Task { get; init; }
+    /// <summary>The model folder to start from (pre-trained or any BERT).</summary>
+    public required string Model { get; init; }
+    /// <summary>GLUE: the glue_data folder (or the task's folder); SQuAD: the JSON file (v1.1 or v2.0).</summary>
+    public required string Data { get; init; }
+    /// <summary>Output model folder.</summary>
+    public required string Out { get; init; }
+    /// <summary>Longest input in tokens (GLUE default 128, SQuAD 384).</summary>
+    public int? MaxLength { get; init; }
+    /// <summary>SQuAD: window stride.</summary>
+    public int DocStride { get; init; } = 128;
+    /// <summary>
+    /// SQuAD with only a dev file: train on this many articles (seeded choice), evaluate on the rest. 0 means train on
+    /// the file given and evaluate on <see cref="EvalData"/>.
+    /// </summary>
+    public int SplitArticles { get; init; }
+    /// <summary>Separate evaluation file (SQuAD) when not splitting articles.</summary>
+    public string? EvalData { get; init; }
+    /// <summary>Group similar lengths into batches.</summary>
+    public bool LengthBucketing { get; init; } = true;
+    /// <summary>Optimisation (fine-tuning defaults).</summary>
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 1e-4, Epochs = 3, BatchSize = 32, EvalEvery = 0 };
+
+    /// <summary>Whether this is the SQuAD task.</summary>
+    public bool IsSquad => Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
+}
+
+/// <summary>Fine-tuning and evaluation on GLUE and SQuAD.</summary>
+public static class FineTuning
+{
+    /// <summary>Everything a task needs: examples, how to score predictions, and the head shape.</summary>
+    private sealed class TaskData
+    {
+        public required IReadOnlyList<EncodedExample> Train { get; init; }
+        public required IReadOnlyList<EncodedExample> Eval { get; init; }
+        public required Func<List<float[]>, IReadOnlyDictionary<string, double>> Score { get; init; }
+        public required BertTask Head { get; init; }
+        public required IReadOnlyList<string> Labels { get; init; }
+        public required bool Regression { get; init; }
+        public required string PrimaryMetric { get; init; }
+        public required string Description { get; init; }
+    }
+
+    private static TaskData Prepare(FinetuneOptions o, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
+    {
+        int maxLength = o.MaxLength ?? Math.Min(o.IsSquad ? 384 : 128, maxPositions);
+        if (maxLength > maxPositions) throw new ArgumentException($"max length {maxLength} exceeds the model's {maxPositions} positions");
+        if (o.IsSquad)
+        {
+            var options = new SquadOptions { MaxLength = maxLength, DocStride = o.DocStride };
+            IReadOnlyList<SquadQuestion> train, eval;
+            var all = Squad.Load(o.Data);
+            if (o.SplitArticles > 0) (train, eval) = Squad.SplitArticles(all, o.SplitArticles, (int)(o.Trainer.Seed & int.MaxValue));
+            else
+            {
+                train = all;
+                eval = o.EvalData != null ? Squad.Load(o.EvalData) : needTrain ? throw new ArgumentException("SQuAD needs --eval-data FILE or --split-articles N (only a dev set is available here)") : all;
+            }
+            options = options with { Version2 = all.Any(q => q.IsImpossible) };
+            var evalFeatures = Squad.Featurize(tokenizer, eval, options);
+            IReadOnlyList<EncodedExample> Encode(IReadOnlyList<SquadFeature> f) => f.Select(x => new EncodedExample(x.InputIds, x.TokenTypeIds, -1, float.NaN, x.StartPosition, x.EndPosition)).ToList();
+            return new TaskData
+            {
+                Train = needTrain ? Encode(Squad.Featurize(tokenizer, train, options)) : [],
+                Eval = Encode(evalFeatures),
+                Score = logits =>
+                {
+                    // [T, 2] per feature → start and end rows.
+                    var starts = logits.Select(l => Enumerable.Range(0, l.Length / 2).Select(i => l[2 * i]).ToArray()).ToList();
+                    var ends = logits.Select(l => Enumerable.Range(0, l.Length / 2).Select(i => l[2 * i + 1]).ToArray()).ToList();
+                    return Squad.Evaluate(eval, Squad.Decode(eval, evalFeatures, starts, ends, options));
+                },
+                Head = BertTask.QuestionAnswering, Labels = ["LABEL_0", "LABEL_1"], Regression = false, PrimaryMetric = "f1",
+                Description = $"SQuAD: {train.Count:N0} train / {eval.Count:N0} eval questions, {evalFeatures.Count:N0} eval windows of ≤{maxLength} tokens",
+            };
+        }
+        var task = Glue.ParseTask(o.Task);
+        var info = Glue.Info(task);
+        EncodedExample EncodeOne(GlueExample e)
+        {
+            var t = tokenizer.Encode(e.TextA, e.TextB, maxLength);
+            return new EncodedExample(t.InputIds, t.TokenTypeIds, e.Label, (float)e.Score);
+        }
+        var trainExamples = needTrain ? Glue.Load(task, Glue.SplitPath(o.Data, task, "train")) : [];
+        var devExamples = Glue.Load(task, Glue.SplitPath(o.Data, task, info.DevSplits[0]));
+        return new TaskData
+        {
+            Train = trainExamples.Select(EncodeOne).ToList(),
+            Eval = devExamples.Select(EncodeOne).ToList(),
+            Score = logits => info.IsRegression
+                ? Glue.EvaluateRegression(logits.Select(l => (double)l[0]).ToList(), devExamples)
+                : Glue.Evaluate(task, logits.Select(l => Array.IndexOf(l, l.Max())).ToList(), devExamples),
+            Head = BertTask.SequenceClassification,
+            Labels = info.IsRegression ? ["score"] : info.Labels,
+            Regression = info.IsRegression,
+            PrimaryMetric = info.PrimaryMetric,
+            Description = $"{info.DirectoryName}: {trainExamples.Count:N0} train / {devExamples.Count:N0} {info.DevSplits[0]} examples, ≤{maxLength} tokens",
+        };
+    }
+
+    /// <summary>Fine-tunes <see cref="FinetuneOptions.Model"/>, keeps the best dev checkpoint, and writes it with run files to <see cref="FinetuneOptions.Out"/>.</summary>
+    public static JsonObject Run(FinetuneOptions options, bool resume = false, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        options.Trainer.Validate();
+        var config = BertCheckpoint.ReadConfig(options.Model);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
+        var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
+        events.Message?.Invoke(data.Description);
+        torch.manual_seed(options.Trainer.Seed);   // the new head's init
+        var (model, report) = BertCheckpoint.Load(options.Model, data.Head, c => c with
+        {
+            Labels = data.Labels,
+            ProblemType = data.Head == BertTask.SequenceClassification ? (data.Regression ? ProblemType.Regression : ProblemType.SingleLabelClassification) : null,
+        });
+        foreach (var w in report.Warnings()) events.Message?.Invoke(w);
+
+        Directory.CreateDirectory(options.Out);
+        RunFiles.Write(options.Out, "run_config.json", new { command = "finetune", options });
+        string bestDir = Path.Combine(options.Out, "best");
+        var trainData = new TaskBatchSource(data.Train, options.Trainer.BatchSize, options.Trainer.Seed, tokenizer.PadId, bucket: options.LengthBucketing);
+        var trainer = new Trainer<TaskBatch>(new TaskObjective(model), trainData, options.Trainer, options.Out)
+        {
+            Evaluate = () => data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId)),
+            SelectBy = (data.PrimaryMetric, true),
+            OnBest = _ => BertCheckpoint.Save(model, bestDir, tokenizer),
+            OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
+        };
+        events.StageStarted?.Invoke($"fine-tuning {options.Task}", trainer.TotalSteps);
+        var result = trainer.Run(resume);
+        model.Dispose();
+
+        // The output is the best dev checkpoint (transformers' load_best_model_at_end).
+        var (best, _) = BertCheckpoint.Load(bestDir);
+        using (best) BertCheckpoint.Save(best, options.Out, tokenizer);
+        Directory.Delete(bestDir, recursive: true);
+        var metrics = new JsonObject
+        {
+            ["command"] = "finetune",
+            ["task"] = options.Task,
+            ["dev"] = RunFiles.Metrics(result.Best!.Metrics),
+            ["best_step"] = result.Best.Step,
+            ["steps"] = result.Steps,
+            ["evaluations"] = new JsonArray(result.Evaluations.Select(e => (JsonNode?)new JsonObject { ["step"] = e.Step, ["metrics"] = RunFiles.Metrics(e.Metrics) }).ToArray()),
+            ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
+            ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
+            ["precision"] = options.Trainer.Precision.ToString(),
+            ["machine"] = Bench.Machine.Describe(),
+        };
+        RunFiles.Write(options.Out, "metrics.json", metrics);
+        if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
+        return metrics;
+    }
+
+    /// <summary>Scores a model folder on a task's dev data (no training).</summary>
+    public static IReadOnlyDictionary<string, double> Evaluate(FinetuneOptions options, ComputePrecision precision = ComputePrecision.Float32)
+    {
+        var config = BertCheckpoint.ReadConfig(options.Model);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
+        var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
+        var (model, report) = BertCheckpoint.Load(options.Model, data.Head);
+        using (model)
+        {
+            if (report.Initialized.Count > 0)
+                throw new InvalidDataException($"{options.Model}: has no trained {BertTasks.ArchitectureName(data.Head)} head (missing {string.Join(", ", report.Initialized.Take(3))}); fine-tune it first");
+            if (data.Head == BertTask.SequenceClassification && model.Config.NumLabels != data.Labels.Count)
+                throw new InvalidDataException($"{options.Model}: its head has {model.Config.NumLabels} outputs, task {options.Task} needs {data.Labels.Count}");
+            model.eval();
+            model.SetPrecision(precision);
+            return data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId));
+        }
+    }
+}

@@ -1,0 +1,148 @@
+using System.Text.Json.Nodes;
+using Distillery.Data;
+using Distillery.Models;
+using Distillery.Text;
+using TorchSharp;
+
+namespace Distillery.Training;
+
+/// <summary>
+/// Options of <c>distillery pretrain</c>: masked-LM pre-training of a compact BERT from scratch (or continued from a
+/// model folder) on plain text. Defaults follow BERT (15% masking, 80/10/10) with RoBERTa's dynamic masking and
+/// full-length packed sequences, no next-sentence task.
+/// </summary>
+public sealed record PretrainOptions
+{
+    /// <summary>Text files or folders.</summary>
+    public required IReadOnlyList<string> Corpus { get; init; }
+    /// <summary>Output model folder (also holds logs and checkpoints).</summary>
+    public required string Out { get; init; }
+    /// <summary>Architecture of a new model (e.g. L4-H256); ignored with <see cref="InitFrom"/>.</summary>
+    public string Arch { get; init; } = "L4-H256";
+    /// <summary>Continue from this model folder instead of a random init.</summary>
+    public string? InitFrom { get; init; }
+    /// <summary>vocab.txt of a new model (default: bert-base-uncased's from the shared data).</summary>
+    public string? VocabPath { get; init; }
+    /// <summary>Tokens per packed sequence, [CLS] and [SEP] included.</summary>
+    public int SeqLength { get; init; } = 128;
+    /// <summary>Position table of a new model.</summary>
+    public int MaxPositions { get; init; } = 512;
+    /// <summary>Masking.</summary>
+    public MaskingOptions Masking { get; init; } = new();
+    /// <summary>Sequences held out for evaluation (MLM loss, accuracy, perplexity).</summary>
+    public int EvalSequences { get; init; } = 512;
+    /// <summary>How files split into documents.</summary>
+    public DocumentSplit DocumentSplit { get; init; } = DocumentSplit.BlankLine;
+    /// <summary>What a line that is not UTF-8 does.</summary>
+    public InvalidUtf8 InvalidUtf8 { get; init; } = InvalidUtf8.Error;
+    /// <summary>Where tokenised corpus files are cached.</summary>
+    public string? CacheDir { get; init; }
+    /// <summary>Optimisation (pre-training defaults: lr 5e-4, 6% warm-up, as compact-model recipes use).</summary>
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.06, Epochs = 1, BatchSize = 32 };
+
+    /// <summary>Checks options that the trainer and model do not check themselves.</summary>
+    public PretrainOptions Validate()
+    {
+        if (Corpus.Count == 0) throw new ArgumentException("give at least one corpus file or folder");
+        if (SeqLength < 8) throw new ArgumentException($"sequence length must be at least 8 (got {SeqLength})");
+        if (EvalSequences < 0) throw new ArgumentException($"eval sequences must not be negative (got {EvalSequences})");
+        Masking.Validate();
+        Trainer.Validate();
+        return this;
+    }
+
+    /// <summary>The default cache folder: $DISTILLERY_CACHE, else ~/.cache/distillery.</summary>
+    public static string DefaultCacheDir() =>
+        Environment.GetEnvironmentVariable("DISTILLERY_CACHE") is { Length: > 0 } env ? env
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "distillery");
+}
+
+/// <summary>Events of a pre-training or fine-tuning run, for a progress display.</summary>
+public sealed record RunEvents
+{
+    /// <summary>A stage begins (its name, and its total in units, e.g. files or steps).</summary>
+    public Action<string, int>? StageStarted { get; init; }
+    /// <summary>A stage advanced to this many units done, with a short status line.</summary>
+    public Action<int, string>? StageProgress { get; init; }
+    /// <summary>A message worth showing (warnings, what was loaded).</summary>
+    public Action<string>? Message { get; init; }
+}
+
+/// <summary>Masked-LM pre-training.</summary>
+public static class Pretraining
+{
+    /// <summary>Runs pre-training and writes the model, <c>run_config.json</c> and <c>metrics.json</c> into <see cref="PretrainOptions.Out"/>.</summary>
+    public static JsonObject Run(PretrainOptions options, bool resume = false, RunEvents? events = null)
+    {
+        options.Validate();
+        events ??= new RunEvents();
+        BertTextTokenizer tokenizer;
+        BertForMaskedLM model;
+        if (options.InitFrom != null)
+        {
+            var config = BertCheckpoint.ReadConfig(options.InitFrom);
+            tokenizer = BertCheckpoint.LoadTokenizer(options.InitFrom, config);
+            var (loaded, report) = BertCheckpoint.Load(options.InitFrom, BertTask.MaskedLM);
+            foreach (var w in report.Warnings()) events.Message?.Invoke(w);
+            model = (BertForMaskedLM)loaded;
+        }
+        else
+        {
+            string vocab = options.VocabPath ?? SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt");
+            tokenizer = BertTextTokenizer.FromVocab(vocab);
+            var config = BertArch.Parse(options.Arch, tokenizer.VocabSize) with { MaxPositionEmbeddings = options.MaxPositions };
+            torch.manual_seed(options.Trainer.Seed);
+            model = (BertForMaskedLM)BertTaskModel.Create(config, BertTask.MaskedLM);
+        }
+        if (options.SeqLength > model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"sequence length {options.SeqLength} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
+
+        var files = TextCorpus.ExpandPaths(options.Corpus);
+        events.StageStarted?.Invoke("tokenising corpus", files.Count);
+        var corpus = TextCorpus.Load(options.Corpus, tokenizer, options.CacheDir ?? PretrainOptions.DefaultCacheDir(), options.DocumentSplit,
+            (done, total, file) => events.StageProgress?.Invoke(done, Path.GetFileName(file)), options.InvalidUtf8);
+        int sequences = corpus.SequenceCount(options.SeqLength);
+        if (sequences <= options.EvalSequences)
+            throw new InvalidDataException($"corpus gives {sequences} sequences of {options.SeqLength} tokens, not more than the {options.EvalSequences} held out for evaluation");
+        events.Message?.Invoke($"corpus: {files.Count} files, {corpus.Documents:N0} documents, {corpus.Tokens.Length:N0} tokens, {sequences:N0} sequences of {options.SeqLength}");
+
+        // Held-out sequences: a seeded choice, fixed for the run; evaluated with fixed masking (epoch 0 of a non-shuffled source).
+        var all = Enumerable.Range(0, sequences).ToArray();
+        new Random((int)(options.Trainer.Seed & int.MaxValue)).Shuffle(all);
+        var evalIdx = all[..options.EvalSequences].Order().ToArray();
+        var trainIdx = all[options.EvalSequences..].Order().ToArray();
+        var train = new MlmBatchSource(corpus, tokenizer, trainIdx, options.SeqLength, options.Trainer.BatchSize, options.Masking, options.Trainer.Seed);
+        var eval = options.EvalSequences > 0
+            ? new MlmBatchSource(corpus, tokenizer, evalIdx, options.SeqLength, options.Trainer.BatchSize, options.Masking, options.Trainer.Seed + 1, shuffle: false)
+            : null;
+
+        Directory.CreateDirectory(options.Out);
+        RunFiles.Write(options.Out, "run_config.json", new { command = "pretrain", options });
+        var trainer = new Trainer<MlmBatch>(new MlmObjective(model), train, options.Trainer, options.Out)
+        {
+            Evaluate = eval == null ? null : () => MlmObjective.Evaluate(model, eval),
+            OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  lr {p.LearningRate:0.0e0}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
+        };
+        events.StageStarted?.Invoke("pre-training", trainer.TotalSteps);
+        var result = trainer.Run(resume);
+        model.eval();
+        BertCheckpoint.Save(model, options.Out, tokenizer);
+        var metrics = new JsonObject
+        {
+            ["command"] = "pretrain",
+            ["steps"] = result.Steps,
+            ["final_train_loss"] = double.IsFinite(result.FinalLoss) ? result.FinalLoss : null,
+            ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
+            ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
+            ["skipped_steps"] = result.SkippedSteps,
+            ["corpus_tokens"] = corpus.Tokens.Length,
+            ["eval"] = result.Evaluations.Count > 0 ? RunFiles.Metrics(result.Evaluations[^1].Metrics) : null,
+            ["precision"] = options.Trainer.Precision.ToString(),
+            ["machine"] = Bench.Machine.Describe(),
+        };
+        RunFiles.Write(options.Out, "metrics.json", metrics);
+        if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
+        model.Dispose();
+        return metrics;
+    }
+}

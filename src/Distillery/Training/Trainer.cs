@@ -1,0 +1,429 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Distillery.IO;
+using Distillery.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Distillery.Training;
+
+/// <summary>What to do when a step's loss is NaN or infinite.</summary>
+public enum NonFiniteLoss
+{
+    /// <summary>Stop with an error naming the step.</summary>
+    Stop,
+    /// <summary>Drop that optimizer step (gradients discarded), count it, and go on.</summary>
+    Skip,
+}
+
+/// <summary>
+/// Optimisation settings shared by pre-training, fine-tuning and distillation. Defaults are BERT fine-tuning's
+/// (AdamW, lr 5e-5 with 10% linear warm-up then linear decay to 0, weight decay 0.01 except biases and LayerNorm,
+/// gradient norm clipped at 1).
+/// </summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Examples per micro-batch.</summary>
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Micro-batches per optimizer step (effective batch = BatchSize × this).</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 5e-5;
+    /// <summary>Decoupled weight decay (AdamW), not applied to biases and LayerNorm parameters.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>Adam β₁.</summary>
+    public double Beta1 { get; init; } = 0.9;
+    /// <summary>Adam β₂.</summary>
+    public double Beta2 { get; init; } = 0.999;
+    /// <summary>Adam ε (BERT: 1e-6).</summary>
+    public double AdamEpsilon { get; init; } = 1e-6;
+    /// <summary>Fraction of the optimizer steps spent warming up linearly from 0 (ignored when <see cref="WarmupSteps"/> is set).</summary>
+    public double WarmupRatio { get; init; } = 0.1;
+    /// <summary>Warm-up steps, overriding <see cref="WarmupRatio"/>.</summary>
+    public int? WarmupSteps { get; init; }
+    /// <summary>Passes over the data (ignored when <see cref="MaxSteps"/> is set).</summary>
+    public double Epochs { get; init; } = 3;
+    /// <summary>Optimizer steps to run, overriding <see cref="Epochs"/>.</summary>
+    public int? MaxSteps { get; init; }
+    /// <summary>Global gradient-norm clip; 0 turns clipping off.</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>Seed of data order, masking and dropout. Every random draw of a step is derived from (seed, step), so a resumed run repeats an uninterrupted one.</summary>
+    public long Seed { get; init; } = 42;
+    /// <summary>Evaluate every this many optimizer steps (0: only at the end).</summary>
+    public int EvalEvery { get; init; }
+    /// <summary>Log loss and throughput every this many optimizer steps.</summary>
+    public int LogEvery { get; init; } = 50;
+    /// <summary>Write a resumable checkpoint every this many optimizer steps (0: never during the run).</summary>
+    public int CheckpointEvery { get; init; } = 500;
+    /// <summary>Matmul precision (bf16 keeps fp32 master weights).</summary>
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
+    /// <summary>What a non-finite loss does.</summary>
+    public NonFiniteLoss OnNonFiniteLoss { get; init; } = NonFiniteLoss.Stop;
+
+    /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming it.</summary>
+    public TrainerOptions Validate()
+    {
+        void Require(bool ok, string message) { if (!ok) throw new ArgumentException(message); }
+        Require(BatchSize >= 1, $"batch size must be at least 1 (got {BatchSize})");
+        Require(GradientAccumulation >= 1, $"gradient accumulation must be at least 1 (got {GradientAccumulation})");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), $"learning rate must be positive (got {LearningRate})");
+        Require(WeightDecay >= 0, $"weight decay must not be negative (got {WeightDecay})");
+        Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"Adam betas must be in [0, 1) (got {Beta1}, {Beta2})");
+        Require(AdamEpsilon > 0, $"Adam epsilon must be positive (got {AdamEpsilon})");
+        Require(WarmupRatio is >= 0 and <= 1, $"warm-up ratio must be in [0, 1] (got {WarmupRatio})");
+        Require(WarmupSteps is null or >= 0, $"warm-up steps must not be negative (got {WarmupSteps})");
+        Require(Epochs > 0 || MaxSteps != null, $"epochs must be positive (got {Epochs})");
+        Require(MaxSteps is null or >= 1, $"max steps must be at least 1 (got {MaxSteps})");
+        Require(MaxGradNorm >= 0, $"max gradient norm must not be negative (got {MaxGradNorm})");
+        Require(EvalEvery >= 0 && LogEvery >= 1 && CheckpointEvery >= 0, "eval/log/checkpoint intervals must not be negative (log ≥ 1)");
+        return this;
+    }
+}
+
+/// <summary>Training data as a deterministic function of (epoch, batch index): no hidden state, so a run can resume anywhere.</summary>
+public interface IBatchSource<out TBatch>
+{
+    /// <summary>Micro-batches in one pass over the data.</summary>
+    int BatchesPerEpoch { get; }
+    /// <summary>Batch <paramref name="index"/> of epoch <paramref name="epoch"/> (order shuffled per epoch from the seed).</summary>
+    TBatch Get(int epoch, int index);
+}
+
+/// <summary>What is trained and how its loss is computed; one implementation per kind of training (MLM, task, method).</summary>
+public interface ITrainingObjective<in TBatch>
+{
+    /// <summary>The module whose parameters train (a teacher, if any, is not part of it).</summary>
+    nn.Module Module { get; }
+    /// <summary>Forward pass and scalar loss of one micro-batch, and the number of tokens it covered (for throughput).</summary>
+    (Tensor Loss, long Tokens) Loss(TBatch batch);
+    /// <summary>Called after every optimizer step (schedules of methods; nothing for plain training).</summary>
+    void OnStepEnd(int step, int totalSteps) { }
+}
+
+/// <summary>A progress report, sent after every optimizer step.</summary>
+public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double LearningRate, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining);
+
+/// <summary>Metrics of one evaluation, keyed as the task's metric names.</summary>
+public sealed record EvalResult(int Step, IReadOnlyDictionary<string, double> Metrics);
+
+/// <summary>How a run ended.</summary>
+public sealed record TrainResult(int Steps, double FinalLoss, double TokensPerSecond, TimeSpan Elapsed, int SkippedSteps,
+    IReadOnlyList<EvalResult> Evaluations, EvalResult? Best);
+
+/// <summary>
+/// The training loop: AdamW with decoupled weight decay (no decay on biases and LayerNorm), linear warm-up and decay,
+/// gradient clipping and accumulation, periodic evaluation with best-model keeping, atomic resumable checkpoints,
+/// metrics to <c>metrics.jsonl</c> and TensorBoard. One dispose scope per micro-batch: only scalars leave it.
+/// </summary>
+public sealed class Trainer<TBatch>
+{
+    private readonly ITrainingObjective<TBatch> objective;
+    private readonly IBatchSource<TBatch> data;
+    private readonly TrainerOptions options;
+    private readonly string runDir;
+
+    /// <summary>Evaluates the module (the trainer puts it in eval mode and under no_grad around the call).</summary>
+    public Func<IReadOnlyDictionary<string, double>>? Evaluate { get; init; }
+    /// <summary>The metric that decides the best model, and whether larger is better.</summary>
+    public (string Name, bool GreaterIsBetter)? SelectBy { get; init; }
+    /// <summary>Called when an evaluation is the best so far (the caller saves the model).</summary>
+    public Action<EvalResult>? OnBest { get; init; }
+    /// <summary>Progress after each optimizer step.</summary>
+    public Action<TrainProgress>? OnProgress { get; init; }
+    /// <summary>Where trainer state for <c>--resume</c> lives.</summary>
+    public string CheckpointDir => Path.Combine(runDir, "checkpoint");
+
+    /// <summary>A trainer writing its logs and checkpoints under <paramref name="runDir"/>.</summary>
+    public Trainer(ITrainingObjective<TBatch> objective, IBatchSource<TBatch> data, TrainerOptions options, string runDir)
+    {
+        this.objective = objective;
+        this.data = data;
+        this.options = options.Validate();
+        this.runDir = runDir;
+        if (data.BatchesPerEpoch < 1) throw new ArgumentException("the training data has no batches");
+    }
+
+    /// <summary>Optimizer steps the run will take.</summary>
+    public int TotalSteps => options.MaxSteps ?? Math.Max(1, (int)Math.Ceiling(options.Epochs * data.BatchesPerEpoch / options.GradientAccumulation));
+
+    /// <summary>Learning rate at optimizer step <paramref name="step"/> (0-based): linear warm-up, then linear decay to 0.</summary>
+    public static double LearningRateAt(int step, int totalSteps, int warmupSteps, double peak)
+    {
+        if (step < warmupSteps) return peak * (step + 1) / warmupSteps;
+        return peak * Math.Max(0.0, (double)(totalSteps - step) / Math.Max(1, totalSteps - warmupSteps));
+    }
+
+    /// <summary>Per-step seed: a mix of the run's seed and the step, so every step's randomness is reproducible on its own.</summary>
+    public static long StepSeed(long seed, long step)
+    {
+        ulong z = (ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)step + 0x632BE59BD9B4E019UL;   // SplitMix64 finaliser
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (long)((z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFUL);
+    }
+
+    /// <summary>Runs (or, with <paramref name="resume"/>, continues) training.</summary>
+    public TrainResult Run(bool resume = false, CancellationToken cancel = default)
+    {
+        Directory.CreateDirectory(runDir);
+        var module = objective.Module;
+        foreach (var m in module.modules())
+            if (m is Dense dense) dense.Precision = options.Precision;
+
+        // AdamW parameter groups: biases and LayerNorm weights are not decayed (BERT's exclusion list).
+        var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var decay = named.Where(p => !NoDecay(p.name)).Select(p => p.parameter).ToList();
+        var noDecay = named.Where(p => NoDecay(p.name)).Select(p => p.parameter).ToList();
+        var optimizer = optim.AdamW(new[]
+        {
+            new AdamW.ParamGroup(decay, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: options.WeightDecay),
+            new AdamW.ParamGroup(noDecay, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: 0.0),
+        }, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
+        var trainable = named.Select(p => p.parameter).ToList();
+
+        int total = TotalSteps;
+        int warmup = options.WarmupSteps ?? (int)Math.Round(options.WarmupRatio * total);
+        var state = new RunState();
+        if (resume && Directory.Exists(CheckpointDir)) state = LoadCheckpoint(module, optimizer);
+        else if (resume) throw new InvalidOperationException($"--resume: no checkpoint in {CheckpointDir}");
+
+        using var metricsLog = new StreamWriter(Path.Combine(runDir, "metrics.jsonl"), append: resume, new System.Text.UTF8Encoding(false));
+        var tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runDir, "tensorboard"));   // writes each event as it is added
+        var watch = Stopwatch.StartNew();
+        var elapsedBefore = TimeSpan.FromSeconds(state.ElapsedSeconds);
+        long tokensThisRun = 0;
+        double windowLoss = 0;
+        int windowSteps = 0;
+        double lastLoss = double.NaN;
+
+        module.train();
+        while (state.Step < total)
+        {
+            cancel.ThrowIfCancellationRequested();
+            double lr = LearningRateAt(state.Step, total, warmup, options.LearningRate);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+
+            double stepLoss = 0;
+            bool finite = true;
+            for (int micro = 0; micro < options.GradientAccumulation; micro++)
+            {
+                long microStep = (long)state.Step * options.GradientAccumulation + micro;
+                int epoch = (int)(microStep / data.BatchesPerEpoch), index = (int)(microStep % data.BatchesPerEpoch);
+                torch.manual_seed(StepSeed(options.Seed, microStep));   // dropout of this micro-batch
+                using var scope = NewDisposeScope();
+                var batch = data.Get(epoch, index);
+                var (loss, tokens) = objective.Loss(batch);
+                double value = loss.item<float>();
+                if (!double.IsFinite(value))
+                {
+                    finite = false;
+                    if (options.OnNonFiniteLoss == NonFiniteLoss.Stop)
+                        throw new TrainingDivergedException($"loss is {value} at step {state.Step + 1} of {total} (epoch {epoch + 1}, batch {index}); lower the learning rate or use --on-nan skip");
+                    break;
+                }
+                (loss / options.GradientAccumulation).backward();
+                stepLoss += value / options.GradientAccumulation;
+                tokensThisRun += tokens;
+                state.Tokens += tokens;
+            }
+
+            double gradNorm = double.NaN;
+            if (finite)
+            {
+                if (options.MaxGradNorm > 0) gradNorm = nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
+                optimizer.step();
+            }
+            else state.Skipped++;
+            optimizer.zero_grad();
+            state.Step++;
+            objective.OnStepEnd(state.Step, total);
+
+            if (finite)
+            {
+                lastLoss = stepLoss;
+                windowLoss += stepLoss;
+                windowSteps++;
+            }
+            var elapsed = elapsedBefore + watch.Elapsed;
+            double tokensPerSecond = tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
+            var remaining = TimeSpan.FromSeconds(watch.Elapsed.TotalSeconds / Math.Max(1, state.Step - state.StartStep) * (total - state.Step));
+            OnProgress?.Invoke(new TrainProgress(state.Step, total, lastLoss, lr, tokensPerSecond, elapsed, remaining));
+
+            if (state.Step % options.LogEvery == 0 || state.Step == total)
+            {
+                double meanLoss = windowSteps > 0 ? windowLoss / windowSteps : double.NaN;
+                Log(metricsLog, new JsonObject
+                {
+                    ["step"] = state.Step, ["loss"] = Finite(meanLoss), ["learning_rate"] = lr, ["grad_norm"] = Finite(gradNorm),
+                    ["tokens_per_second"] = Math.Round(tokensPerSecond, 1), ["elapsed_seconds"] = Math.Round(elapsed.TotalSeconds, 1),
+                    ["skipped_steps"] = state.Skipped,
+                });
+                if (double.IsFinite(meanLoss)) tensorboard.add_scalar("train/loss", (float)meanLoss, state.Step);
+                tensorboard.add_scalar("train/learning_rate", (float)lr, state.Step);
+                tensorboard.add_scalar("train/tokens_per_second", (float)tokensPerSecond, state.Step);
+                windowLoss = 0;
+                windowSteps = 0;
+            }
+
+            bool evalNow = Evaluate != null && ((options.EvalEvery > 0 && state.Step % options.EvalEvery == 0) || state.Step == total);
+            if (evalNow) RunEvaluation(state, metricsLog, tensorboard);
+
+            if ((options.CheckpointEvery > 0 && state.Step % options.CheckpointEvery == 0) && state.Step < total)
+            {
+                state.ElapsedSeconds = (elapsedBefore + watch.Elapsed).TotalSeconds;
+                SaveCheckpoint(module, optimizer, state);
+            }
+        }
+        optimizer.Dispose();
+        var totalElapsed = elapsedBefore + watch.Elapsed;
+        return new TrainResult(state.Step, lastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
+            state.Evaluations, state.Best);
+    }
+
+    static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal) || name == "bias";
+
+    static JsonNode? Finite(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+
+    static void Log(StreamWriter log, JsonObject line)
+    {
+        log.WriteLine(line.ToJsonString());
+        log.Flush();
+    }
+
+    void RunEvaluation(RunState state, StreamWriter log, SummaryWriter tensorboard)
+    {
+        var module = objective.Module;
+        module.eval();
+        IReadOnlyDictionary<string, double> metrics;
+        using (no_grad()) metrics = Evaluate!();
+        module.train();
+        var result = new EvalResult(state.Step, metrics);
+        state.Evaluations.Add(result);
+        var line = new JsonObject { ["step"] = state.Step };
+        foreach (var (k, v) in metrics)
+        {
+            line["eval_" + k] = Finite(v);
+            if (double.IsFinite(v)) tensorboard.add_scalar("eval/" + k, (float)v, state.Step);
+        }
+        Log(log, line);
+        if (SelectBy is { } select)
+        {
+            if (!metrics.TryGetValue(select.Name, out double value))
+                throw new InvalidOperationException($"evaluation returned no metric \"{select.Name}\" (it returned {string.Join(", ", metrics.Keys)})");
+            bool better = state.Best == null || (select.GreaterIsBetter ? value > state.Best.Metrics[select.Name] : value < state.Best.Metrics[select.Name]);
+            if (better)
+            {
+                state.Best = result;
+                OnBest?.Invoke(result);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ checkpoints
+
+    /// <summary>Counters that, with the weights and the optimizer, fully determine the rest of the run.</summary>
+    private sealed class RunState
+    {
+        public int Step;
+        public int StartStep;
+        public long Tokens;
+        public int Skipped;
+        public double ElapsedSeconds;
+        public List<EvalResult> Evaluations = [];
+        public EvalResult? Best;
+    }
+
+    /// <summary>
+    /// Writes weights (safetensors), optimizer moments and counters into a staging folder, then swaps it in for the
+    /// previous checkpoint, so a kill at any moment leaves one complete checkpoint.
+    /// </summary>
+    void SaveCheckpoint(nn.Module module, AdamW optimizer, RunState state)
+    {
+        string staging = CheckpointDir + $".partial-{Guid.NewGuid():N}";
+        Directory.CreateDirectory(staging);
+        try
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var tensors = module.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter.detach());
+                Safetensors.Save(Path.Combine(staging, "weights.safetensors"), tensors);
+            }
+            using (var stream = File.Create(Path.Combine(staging, "optimizer.bin")))
+            using (var writer = new BinaryWriter(stream))
+                optimizer.save_state_dict(writer);
+            var json = new JsonObject
+            {
+                ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds,
+                ["options"] = JsonSerializer.SerializeToNode(options),
+                ["evaluations"] = new JsonArray(state.Evaluations.Select(e => (JsonNode?)EvalJson(e)).ToArray()),
+                ["best"] = state.Best == null ? null : EvalJson(state.Best),
+            };
+            File.WriteAllText(Path.Combine(staging, "state.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            string old = CheckpointDir + $".old-{Guid.NewGuid():N}";
+            if (Directory.Exists(CheckpointDir)) Directory.Move(CheckpointDir, old);
+            Directory.Move(staging, CheckpointDir);
+            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        }
+        catch
+        {
+            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    static JsonObject EvalJson(EvalResult e) => new()
+    {
+        ["step"] = e.Step,
+        ["metrics"] = new JsonObject(e.Metrics.Select(kv => KeyValuePair.Create(kv.Key, Finite(kv.Value)))),
+    };
+
+    static EvalResult EvalFromJson(JsonNode node) => new(node["step"]!.GetValue<int>(),
+        node["metrics"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value is null ? double.NaN : kv.Value.GetValue<double>()));
+
+    RunState LoadCheckpoint(nn.Module module, AdamW optimizer)
+    {
+        string stateFile = Path.Combine(CheckpointDir, "state.json");
+        var json = JsonNode.Parse(File.ReadAllText(stateFile))!.AsObject();
+        var saved = json["options"]!.Deserialize<TrainerOptions>()!;
+        // Everything that shapes the trajectory must match; eval/log/checkpoint cadence may change.
+        var comparable = saved with { EvalEvery = options.EvalEvery, LogEvery = options.LogEvery, CheckpointEvery = options.CheckpointEvery, OnNonFiniteLoss = options.OnNonFiniteLoss };
+        if (comparable != options)
+            throw new InvalidOperationException($"{stateFile}: the checkpoint was made with different training options; resume with the same ones (saved: {JsonSerializer.Serialize(saved)})");
+        var tensors = Safetensors.Load(Path.Combine(CheckpointDir, "weights.safetensors"));
+        try
+        {
+            using var _ = no_grad();
+            foreach (var (name, parameter) in module.named_parameters())
+            {
+                if (!tensors.TryGetValue(name, out var source))
+                    throw new InvalidDataException($"{CheckpointDir}: checkpoint lacks {name}");
+                if (!source.shape.SequenceEqual(parameter.shape))
+                    throw new InvalidDataException($"{CheckpointDir}: {name} has shape [{string.Join(", ", source.shape)}], the model [{string.Join(", ", parameter.shape)}]");
+                parameter.copy_(source);
+            }
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        using (var stream = File.OpenRead(Path.Combine(CheckpointDir, "optimizer.bin")))
+        using (var reader = new BinaryReader(stream))
+            optimizer.load_state_dict(reader);
+        var state = new RunState
+        {
+            Step = json["step"]!.GetValue<int>(),
+            Tokens = json["tokens"]!.GetValue<long>(),
+            Skipped = json["skipped_steps"]!.GetValue<int>(),
+            ElapsedSeconds = json["elapsed_seconds"]!.GetValue<double>(),
+            Evaluations = json["evaluations"]!.AsArray().Select(e => EvalFromJson(e!)).ToList(),
+            Best = json["best"] is JsonNode best ? EvalFromJson(best) : null,
+        };
+        state.StartStep = state.Step;
+        return state;
+    }
+}
+
+/// <summary>Training produced a NaN or infinite loss.</summary>
+public sealed class TrainingDivergedException(string message) : InvalidOperationException(message);
