@@ -5,7 +5,7 @@
 # (config.json present) and resumes from its checkpoint when one was left by an interrupted run.
 #
 #   bench/teacher.sh                # all stages
-#   STAGES="pretrain" bench/teacher.sh
+#   STAGES="pretrain glue" bench/teacher.sh   # stages: pretrain export glue squad scratch
 #
 # Environment: ARCH (default L4-H256), STEPS (pre-training optimizer steps, default 1500), OUT (default runs/teacher),
 # DATA (default ../shared/data), PRECISION (fp32|bf16, default fp32).
@@ -17,7 +17,7 @@ STEPS="${STEPS:-1500}"
 OUT="${OUT:-runs/teacher}"
 DATA="${DATA:-$root/../shared/data}"
 PRECISION="${PRECISION:-fp32}"
-STAGES="${STAGES:-pretrain}"
+STAGES="${STAGES:-pretrain export glue squad scratch}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "teacher.sh: shared data not found at $DATA" >&2; exit 1; }
 mkdir -p "$OUT"
 ./distillery --version >/dev/null   # builds the CLI once, before the timed stages
@@ -49,3 +49,40 @@ if [[ " $STAGES " == *" pretrain "* ]]; then
       --invalid-utf8 latin1 $flag
   fi
 fi
+
+# The committed teacher: the pre-trained model in fp16 (half the bytes), with its run files for provenance.
+if [[ " $STAGES " == *" export "* ]]; then
+  rm -rf "models/teacher-$ARCH.tmp"
+  ./distillery convert "$OUT/pretrained" --dtype float16 --out "models/teacher-$ARCH.tmp"
+  cp "$OUT/pretrained/run_config.json" "$OUT/pretrained/metrics.json" "models/teacher-$ARCH.tmp/"
+  rm -rf "models/teacher-$ARCH" && mv "models/teacher-$ARCH.tmp" "models/teacher-$ARCH"
+fi
+
+# Fine-tuning: each GLUE task from the pre-trained model, and SQuAD v1.1 (only its dev set is here: train on 40 of its
+# 48 articles, evaluate on the other 8). Then the same architecture fine-tuned from random init on SST-2 and MRPC:
+# pre-training's gain for a compact model (Well-Read Students' first claim).
+finetune() {   # finetune NAME MODEL TASK DATA EPOCHS [extra flags...]
+  local name="$1" model="$2" task="$3" data="$4" epochs="$5"; shift 5
+  if flag="$(done_or_resume "$OUT/$name")"; then
+    ./distillery finetune --model "$model" --task "$task" --data "$data" --out "$OUT/$name" --epochs "$epochs" \
+      --batch-size 32 --lr 1e-4 --warmup-ratio 0.1 --log-every 50 --checkpoint-every 200 --precision "$PRECISION" "$@" $flag
+  fi
+}
+[[ " $STAGES " == *" glue "* ]] && {
+  finetune sst2 "$OUT/pretrained" sst2 "$DATA/glue" 2 --eval-every 500
+  finetune mrpc "$OUT/pretrained" mrpc "$DATA/glue" 5 --eval-every 100
+  finetune rte  "$OUT/pretrained" rte  "$DATA/glue" 5 --eval-every 100
+  finetune cola "$OUT/pretrained" cola "$DATA/glue" 3 --eval-every 200
+  finetune stsb "$OUT/pretrained" stsb "$DATA/glue" 4 --eval-every 200
+}
+[[ " $STAGES " == *" squad "* ]] && {
+  finetune squad "$OUT/pretrained" squad "$DATA/squad/dev-v1.1.json" 2 --split-articles 40 --max-length 256 --doc-stride 128 --eval-every 300
+}
+[[ " $STAGES " == *" scratch "* ]] && {
+  if [[ ! -f "$OUT/random-init/config.json" ]]; then
+    ./distillery init --arch "$ARCH" --out "$OUT/random-init" --seed 42
+  fi
+  finetune scratch-sst2 "$OUT/random-init" sst2 "$DATA/glue" 2 --eval-every 500
+  finetune scratch-mrpc "$OUT/random-init" mrpc "$DATA/glue" 5 --eval-every 100
+}
+exit 0

@@ -1,8 +1,8 @@
 using Distillery.Bench;
 using Distillery.Models;
 using Distillery.Text;
+using Distillery.Training;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Distillery;
 
@@ -11,104 +11,123 @@ public sealed record QuickstartOptions
 {
     /// <summary>Work folder for the models it makes.</summary>
     public string Out { get; init; } = Path.Combine("runs", "quickstart");
-    /// <summary>Teacher architecture.</summary>
-    public string TeacherArch { get; init; } = "L2-H128";
+    /// <summary>A pre-trained (masked-LM) teacher folder; default: the one committed under models/, if found.</summary>
+    public string? Teacher { get; init; }
+    /// <summary>SST-2 training examples used for the quick fine-tuning (a seeded sample).</summary>
+    public int TrainExamples { get; init; } = 8000;
     /// <summary>Sequence length for the latency measurements.</summary>
     public int SeqLength { get; init; } = 128;
-    /// <summary>Timed forwards per measurement.</summary>
+    /// <summary>Timed forwards per latency measurement.</summary>
     public int Iterations { get; init; } = 10;
     /// <summary>Seed.</summary>
-    public long Seed { get; init; }
+    public long Seed { get; init; } = 42;
 }
 
 /// <summary>One row of the quickstart's bench table.</summary>
-public sealed record BenchRow(string Model, string Method, long Parameters, long BytesOnDisk, LatencyResult Batch1, LatencyResult Batch32, string Precision);
+public sealed record BenchRow(string Model, string Method, string Precision, long Parameters, long BytesOnDisk, double DevScore,
+    LatencyResult Batch1, LatencyResult Batch32);
 
 /// <summary>What the quickstart did.</summary>
-/// <param name="DataSource">Where its text came from (the shared data or a generated stand-in).</param>
+/// <param name="DataSource">Where its data came from (the shared data or a generated stand-in).</param>
+/// <param name="Metric">The dev metric in the table.</param>
 /// <param name="Notes">Plain statements of what was and was not done, in order.</param>
 /// <param name="Rows">The bench table.</param>
 /// <param name="Machine">Where the timings were taken.</param>
-public sealed record QuickstartResult(string DataSource, IReadOnlyList<string> Notes, IReadOnlyList<BenchRow> Rows, string Machine);
+public sealed record QuickstartResult(string DataSource, string Metric, IReadOnlyList<string> Notes, IReadOnlyList<BenchRow> Rows, string Machine);
 
 /// <summary>
-/// The main job, end to end on what exists so far: make a small teacher, round-trip it through the Hugging Face
-/// layout, compress it with every method available, and measure each result in one run. Each step is reported as it
-/// happens through <c>progress</c>.
+/// The main job, end to end on what exists so far: take a small pre-trained teacher (the one committed under
+/// <c>models/</c>, made by <c>bench/teacher.sh</c>), fine-tune it quickly on SST-2, compress it with every method
+/// available, and measure every result (dev score, size, CPU latency) in one run.
 /// </summary>
 public static class Quickstart
 {
+    /// <summary>Folder name of the committed teacher under <c>models/</c>.</summary>
+    public const string CommittedTeacher = "teacher-L4-H256";
+
+    /// <summary>The committed teacher, searched upwards from the working directory and the program's folder.</summary>
+    public static string? FindCommittedTeacher()
+    {
+        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+            {
+                string candidate = Path.Combine(dir.FullName, "models", CommittedTeacher);
+                if (File.Exists(Path.Combine(candidate, BertCheckpoint.ConfigFile))) return candidate;
+            }
+        return null;
+    }
+
     /// <summary>Runs the quickstart.</summary>
-    public static QuickstartResult Run(QuickstartOptions options, Action<string>? progress = null)
+    public static QuickstartResult Run(QuickstartOptions options, Action<string>? progress = null, RunEvents? events = null)
     {
         progress ??= _ => { };
         var notes = new List<string>();
         Directory.CreateDirectory(options.Out);
 
-        // The vocabulary: bert-base-uncased's from the shared data, or a small generated one where that is missing.
+        // Data: SST-2 from the shared data, or a generated sentiment task of the same layout.
         string? shared = SharedData.TryFind();
-        string vocab;
-        string dataSource;
-        if (shared != null && File.Exists(Path.Combine(shared, "tokenizers", "bert-base-uncased", "vocab.txt")))
+        string glueDir, dataSource;
+        bool real = shared != null && File.Exists(Path.Combine(shared, "glue", "SST-2", "train.tsv"));
+        if (real)
         {
-            vocab = Path.Combine(shared, "tokenizers", "bert-base-uncased", "vocab.txt");
-            dataSource = $"shared data at {shared} (bert-base-uncased vocabulary)";
+            glueDir = Path.Combine(shared!, "glue");
+            dataSource = $"real data: SST-2 from {glueDir} ({options.TrainExamples:N0} sampled training sentences, full dev set)";
         }
         else
         {
-            vocab = Path.Combine(options.Out, "generated-vocab.txt");
-            AtomicFile.WriteAllText(vocab, string.Join("\n", GeneratedVocabulary()) + "\n");
-            dataSource = $"no ../shared/data found: a generated {GeneratedVocabulary().Count}-token vocabulary";
+            glueDir = Path.Combine(options.Out, "generated-glue");
+            WriteGeneratedSst2(glueDir, options.Seed);
+            dataSource = "no ../shared/data found: a generated two-class sentiment task in SST-2's layout (not real data)";
         }
         progress($"data: {dataSource}");
 
-        string teacherDir = Path.Combine(options.Out, "teacher");
-        progress($"making the teacher ({options.TeacherArch}) in {teacherDir}");
-        var tokenizer = BertTextTokenizer.FromVocab(vocab);
-        var initOptions = new InitOptions { Arch = options.TeacherArch, VocabPath = vocab, Out = teacherDir, Seed = options.Seed, Task = BertTask.MaskedLM };
-        manual_seed(options.Seed);
-        using (var made = BertTaskModel.Create(ModelInit.ConfigFor(initOptions, tokenizer.VocabSize), BertTask.MaskedLM))
+        // Teacher: the committed pre-trained one, else a random L2-H128 (said plainly).
+        string? teacher = options.Teacher ?? FindCommittedTeacher();
+        if (teacher != null && !real)
         {
-            BertCheckpoint.Save(made, teacherDir, tokenizer);
-            notes.Add($"teacher {options.TeacherArch} initialised at random (BERT init): pre-training and fine-tuning arrive with the trainer (issue 3), so it is untrained");
-
-            // Round trip: the folder must load back to the same function as the model that was saved.
-            progress("checking the saved teacher reloads to identical outputs");
-            var (loaded, _) = BertCheckpoint.Load(teacherDir);
-            using (loaded)
-            using (var scope = NewDisposeScope())
-            using (no_grad())
-            {
-                made.eval();
-                loaded.eval();
-                var ids = randint(0, made.Config.VocabSize, [2, 16], dtype: ScalarType.Int64, generator: new Generator((ulong)options.Seed));
-                double diff = (made.forward(new BertInputs(ids)).Logits - loaded.forward(new BertInputs(ids)).Logits).abs().max().item<float>();
-                if (diff != 0) throw new InvalidOperationException($"reloaded teacher differs from the saved one by {diff}");
-            }
-            notes.Add("saved teacher reloads bit-for-bit (config.json + model.safetensors + vocab.txt, Hugging Face layout)");
+            notes.Add("the committed teacher's vocabulary is bert-base-uncased; it is used with the generated task too");
         }
-        notes.Add("compression methods available so far: none; the table lists the teacher only (each method adds its rows when it lands)");
-        notes.Add("latency is of the teacher with a sequence-classification head (pooler + classifier), random token ids, no padding");
-
-        // Timed as it will be deployed: with a sequence-classification head (pooler + classifier, new here), not the MLM
-        // head, whose [B, T, vocab] projection would dominate and is not part of a served classifier.
-        var (teacher, _) = BertCheckpoint.Load(teacherDir, BertTask.SequenceClassification);
-        using (teacher)
+        if (teacher == null)
         {
-            var rows = new List<BenchRow>();
-            long bytes = new DirectoryInfo(teacherDir).GetFiles().Sum(f => f.Length);
-            long parameters = ParameterCounts.Of(teacher).Total;
+            teacher = Path.Combine(options.Out, "random-teacher");
+            string vocab = real ? SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt") : Path.Combine(options.Out, "generated-vocab.txt");
+            if (!real) AtomicFile.WriteAllText(vocab, string.Join("\n", GeneratedVocabulary()) + "\n");
+            ModelInit.Run(new InitOptions { Arch = "L2-H128", VocabPath = vocab, Out = teacher, Seed = options.Seed });
+            notes.Add("no pre-trained teacher found (models/" + CommittedTeacher + "): a random L2-H128 stands in, so scores are near chance");
+        }
+        else notes.Add($"teacher: {teacher} (pre-trained with masked-LM by bench/teacher.sh; see docs/results.md)");
+
+        string fineTuned = Path.Combine(options.Out, "teacher-sst2");
+        progress($"fine-tuning the teacher on SST-2 into {fineTuned}");
+        var finetune = new FinetuneOptions
+        {
+            Task = "sst2", Model = teacher, Data = glueDir, Out = fineTuned, MaxTrainExamples = options.TrainExamples,
+            Trainer = new TrainerOptions { BatchSize = 32, LearningRate = 1e-4, Epochs = 1, WarmupRatio = 0.1, LogEvery = 25, CheckpointEvery = 0, Seed = options.Seed },
+        };
+        var metrics = FineTuning.Run(finetune, events: events);
+        notes.Add($"fine-tuned 1 epoch on {options.TrainExamples:N0} SST-2 sentences in {metrics["wall_seconds"]} s (bench/teacher.sh does the full runs)");
+        notes.Add("compression methods available so far: none; the table lists the teacher only (each method adds its rows when it lands)");
+
+        var rows = new List<BenchRow>();
+        var (model, _) = BertCheckpoint.Load(fineTuned);
+        using (model)
+        {
+            model.eval();
+            long bytes = new DirectoryInfo(fineTuned).GetFiles().Where(f => f.Name is "model.safetensors" or "config.json" or "vocab.txt").Sum(f => f.Length);
+            long parameters = ParameterCounts.Of(model).Total;
             foreach (var precision in new[] { ComputePrecision.Float32, ComputePrecision.BFloat16 })
             {
-                teacher.SetPrecision(precision);
-                progress($"timing the teacher ({precision}) at batch 1 and 32, length {options.SeqLength}");
-                var b1 = Latency.Measure(teacher, 1, options.SeqLength, warmup: 3, iterations: options.Iterations, seed: options.Seed);
-                var b32 = Latency.Measure(teacher, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                rows.Add(new BenchRow("teacher", "none (untrained)", parameters, bytes, b1, b32, precision == ComputePrecision.Float32 ? "fp32" : "bf16"));
+                progress($"scoring and timing the teacher ({(precision == ComputePrecision.Float32 ? "fp32" : "bf16")})");
+                double score = FineTuning.Evaluate(finetune with { Model = fineTuned }, precision)["accuracy"];
+                model.SetPrecision(precision);
+                var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 3, iterations: options.Iterations, seed: options.Seed);
+                var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
+                rows.Add(new BenchRow("teacher " + BertArch.NameOf(model.Config), "none", precision == ComputePrecision.Float32 ? "fp32" : "bf16",
+                    parameters, bytes, score, b1, b32));
             }
-            teacher.SetPrecision(ComputePrecision.Float32);
-            return new QuickstartResult(dataSource, notes, rows, Machine.Describe());
         }
+        notes.Add($"latency: random token ids, length {options.SeqLength}, no padding; disk: config + weights + vocab");
+        return new QuickstartResult(dataSource, "SST-2 dev accuracy", notes, rows, Machine.Describe());
     }
 
     /// <summary>A small uncased WordPiece vocabulary for running without the shared data.</summary>
@@ -121,5 +140,23 @@ public static class Quickstart
         tokens.AddRange(Enumerable.Range(0, 10).Select(d => d.ToString()));
         tokens.AddRange(["the", "is", "was", "good", "bad", "movie", "film", "not", "very", "and", "of", "to", "it", "this", "that"]);
         return tokens;
+    }
+
+    /// <summary>Writes a generated sentiment task (train 4,000 / dev 400) in SST-2's TSV layout.</summary>
+    static void WriteGeneratedSst2(string glueDir, long seed)
+    {
+        string dir = Path.Combine(glueDir, "SST-2");
+        Directory.CreateDirectory(dir);
+        var random = new Random((int)(seed & int.MaxValue));
+        string[] positive = ["good", "great", "fine", "fun", "moving"], negative = ["bad", "dull", "poor", "boring", "weak"], neutral = ["the", "movie", "film", "is", "was", "this", "very", "and", "it"];
+        string Row()
+        {
+            int label = random.Next(2);
+            var words = Enumerable.Range(0, 8).Select(_ => neutral[random.Next(neutral.Length)]).ToList();
+            for (int k = 0; k < 2; k++) words.Insert(random.Next(words.Count + 1), (label == 1 ? positive : negative)[random.Next(5)]);
+            return $"{string.Join(' ', words)}\t{label}";
+        }
+        AtomicFile.WriteAllText(Path.Combine(dir, "train.tsv"), "sentence\tlabel\n" + string.Join("\n", Enumerable.Range(0, 4000).Select(_ => Row())) + "\n");
+        AtomicFile.WriteAllText(Path.Combine(dir, "dev.tsv"), "sentence\tlabel\n" + string.Join("\n", Enumerable.Range(0, 400).Select(_ => Row())) + "\n");
     }
 }

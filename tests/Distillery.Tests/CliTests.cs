@@ -53,7 +53,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "inspect", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "inspect", "convert", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);
@@ -77,6 +77,19 @@ public sealed class CliTests
         var fill = Run(tmp.Dir, "fill-mask", "m", "the capital of france is [MASK].", "--top-k", "3");
         Assert.True(fill.ExitCode == 0, fill.Err);
         Assert.Contains("[MASK] at token 6", fill.Out);
+    }
+
+    [Fact]
+    public void QuickstartRunsEndToEndAndPrintsTheBenchTable()
+    {
+        using var tmp = new TestData.TempDir();
+        var r = Run(tmp.Dir, "quickstart", "--out", "qs", "--train-examples", "64", "--iterations", "2");
+        Assert.True(r.ExitCode == 0, r.Err + r.Out);
+        Assert.Contains("real data: SST-2", r.Out);
+        Assert.Contains("SST-2 dev accuracy", r.Out);
+        Assert.Contains("| fp32", r.Out.Replace('│', '|'));
+        Assert.Contains("| bf16", r.Out.Replace('│', '|'));
+        Assert.True(File.Exists(Path.Combine(tmp.Dir, "qs", "teacher-sst2", "config.json")));
     }
 
     [Fact]

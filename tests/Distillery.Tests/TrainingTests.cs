@@ -167,6 +167,9 @@ public sealed class TrainingTests
         var resumed = new Trainer<MlmBatch>(new MlmObjective(fresh), freshData, options, split["run"]).Run(resume: true);
 
         Assert.Equal(12, resumed.Steps);
+        // The log has each step once: lines of the lost steps 6-7 were dropped on resume.
+        var steps = File.ReadLines(Path.Combine(split["run"], "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).Where(n => n["loss"] != null).Select(n => n["step"]!.GetValue<int>()).ToList();
+        Assert.Equal(Enumerable.Range(1, 12), steps);
         Assert.Equal(uninterrupted.FinalLoss, resumed.FinalLoss, 6);
         var a = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in fresh.named_parameters())

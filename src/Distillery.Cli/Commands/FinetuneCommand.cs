@@ -42,9 +42,10 @@ public static class FinetuneCommand
         var output = new Option<string?>("--out", "-o") { Description = "Output model folder: the best dev checkpoint, run_config.json, metrics.json, logs." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
+        var maxTrain = new Option<int?>("--max-train-examples") { Description = "GLUE: train on a seeded sample of at most N examples." };
         var noBucketing = new Option<bool>("--no-length-bucketing") { Description = "Batch in plain shuffled order (default groups similar lengths)." };
         var training = new TrainingCliOptions();
-        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.") { model, output, config, resume, noBucketing };
+        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.") { model, output, config, resume, maxTrain, noBucketing };
         args.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse =>
@@ -54,6 +55,7 @@ public static class FinetuneCommand
             string outDir = parse.GetValue(output) ?? basis?.Out ?? throw new ArgumentException("give --out (the output model folder)");
             var options = args.Apply(parse, basis, modelDir, outDir);
             if (parse.GetValue(noBucketing)) options = options with { LengthBucketing = false };
+            if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             var metrics = RunProgress.Show(context, events => FineTuning.Run(options, parse.GetValue(resume), events));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");

@@ -22,13 +22,15 @@ public static class PretrainCommand
         var evalSequences = new Option<int?>("--eval-sequences") { Description = "Sequences held out for MLM evaluation (default 512)." };
         var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "error (default): stop at a line that is not UTF-8; latin1: read such lines as Latin-1." };
         invalidUtf8.AcceptOnlyFromAmong("error", "latin1");
+        var documentSplit = new Option<string?>("--document-split") { Description = "blank-line (default): a blank line ends a document; file: one document per file." };
+        documentSplit.AcceptOnlyFromAmong("blank-line", "file");
         var cacheDir = new Option<string?>("--cache-dir") { Description = "Cache of tokenised corpus files (default ~/.cache/distillery)." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
         var training = new TrainingCliOptions();
         var command = new Command("pretrain", "Pre-train a BERT with masked-LM (15% masking, 80/10/10, dynamic) on text files.")
         {
-            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, cacheDir, config, resume,
+            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, documentSplit, cacheDir, config, resume,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -46,6 +48,7 @@ public static class PretrainCommand
             if (parse.GetValue(wholeWord)) options = options with { Masking = options.Masking with { WholeWord = true } };
             if (parse.GetValue(evalSequences) is int es) options = options with { EvalSequences = es };
             if (parse.GetValue(cacheDir) is string c) options = options with { CacheDir = c };
+            if (parse.GetValue(documentSplit) is string ds) options = options with { DocumentSplit = ds == "file" ? DocumentSplit.File : DocumentSplit.BlankLine };
             if (parse.GetValue(invalidUtf8) is string u) options = options with { InvalidUtf8 = u == "latin1" ? InvalidUtf8.Latin1 : InvalidUtf8.Error };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             options.Validate();

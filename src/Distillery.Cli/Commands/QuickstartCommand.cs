@@ -9,24 +9,32 @@ public static class QuickstartCommand
     public static Command Create(CliContext context)
     {
         var output = new Option<string>("--out", "-o") { Description = "Work folder.", DefaultValueFactory = _ => Path.Combine("runs", "quickstart") };
-        var arch = new Option<string>("--teacher-arch") { Description = "Teacher architecture.", DefaultValueFactory = _ => "L2-H128" };
+        var teacher = new Option<string?>("--teacher") { Description = "A pre-trained teacher folder (default: models/teacher-L4-H256 when present)." };
+        var examples = new Option<int>("--train-examples") { Description = "SST-2 sentences for the quick fine-tuning.", DefaultValueFactory = _ => 8000 };
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards per latency measurement.", DefaultValueFactory = _ => 10 };
-        var command = new Command("quickstart", "Make a small teacher, compress it with the methods that exist so far, and print the bench table.") { output, arch, iterations };
+        var command = new Command("quickstart", "Fine-tune a small pre-trained teacher on SST-2, compress it with the methods that exist so far, and print the bench table.")
+        {
+            output, teacher, examples, iterations,
+        };
         command.SetAction(parse =>
         {
-            var options = new QuickstartOptions { Out = parse.GetValue(output)!, TeacherArch = parse.GetValue(arch)!, Iterations = parse.GetValue(iterations) };
+            var options = new QuickstartOptions
+            {
+                Out = parse.GetValue(output)!, Teacher = parse.GetValue(teacher), TrainExamples = parse.GetValue(examples), Iterations = parse.GetValue(iterations),
+            };
             var console = context.Console;
-            var result = Quickstart.Run(options, step => console.MarkupLineInterpolated($"[grey]>[/] {step}"));
+            var result = RunProgress.Show(context, events => Quickstart.Run(options, step => events.Message?.Invoke("> " + step), events));
             console.WriteLine();
             console.MarkupLineInterpolated($"[bold]data:[/] {result.DataSource}");
             foreach (var note in result.Notes) console.MarkupLineInterpolated($"- {note}");
-            var table = new Table().Title($"bench: {result.Machine}, length {options.SeqLength}")
+            var table = new Table().Title(Markup.Escape($"bench: {result.Machine}"))
                 .AddColumn("model").AddColumn("method").AddColumn("precision")
+                .AddColumn(new TableColumn(Markup.Escape(result.Metric)).RightAligned())
                 .AddColumn(new TableColumn("params").RightAligned()).AddColumn(new TableColumn("disk").RightAligned())
                 .AddColumn(new TableColumn("batch 1 median ms").RightAligned()).AddColumn(new TableColumn("batch 1 p90 ms").RightAligned())
                 .AddColumn(new TableColumn("batch 32 seq/s").RightAligned());
             foreach (var r in result.Rows)
-                table.AddRow(Markup.Escape(r.Model), Markup.Escape(r.Method), r.Precision, InspectCommand.Count(r.Parameters), InspectCommand.Bytes(r.BytesOnDisk),
+                table.AddRow(Markup.Escape(r.Model), Markup.Escape(r.Method), r.Precision, $"{100 * r.DevScore:0.0}", InspectCommand.Count(r.Parameters), InspectCommand.Bytes(r.BytesOnDisk),
                     $"{r.Batch1.MedianMs:0.00}", $"{r.Batch1.P90Ms:0.00}", $"{r.Batch32.SequencesPerSecond:0.0}");
             console.Write(table);
             return 0;

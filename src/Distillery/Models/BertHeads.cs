@@ -82,10 +82,13 @@ public abstract class BertTaskModel : nn.Module
     public virtual IReadOnlyCollection<string> TiedKeys => [];
 
     /// <summary>Sets the matmul precision of every dense layer (see <see cref="ComputePrecision"/>).</summary>
-    public void SetPrecision(ComputePrecision precision)
+    public void SetPrecision(ComputePrecision precision) => SetPrecision(this, precision);
+
+    /// <summary>Sets the matmul precision of every <see cref="IPrecisionSwitchable"/> module under <paramref name="root"/>.</summary>
+    public static void SetPrecision(nn.Module root, ComputePrecision precision)
     {
-        foreach (var module in modules())
-            if (module is Dense dense) dense.Precision = precision;
+        foreach (var module in root.modules())
+            if (module is IPrecisionSwitchable switchable) switchable.Precision = precision;
     }
 
     /// <summary>Creates a model with randomly initialised weights (BERT init: N(0, initializer_range), zero biases).</summary>
@@ -163,7 +166,7 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 /// The MLM prediction head (<c>cls.predictions</c>): transform, then a decoder tied to the word embeddings plus a
 /// per-token bias. The decoder weight is not a parameter of its own; it is passed in from the embeddings.
 /// </summary>
-public sealed class BertLMPredictionHead : nn.Module
+public sealed class BertLMPredictionHead : nn.Module, IPrecisionSwitchable
 {
     private readonly BertPredictionHeadTransform transform;
     private readonly Parameter bias;
@@ -177,9 +180,11 @@ public sealed class BertLMPredictionHead : nn.Module
 
     /// <summary>The output bias [V] (<c>cls.predictions.bias</c>, tied to <c>cls.predictions.decoder.bias</c>).</summary>
     public Parameter Bias => bias;
+    /// <inheritdoc/>
+    public ComputePrecision Precision { get; set; }
 
     /// <summary>[.., H] → [.., V] using the word-embedding table [V, H] as decoder weight.</summary>
-    public Tensor forward(Tensor hidden, Tensor wordEmbeddings) => nn.functional.linear(transform.forward(hidden), wordEmbeddings, bias);
+    public Tensor forward(Tensor hidden, Tensor wordEmbeddings) => Dense.Linear(transform.forward(hidden), wordEmbeddings, bias, Precision);
 }
 
 /// <summary><c>cls</c> of BertForMaskedLM: only the MLM head.</summary>

@@ -17,13 +17,20 @@ public enum ComputePrecision
     BFloat16,
 }
 
+/// <summary>A module whose matrix products can run in another precision (set model-wide by <see cref="BertTaskModel.SetPrecision(ComputePrecision)"/>).</summary>
+public interface IPrecisionSwitchable
+{
+    /// <summary>Arithmetic of the module's matrix products.</summary>
+    ComputePrecision Precision { get; set; }
+}
+
 /// <summary>
 /// A fully connected layer, y = x Wᵀ + b, with the state-dict names of <c>torch.nn.Linear</c> (<c>weight</c> [out, in],
 /// <c>bias</c> [out]). Distillery uses it instead of <see cref="Linear"/> because every matmul of the model must be able
 /// to switch precision (bf16 training and inference) and, later, take a weight transform (fake quantization).
 /// Either dimension may be 0 (a layer pruned to no heads or no FFN neurons): the output is then the bias alone.
 /// </summary>
-public sealed class Dense : nn.Module<Tensor, Tensor>
+public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
 {
     private Parameter weight;
     private Parameter? bias;
@@ -48,12 +55,17 @@ public sealed class Dense : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Linear(input, weight, bias, Precision);
+
+    /// <summary>
+    /// y = x Wᵀ + b in <paramref name="precision"/>: for bf16, the product of bf16 copies of x [.., in] and W [out, in]
+    /// (the kernel accumulates in fp32), widened back to fp32, plus the fp32 bias. Gradients flow to the fp32 W and b.
+    /// </summary>
+    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, ComputePrecision precision)
     {
-        if (Precision == ComputePrecision.Float32 || input.dtype != ScalarType.Float32)
+        if (precision == ComputePrecision.Float32 || input.dtype != ScalarType.Float32)
             return nn.functional.linear(input, weight, bias);
         using var scope = NewDisposeScope();
-        // [.., in] x [out, in]ᵀ in bf16, accumulated by the kernel in fp32, result widened back to fp32.
         var product = nn.functional.linear(input.to(ScalarType.BFloat16), weight.to(ScalarType.BFloat16)).to(ScalarType.Float32);
         var result = bias is null ? product : product.add_(bias);
         return result.MoveToOuterDisposeScope();

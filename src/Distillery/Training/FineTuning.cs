@@ -162,6 +162,8 @@ public sealed record FinetuneOptions
     public int SplitArticles { get; init; }
     /// <summary>Separate evaluation file (SQuAD) when not splitting articles.</summary>
     public string? EvalData { get; init; }
+    /// <summary>GLUE: train on a seeded sample of at most this many examples (quick runs); null uses all.</summary>
+    public int? MaxTrainExamples { get; init; }
     /// <summary>Group similar lengths into batches.</summary>
     public bool LengthBucketing { get; init; } = true;
     /// <summary>Optimisation (fine-tuning defaults).</summary>
@@ -227,7 +229,14 @@ public static class FineTuning
             var t = tokenizer.Encode(e.TextA, e.TextB, maxLength);
             return new EncodedExample(t.InputIds, t.TokenTypeIds, e.Label, (float)e.Score);
         }
-        var trainExamples = needTrain ? Glue.Load(task, Glue.SplitPath(o.Data, task, "train")) : [];
+        IReadOnlyList<GlueExample> trainExamples = needTrain ? Glue.Load(task, Glue.SplitPath(o.Data, task, "train")) : [];
+        if (o.MaxTrainExamples is int cap && cap < trainExamples.Count)
+        {
+            // A seeded sample, kept in file order.
+            var chosen = Enumerable.Range(0, trainExamples.Count).ToArray();
+            new Random((int)(o.Trainer.Seed & int.MaxValue)).Shuffle(chosen);
+            trainExamples = chosen[..cap].Order().Select(i => trainExamples[i]).ToList();
+        }
         var devExamples = Glue.Load(task, Glue.SplitPath(o.Data, task, info.DevSplits[0]));
         return new TaskData
         {

@@ -169,8 +169,7 @@ public sealed class Trainer<TBatch>
     {
         Directory.CreateDirectory(runDir);
         var module = objective.Module;
-        foreach (var m in module.modules())
-            if (m is Dense dense) dense.Precision = options.Precision;
+        BertTaskModel.SetPrecision(module, options.Precision);
 
         // AdamW parameter groups: biases and LayerNorm weights are not decayed (BERT's exclusion list).
         var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
@@ -189,7 +188,14 @@ public sealed class Trainer<TBatch>
         if (resume && Directory.Exists(CheckpointDir)) state = LoadCheckpoint(module, optimizer);
         else if (resume) throw new InvalidOperationException($"--resume: no checkpoint in {CheckpointDir}");
 
-        using var metricsLog = new StreamWriter(Path.Combine(runDir, "metrics.jsonl"), append: resume, new System.Text.UTF8Encoding(false));
+        string logPath = Path.Combine(runDir, "metrics.jsonl");
+        if (resume && File.Exists(logPath))
+        {
+            // Lines logged after the checkpoint belong to steps that will be run again: drop them.
+            var kept = File.ReadLines(logPath).Where(l => JsonNode.Parse(l)?["step"]?.GetValue<int>() <= state.Step).ToList();
+            AtomicFile.WriteAllText(logPath, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+        }
+        using var metricsLog = new StreamWriter(logPath, append: resume, new System.Text.UTF8Encoding(false));
         var tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runDir, "tensorboard"));   // writes each event as it is added
         var watch = Stopwatch.StartNew();
         var elapsedBefore = TimeSpan.FromSeconds(state.ElapsedSeconds);

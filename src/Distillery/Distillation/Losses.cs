@@ -1,0 +1,164 @@
+// Distillation losses shared by every method. Shapes: B batch, T tokens, V vocabulary or classes, H hidden, h heads.
+// Masks are [B, T] with 1 on real tokens and 0 on padding; padded positions never contribute, on either attention axis.
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Distillation;
+
+/// <summary>The losses of knowledge distillation, each a pure function of student and teacher tensors.</summary>
+public static class Losses
+{
+    /// <summary>
+    /// Soft-target loss of Hinton et al. (2015): KL(p_T ‖ p_S) with p = softmax(z / T), times T² so that gradient
+    /// magnitudes do not shrink with the temperature; averaged over rows ("batchmean"). Logits are [N, V] (any leading
+    /// shape is flattened). TorchSharp's <c>kl_div</c> defaults to log-space targets, unlike PyTorch, and has no
+    /// batchmean: the target is given as probabilities and the sum divided by the row count here.
+    /// </summary>
+    public static Tensor SoftTargetKl(Tensor studentLogits, Tensor teacherLogits, double temperature)
+    {
+        if (temperature <= 0) throw new ArgumentOutOfRangeException(nameof(temperature), "temperature must be positive");
+        long classes = studentLogits.shape[^1];
+        var s = studentLogits.reshape(-1, classes);
+        var t = teacherLogits.reshape(-1, classes);
+        var logStudent = nn.functional.log_softmax(s / temperature, -1);
+        var teacherProbs = nn.functional.softmax(t / temperature, -1);
+        var sum = nn.functional.kl_div(logStudent, teacherProbs, log_target: false, reduction: nn.Reduction.Sum);
+        return sum / s.shape[0] * (temperature * temperature);
+    }
+
+    /// <summary>Mean squared error between logits (regression distillation, or the logit-matching alternative to KL).</summary>
+    public static Tensor LogitMse(Tensor studentLogits, Tensor teacherLogits) => nn.functional.mse_loss(studentLogits, teacherLogits, nn.Reduction.Mean);
+
+    /// <summary>Per-token weights [B, T, 1] from a [B, T] mask, and their count.</summary>
+    private static (Tensor Weights, Tensor Count) TokenWeights(Tensor mask, ScalarType dtype)
+    {
+        var w = mask.to(dtype).unsqueeze(-1);   // [B, T, 1]
+        return (w, w.sum().clamp_min(1.0));
+    }
+
+    /// <summary>
+    /// MSE between hidden states [B, T, H] over real tokens only: Σ over tokens and dimensions / (tokens · H).
+    /// When widths differ, pass the student's states through a learned projection first (see <see cref="HiddenProjection"/>).
+    /// </summary>
+    public static Tensor HiddenMse(Tensor student, Tensor teacher, Tensor? mask)
+    {
+        if (!student.shape.SequenceEqual(teacher.shape))
+            throw new ArgumentException($"hidden states differ in shape: student [{string.Join(", ", student.shape)}], teacher [{string.Join(", ", teacher.shape)}]; project the student first");
+        if (mask is null) return nn.functional.mse_loss(student, teacher, nn.Reduction.Mean);
+        var (w, count) = TokenWeights(mask, student.dtype);
+        return ((student - teacher).pow(2) * w).sum() / (count * student.shape[^1]);
+    }
+
+    /// <summary>
+    /// DistilBERT's cosine loss: mean over real tokens of 1 − cos(h_S, h_T) (PyTorch's CosineEmbeddingLoss with target 1),
+    /// which aligns directions of the hidden-state vectors. States are [B, T, H] of equal width.
+    /// </summary>
+    public static Tensor HiddenCosine(Tensor student, Tensor teacher, Tensor? mask)
+    {
+        var cosine = nn.functional.cosine_similarity(student, teacher, dim: -1, eps: 1e-8);   // [B, T]
+        if (mask is null) return (1 - cosine).mean();
+        var w = mask.to(cosine.dtype);
+        return ((1 - cosine) * w).sum() / w.sum().clamp_min(1.0);
+    }
+
+    /// <summary>
+    /// KL(teacher ‖ student) between attention distributions [B, h, T, T] (MiniLM eq. 4 for attention, eq. 6 for value
+    /// relations): summed over keys, averaged over heads and real query positions. Padded keys carry zero teacher mass
+    /// and are excluded; padded query rows are excluded from the average.
+    /// </summary>
+    public static Tensor AttentionKl(Tensor student, Tensor teacher, Tensor? mask)
+    {
+        if (!student.shape.SequenceEqual(teacher.shape))
+            throw new ArgumentException($"attention maps differ in shape: student [{string.Join(", ", student.shape)}], teacher [{string.Join(", ", teacher.shape)}]");
+        // t·(log t − log s); xlogy gives 0·log 0 = 0, and the clamp keeps log s finite where the student put no mass.
+        var elementwise = xlogy(teacher, teacher) - teacher * student.clamp_min(1e-12).log();   // [B, h, T, T]
+        if (mask is null) return elementwise.sum(-1).mean();
+        var m = mask.to(student.dtype);
+        var keys = m.unsqueeze(1).unsqueeze(2);            // [B, 1, 1, T]
+        var queries = m.unsqueeze(1).unsqueeze(-1);        // [B, 1, T, 1]
+        var perRow = (elementwise * keys).sum(-1, keepdim: true) * queries;   // [B, h, T, 1]
+        return perRow.sum() / (queries.sum() * student.shape[1]).clamp_min(1.0);
+    }
+
+    /// <summary>
+    /// MSE between attention maps [B, h, T, T] (probabilities, or TinyBERT's unnormalised scores) over real (query, key)
+    /// pairs only, averaged over those pairs and heads.
+    /// </summary>
+    public static Tensor AttentionMse(Tensor student, Tensor teacher, Tensor? mask)
+    {
+        if (!student.shape.SequenceEqual(teacher.shape))
+            throw new ArgumentException($"attention maps differ in shape: student [{string.Join(", ", student.shape)}], teacher [{string.Join(", ", teacher.shape)}]");
+        if (mask is null) return nn.functional.mse_loss(student, teacher, nn.Reduction.Mean);
+        var m = mask.to(student.dtype);
+        var pairs = m.unsqueeze(1).unsqueeze(-1) * m.unsqueeze(1).unsqueeze(2);   // [B, 1, T, T]
+        return ((student - teacher).pow(2) * pairs).sum() / (pairs.sum() * student.shape[1]).clamp_min(1.0);
+    }
+}
+
+/// <summary>How student layers are paired with teacher layers for intermediate losses.</summary>
+public enum LayerMapKind
+{
+    /// <summary>Student layer i ↔ teacher layer i·(L_T / L_S) (TinyBERT's uniform strategy; the last layers always pair).</summary>
+    Uniform,
+    /// <summary>Only the last layers pair (MiniLM).</summary>
+    Last,
+    /// <summary>An explicit list: student layer i ↔ teacher layer list[i].</summary>
+    Explicit,
+}
+
+/// <summary>
+/// A typed layer mapping. Layers are numbered 1..L (0 is the embedding output), as in hidden-state lists, so
+/// <c>Resolve</c> returns indices straight into <see cref="Models.EncoderOutput.HiddenStates"/>.
+/// </summary>
+/// <param name="Kind">The strategy.</param>
+/// <param name="TeacherLayers">For <see cref="LayerMapKind.Explicit"/>: the teacher layer (1-based) of each student layer.</param>
+public sealed record LayerMapping(LayerMapKind Kind, IReadOnlyList<int>? TeacherLayers = null)
+{
+    /// <summary>Pairs (student layer, teacher layer), 1-based; throws naming the bad entry.</summary>
+    public IReadOnlyList<(int Student, int Teacher)> Resolve(int studentLayers, int teacherLayers)
+    {
+        if (studentLayers < 1 || teacherLayers < 1) throw new ArgumentException("both models need at least one layer for a layer mapping");
+        switch (Kind)
+        {
+            case LayerMapKind.Last:
+                return [(studentLayers, teacherLayers)];
+            case LayerMapKind.Uniform:
+                if (teacherLayers % studentLayers != 0)
+                    throw new ArgumentException($"uniform layer mapping needs the teacher's {teacherLayers} layers to be a multiple of the student's {studentLayers}; give an explicit list");
+                int step = teacherLayers / studentLayers;
+                return Enumerable.Range(1, studentLayers).Select(i => (i, i * step)).ToList();
+            default:
+                var list = TeacherLayers ?? throw new ArgumentException("an explicit layer mapping needs its list of teacher layers");
+                if (list.Count != studentLayers)
+                    throw new ArgumentException($"layer map has {list.Count} entries for a student with {studentLayers} layers");
+                for (int i = 0; i < list.Count; i++)
+                    if (list[i] < 1 || list[i] > teacherLayers)
+                        throw new ArgumentException($"layer map entry {i} is teacher layer {list[i]}, out of range 1..{teacherLayers}");
+                return list.Select((t, i) => (i + 1, t)).ToList();
+        }
+    }
+}
+
+/// <summary>
+/// A learned linear map from the student's hidden width to the teacher's (TinyBERT's W_h), trained with the student so
+/// that hidden-state losses apply when widths differ. Initialised like BERT's dense layers.
+/// </summary>
+public sealed class HiddenProjection : nn.Module<Tensor, Tensor>
+{
+    private readonly Models.Dense proj;
+
+    /// <summary>A projection [studentWidth → teacherWidth].</summary>
+    public HiddenProjection(int studentWidth, int teacherWidth, double initializerRange = 0.02) : base(nameof(HiddenProjection))
+    {
+        proj = new Models.Dense(studentWidth, teacherWidth);
+        using (no_grad())
+        {
+            nn.init.normal_(proj.Weight, 0, initializerRange);
+            proj.Bias!.zero_();
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>[.., H_S] → [.., H_T].</summary>
+    public override Tensor forward(Tensor studentHidden) => proj.forward(studentHidden);
+}
