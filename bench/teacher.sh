@@ -5,10 +5,11 @@
 # (config.json present) and resumes from its checkpoint when one was left by an interrupted run.
 #
 #   bench/teacher.sh                # all stages
-#   STAGES="pretrain glue" bench/teacher.sh   # stages: pretrain export glue squad scratch
+#   STAGES="pretrain glue" bench/teacher.sh   # stages: pretrain export glue squad bf16 scratch
 #
 # Environment: ARCH (default L4-H256), STEPS (pre-training optimizer steps, default 1500), OUT (default runs/teacher),
-# DATA (default ../shared/data), PRECISION (fp32|bf16, default fp32).
+# DATA (default ../shared/data), PRECISION (fp32|bf16, default fp32), DISTILLERY (the command, default ./distillery; a
+# frozen copy of the binary lets the pipeline run while the sources change).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,10 +18,12 @@ STEPS="${STEPS:-1500}"
 OUT="${OUT:-runs/teacher}"
 DATA="${DATA:-$root/../shared/data}"
 PRECISION="${PRECISION:-fp32}"
-STAGES="${STAGES:-pretrain export glue squad scratch}"
+STAGES="${STAGES:-pretrain export glue squad bf16 scratch}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "teacher.sh: shared data not found at $DATA" >&2; exit 1; }
 mkdir -p "$OUT"
-./distillery --version >/dev/null   # builds the CLI once, before the timed stages
+DISTILLERY="${DISTILLERY:-./distillery}"
+distillery() { "$DISTILLERY" "$@"; }
+distillery --version >/dev/null   # builds the CLI once, before the timed stages
 
 # The text of the GLUE training sets, one example per document (no labels, no dev or test text).
 glue_text="$OUT/glue-train-text.txt"
@@ -43,7 +46,7 @@ done_or_resume() {   # prints --resume when the stage left a checkpoint; returns
 
 if [[ " $STAGES " == *" pretrain "* ]]; then
   if flag="$(done_or_resume "$OUT/pretrained")"; then
-    ./distillery pretrain --corpus "$DATA/corpus" "$glue_text" --arch "$ARCH" --out "$OUT/pretrained" \
+    distillery pretrain --corpus "$DATA/corpus" "$glue_text" --arch "$ARCH" --out "$OUT/pretrained" \
       --seq-length 128 --batch-size 32 --grad-accum 2 --lr 3e-4 --warmup-ratio 0.06 --max-steps "$STEPS" \
       --eval-every 250 --eval-sequences 256 --checkpoint-every 100 --log-every 25 --precision "$PRECISION" \
       --invalid-utf8 latin1 $flag
@@ -53,7 +56,7 @@ fi
 # The committed teacher: the pre-trained model in fp16 (half the bytes), with its run files for provenance.
 if [[ " $STAGES " == *" export "* ]]; then
   rm -rf "models/teacher-$ARCH.tmp"
-  ./distillery convert "$OUT/pretrained" --dtype float16 --out "models/teacher-$ARCH.tmp"
+  distillery convert "$OUT/pretrained" --dtype float16 --out "models/teacher-$ARCH.tmp"
   cp "$OUT/pretrained/run_config.json" "$OUT/pretrained/metrics.json" "models/teacher-$ARCH.tmp/"
   rm -rf "models/teacher-$ARCH" && mv "models/teacher-$ARCH.tmp" "models/teacher-$ARCH"
 fi
@@ -64,7 +67,7 @@ fi
 finetune() {   # finetune NAME MODEL TASK DATA EPOCHS [extra flags...]
   local name="$1" model="$2" task="$3" data="$4" epochs="$5"; shift 5
   if flag="$(done_or_resume "$OUT/$name")"; then
-    ./distillery finetune --model "$model" --task "$task" --data "$data" --out "$OUT/$name" --epochs "$epochs" \
+    distillery finetune --model "$model" --task "$task" --data "$data" --out "$OUT/$name" --epochs "$epochs" \
       --batch-size 32 --lr 1e-4 --warmup-ratio 0.1 --log-every 50 --checkpoint-every 200 --precision "$PRECISION" "$@" $flag
   fi
 }
@@ -75,14 +78,17 @@ finetune() {   # finetune NAME MODEL TASK DATA EPOCHS [extra flags...]
   finetune cola "$OUT/pretrained" cola "$DATA/glue" 3 --eval-every 200
   finetune stsb "$OUT/pretrained" stsb "$DATA/glue" 4 --eval-every 200
 }
-[[ " $STAGES " == *" squad "* ]] && {
-  finetune squad "$OUT/pretrained" squad "$DATA/squad/dev-v1.1.json" 2 --split-articles 40 --max-length 256 --doc-stride 128 --eval-every 300
+[[ " $STAGES " == *" bf16 "* ]] && {   # the same SST-2 fine-tuning with bf16 matmuls, for the precision comparison
+  PRECISION=bf16 finetune sst2-bf16 "$OUT/pretrained" sst2 "$DATA/glue" 2 --eval-every 500
 }
 [[ " $STAGES " == *" scratch "* ]] && {
   if [[ ! -f "$OUT/random-init/config.json" ]]; then
-    ./distillery init --arch "$ARCH" --out "$OUT/random-init" --seed 42
+    distillery init --arch "$ARCH" --out "$OUT/random-init" --seed 42
   fi
   finetune scratch-sst2 "$OUT/random-init" sst2 "$DATA/glue" 2 --eval-every 500
   finetune scratch-mrpc "$OUT/random-init" mrpc "$DATA/glue" 5 --eval-every 100
+}
+[[ " $STAGES " == *" squad "* ]] && {
+  finetune squad "$OUT/pretrained" squad "$DATA/squad/dev-v1.1.json" 2 --split-articles 40 --max-length 256 --doc-stride 128 --eval-every 300
 }
 exit 0

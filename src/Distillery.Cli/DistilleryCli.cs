@@ -27,6 +27,7 @@ public static class DistilleryCli
         root.Subcommands.Add(PretrainCommand.Create(context));
         root.Subcommands.Add(FinetuneCommand.CreateFinetune(context));
         root.Subcommands.Add(FinetuneCommand.CreateEval(context));
+        root.Subcommands.Add(DistillCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));

@@ -177,7 +177,7 @@ public sealed record FinetuneOptions
 public static class FineTuning
 {
     /// <summary>Everything a task needs: examples, how to score predictions, and the head shape.</summary>
-    private sealed class TaskData
+    public sealed class TaskData
     {
         public required IReadOnlyList<EncodedExample> Train { get; init; }
         public required IReadOnlyList<EncodedExample> Eval { get; init; }
@@ -189,7 +189,8 @@ public static class FineTuning
         public required string Description { get; init; }
     }
 
-    private static TaskData Prepare(FinetuneOptions o, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
+    /// <summary>Loads and tokenises a task's training (when <paramref name="needTrain"/>) and evaluation data.</summary>
+    public static TaskData Prepare(FinetuneOptions o, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
     {
         int maxLength = o.MaxLength ?? Math.Min(o.IsSquad ? 384 : 128, maxPositions);
         if (maxLength > maxPositions) throw new ArgumentException($"max length {maxLength} exceeds the model's {maxPositions} positions");
@@ -270,39 +271,63 @@ public static class FineTuning
         });
         foreach (var w in report.Warnings()) events.Message?.Invoke(w);
 
-        Directory.CreateDirectory(options.Out);
-        RunFiles.Write(options.Out, "run_config.json", new { command = "finetune", options });
-        string bestDir = Path.Combine(options.Out, "best");
-        var trainData = new TaskBatchSource(data.Train, options.Trainer.BatchSize, options.Trainer.Seed, tokenizer.PadId, bucket: options.LengthBucketing);
-        var trainer = new Trainer<TaskBatch>(new TaskObjective(model), trainData, options.Trainer, options.Out)
+        try
         {
-            Evaluate = () => data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId)),
+            return TrainOnTask(model, new TaskObjective(model), () => model, data, tokenizer, options.Trainer, options.LengthBucketing,
+                options.Out, "finetune", options.Task, new { command = "finetune", options }, resume, events);
+        }
+        finally
+        {
+            model.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The loop shared by fine-tuning and task-specific distillation: train <paramref name="objective"/> on the task's
+    /// data, evaluate <paramref name="evaluated"/> on its dev data, keep the best checkpoint (of
+    /// <paramref name="saved"/>()), and write it with <c>run_config.json</c> and <c>metrics.json</c> to <paramref name="outDir"/>.
+    /// </summary>
+    public static JsonObject TrainOnTask(BertTaskModel evaluated, ITrainingObjective<TaskBatch> objective, Func<BertTaskModel> saved,
+        TaskData data, BertTextTokenizer tokenizer, TrainerOptions trainerOptions, bool lengthBucketing, string outDir,
+        string command, string task, object runConfig, bool resume, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        Directory.CreateDirectory(outDir);
+        RunFiles.Write(outDir, "run_config.json", runConfig);
+        string bestDir = Path.Combine(outDir, "best");
+        var trainData = new TaskBatchSource(data.Train, trainerOptions.BatchSize, trainerOptions.Seed, tokenizer.PadId, bucket: lengthBucketing);
+        var trainer = new Trainer<TaskBatch>(objective, trainData, trainerOptions, outDir)
+        {
+            Evaluate = () =>
+            {
+                evaluated.eval();
+                return data.Score(TaskObjective.Predict(evaluated, data.Eval, tokenizer.PadId));
+            },
             SelectBy = (data.PrimaryMetric, true),
-            OnBest = _ => BertCheckpoint.Save(model, bestDir, tokenizer),
+            OnBest = _ => BertCheckpoint.Save(saved(), bestDir, tokenizer),
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };
-        events.StageStarted?.Invoke($"fine-tuning {options.Task}", trainer.TotalSteps);
+        events.StageStarted?.Invoke($"{command} {task}", trainer.TotalSteps);
         var result = trainer.Run(resume);
-        model.Dispose();
 
         // The output is the best dev checkpoint (transformers' load_best_model_at_end).
         var (best, _) = BertCheckpoint.Load(bestDir);
-        using (best) BertCheckpoint.Save(best, options.Out, tokenizer);
+        using (best) BertCheckpoint.Save(best, outDir, tokenizer);
         Directory.Delete(bestDir, recursive: true);
         var metrics = new JsonObject
         {
-            ["command"] = "finetune",
-            ["task"] = options.Task,
+            ["command"] = command,
+            ["task"] = task,
             ["dev"] = RunFiles.Metrics(result.Best!.Metrics),
             ["best_step"] = result.Best.Step,
             ["steps"] = result.Steps,
             ["evaluations"] = new JsonArray(result.Evaluations.Select(e => (JsonNode?)new JsonObject { ["step"] = e.Step, ["metrics"] = RunFiles.Metrics(e.Metrics) }).ToArray()),
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
-            ["precision"] = options.Trainer.Precision.ToString(),
+            ["precision"] = trainerOptions.Precision.ToString(),
             ["machine"] = Bench.Machine.Describe(),
         };
-        RunFiles.Write(options.Out, "metrics.json", metrics);
+        RunFiles.Write(outDir, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
         return metrics;
     }

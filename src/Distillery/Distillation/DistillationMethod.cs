@@ -1,0 +1,47 @@
+using Distillery.Models;
+using Distillery.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Distillation;
+
+/// <summary>
+/// The contract every distillation method implements (one method per file). A method is built with its teacher and
+/// student (it may reshape the student from the teacher first), computes a step's loss with the teacher in eval mode
+/// under no_grad, reacts to step ends (schedules), and hands back the model to save.
+/// </summary>
+/// <typeparam name="TBatch">The batches it trains on (task batches, or masked-LM batches for task-agnostic methods).</typeparam>
+public interface IDistillationMethod<in TBatch> : ITrainingObjective<TBatch>
+{
+    /// <summary>The student as it trains.</summary>
+    BertTaskModel Student { get; }
+
+    /// <summary>The model to save when training ends (a method may assemble or shrink it).</summary>
+    BertTaskModel Finish() => Student;
+}
+
+/// <summary>
+/// A frozen teacher: eval mode (no dropout), every parameter excluded from autograd, forwards under no_grad. Its
+/// outputs carry no graph, so no gradient can reach it, whatever the loss does with them.
+/// </summary>
+public sealed class Teacher
+{
+    /// <summary>The model.</summary>
+    public BertTaskModel Model { get; }
+
+    /// <summary>Freezes <paramref name="model"/>.</summary>
+    public Teacher(BertTaskModel model)
+    {
+        Model = model;
+        model.eval();
+        foreach (var p in model.parameters()) p.requires_grad = false;
+    }
+
+    /// <summary>A forward pass without autograd.</summary>
+    public TaskOutput Forward(BertInputs inputs, BertForwardOptions? options = null)
+    {
+        using var _ = no_grad();
+        if (Model.training) Model.eval();   // a caller's train() on a parent module must not turn dropout back on
+        return Model.forward(inputs, options);
+    }
+}

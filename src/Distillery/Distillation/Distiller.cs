@@ -1,0 +1,87 @@
+using System.Text.Json.Nodes;
+using Distillery.Models;
+using Distillery.Training;
+
+namespace Distillery.Distillation;
+
+/// <summary>The distillation methods Distillery has; the one open set, registered here.</summary>
+public enum DistillMethod
+{
+    /// <summary>Vanilla task-specific KD (<see cref="KnowledgeDistillation"/>).</summary>
+    Kd,
+}
+
+/// <summary>Options of <c>distillery distill</c> for task-specific methods.</summary>
+public sealed record DistillOptions
+{
+    /// <summary>The method.</summary>
+    public DistillMethod Method { get; init; } = DistillMethod.Kd;
+    /// <summary>The fine-tuned teacher's model folder.</summary>
+    public required string Teacher { get; init; }
+    /// <summary>How the student is built.</summary>
+    public required StudentInit Student { get; init; }
+    /// <summary>GLUE task name or "squad".</summary>
+    public required string Task { get; init; }
+    /// <summary>Task data (as for fine-tuning).</summary>
+    public required string Data { get; init; }
+    /// <summary>Output model folder.</summary>
+    public required string Out { get; init; }
+    /// <summary>Longest input in tokens.</summary>
+    public int? MaxLength { get; init; }
+    /// <summary>SQuAD window stride.</summary>
+    public int DocStride { get; init; } = 128;
+    /// <summary>SQuAD: train on this many articles, evaluate on the rest.</summary>
+    public int SplitArticles { get; init; }
+    /// <summary>GLUE: a seeded sample of at most this many training examples.</summary>
+    public int? MaxTrainExamples { get; init; }
+    /// <summary>Vanilla KD's temperature and weights.</summary>
+    public KdOptions Kd { get; init; } = new();
+    /// <summary>Optimisation.</summary>
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 1e-4, Epochs = 3, BatchSize = 32 };
+}
+
+/// <summary>Runs a distillation method end to end: teacher and student, data, training, best checkpoint, run files.</summary>
+public static class Distiller
+{
+    /// <summary>
+    /// Distils the teacher into the student on a task and writes the best dev checkpoint with its run files. Everything
+    /// that can be wrong with the inputs (teacher without a trained head, vocabularies that differ, layer indices out of
+    /// range) is reported before training starts.
+    /// </summary>
+    public static JsonObject Run(DistillOptions options, bool resume = false, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        options.Trainer.Validate();
+        options.Kd.Validate();
+        var teacherConfig = BertCheckpoint.ReadConfig(options.Teacher);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Teacher, teacherConfig);
+        var taskOptions = new FinetuneOptions
+        {
+            Task = options.Task, Model = options.Teacher, Data = options.Data, Out = options.Out, MaxLength = options.MaxLength,
+            DocStride = options.DocStride, SplitArticles = options.SplitArticles, MaxTrainExamples = options.MaxTrainExamples, Trainer = options.Trainer,
+        };
+        var data = FineTuning.Prepare(taskOptions, tokenizer, teacherConfig.MaxPositionEmbeddings, needTrain: true);
+        events.Message?.Invoke(data.Description);
+
+        var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, data.Head);
+        using (teacherModel)
+        {
+            if (report.Initialized.Count > 0)
+                throw new InvalidDataException($"{options.Teacher}: the teacher has no trained {BertTasks.ArchitectureName(data.Head)} head for {options.Task}; fine-tune it first");
+            if (data.Head == BertTask.SequenceClassification && teacherModel.Config.NumLabels != data.Labels.Count)
+                throw new InvalidDataException($"{options.Teacher}: the teacher's head has {teacherModel.Config.NumLabels} outputs, {options.Task} needs {data.Labels.Count}");
+            var teacher = new Teacher(teacherModel);
+            using var student = options.Student.Build(teacherModel, data.Head, options.Trainer.Seed);
+            if (student.Config.MaxPositionEmbeddings < (options.MaxLength ?? 0))
+                throw new ArgumentException($"max length {options.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");
+            events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → student {BertArch.NameOf(student.Config)} ({ParameterCounts.Of(student).Total:N0})");
+            IDistillationMethod<TaskBatch> method = options.Method switch
+            {
+                DistillMethod.Kd => new KnowledgeDistillation(teacher, student, options.Kd),
+                _ => throw new ArgumentException($"method {options.Method} is not a task-specific method"),
+            };
+            return FineTuning.TrainOnTask(student, method, method.Finish, data, tokenizer, options.Trainer, lengthBucketing: true, options.Out,
+                "distill", options.Task, new { command = "distill", options }, resume, events);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+// Vanilla knowledge distillation (task-specific): Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+// Network" (2015). Loss = α·T²·KL(p_T ‖ p_S) at temperature T + (1 − α)·(task loss on the labels).
+// Deviations: for regression (STS-B) the soft term is the MSE between student and teacher scores (no distribution to
+// soften); for span QA it is the KL of start and end distributions over the real tokens of each window.
+using Distillery.Models;
+using Distillery.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Distillation;
+
+/// <summary>Options of vanilla KD.</summary>
+public sealed record KdOptions
+{
+    /// <summary>Softmax temperature T of the soft targets.</summary>
+    public double Temperature { get; init; } = 2.0;
+    /// <summary>Weight α of the soft-target loss; 1 − α goes to the hard labels. 1 uses soft targets only (unlabeled data).</summary>
+    public double Alpha { get; init; } = 0.5;
+
+    /// <summary>Checks the fields; throws naming the bad one.</summary>
+    public KdOptions Validate()
+    {
+        if (!(Temperature > 0)) throw new ArgumentException($"temperature must be positive (got {Temperature})");
+        if (Alpha is < 0 or > 1) throw new ArgumentException($"alpha must be in [0, 1] (got {Alpha})");
+        return this;
+    }
+}
+
+/// <summary>Vanilla KD from a fine-tuned teacher on task batches (classification, regression, span QA).</summary>
+public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
+{
+    private readonly Teacher teacher;
+    private readonly KdOptions options;
+
+    /// <summary>Distils <paramref name="teacher"/> into <paramref name="student"/>; both must carry the same head.</summary>
+    public KnowledgeDistillation(Teacher teacher, BertTaskModel student, KdOptions options)
+    {
+        this.teacher = teacher;
+        Student = student;
+        this.options = options.Validate();
+        if (teacher.Model.Task != student.Task)
+            throw new ArgumentException($"teacher head {BertTasks.ArchitectureName(teacher.Model.Task)} and student head {BertTasks.ArchitectureName(student.Task)} differ");
+        if (student.Task == BertTask.MaskedLM) throw new ArgumentException("vanilla KD distils a task head; use distilbert for masked-LM distillation");
+        if (teacher.Model.Config.VocabSize != student.Config.VocabSize)
+            throw new ArgumentException($"teacher and student vocabularies differ ({teacher.Model.Config.VocabSize} vs {student.Config.VocabSize} tokens)");
+        if (student.Task == BertTask.SequenceClassification && teacher.Model.Config.NumLabels != student.Config.NumLabels)
+            throw new ArgumentException($"teacher has {teacher.Model.Config.NumLabels} outputs, the student {student.Config.NumLabels}");
+    }
+
+    /// <inheritdoc/>
+    public BertTaskModel Student { get; }
+
+    /// <inheritdoc/>
+    public nn.Module Module => Student;
+
+    /// <inheritdoc/>
+    public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
+    {
+        var inputs = batch.ToInputs();
+        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
+        var studentLogits = Student.forward(inputs).Logits;
+        double alpha = options.Alpha, T = options.Temperature;
+        Tensor soft, hard;
+        if (Student.Task == BertTask.SequenceClassification && Student.Config.IsRegression)
+        {
+            soft = Losses.LogitMse(studentLogits, teacherLogits);                                       // [B, 1]
+            hard = alpha < 1 ? nn.functional.mse_loss(studentLogits.squeeze(-1), tensor(batch.Scores)) : zeros(1);
+        }
+        else if (Student.Task == BertTask.SequenceClassification)
+        {
+            soft = Losses.SoftTargetKl(studentLogits, teacherLogits, T);                               // [B, C]
+            hard = alpha < 1 ? nn.functional.cross_entropy(studentLogits, Labels(batch.Labels)) : zeros(1);
+        }
+        else
+        {
+            // [B, T, 2]: padded positions get a large negative logit in both, so neither distribution puts mass there.
+            var padding = tensor(batch.AttentionMask, [batch.Batch, batch.Length]).eq(0).unsqueeze(-1);   // [B, T, 1]
+            var s = studentLogits.masked_fill(padding, -1e4);
+            var t = teacherLogits.masked_fill(padding, -1e4);
+            soft = (Losses.SoftTargetKl(s.select(-1, 0), t.select(-1, 0), T) + Losses.SoftTargetKl(s.select(-1, 1), t.select(-1, 1), T)) / 2;
+            hard = alpha < 1
+                ? (nn.functional.cross_entropy(s.select(-1, 0), Labels(batch.Starts)) + nn.functional.cross_entropy(s.select(-1, 1), Labels(batch.Ends))) / 2
+                : zeros(1);
+        }
+        var loss = alpha * soft + (1 - alpha) * hard.sum();
+        return (loss, batch.AttentionMask.Sum());
+    }
+
+    static Tensor Labels(long[] labels) =>
+        labels.Any(l => l < 0)
+            ? throw new InvalidOperationException("hard-label loss on unlabeled examples: use alpha 1 (soft targets only) for unlabeled data")
+            : tensor(labels);
+}

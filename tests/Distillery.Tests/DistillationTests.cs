@@ -1,0 +1,176 @@
+using Distillery.Distillation;
+using Distillery.Models;
+using Distillery.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Tests;
+
+/// <summary>
+/// The distillation contract (STYLE.md) for every method: finite loss, no gradient reaches the teacher, the loss falls
+/// when over-fitting one batch, no tensor leaks across steps, save/load round-trips; plus student initialisation.
+/// </summary>
+public sealed class DistillationTests
+{
+    static BertConfig Config(int layers, int hidden = 32, int labels = 3) => BertConfig.Create(layers, hidden, heads: 4, intermediate: 2 * hidden, vocabSize: 120) with
+    {
+        MaxPositionEmbeddings = 32,
+        Labels = Enumerable.Range(0, labels).Select(i => $"L{i}").ToArray(),
+        ProblemType = labels == 1 ? ProblemType.Regression : ProblemType.SingleLabelClassification,
+    };
+
+    static TaskBatch Batch(int batch = 4, int length = 10, long seed = 1, int labels = 3)
+    {
+        var random = new Random((int)seed);
+        var rows = Enumerable.Range(0, batch).Select(b =>
+        {
+            int n = length - (b % 3);   // ragged: padding in some rows
+            var ids = Enumerable.Range(0, n).Select(i => i == 0 ? 2 : 5 + random.Next(110)).ToArray();
+            return new EncodedExample(ids, new int[n], random.Next(labels), (float)random.NextDouble() * 5, 1 + random.Next(n - 2), n - 1);
+        }).ToList();
+        return TaskBatch.Collate(rows, padId: 0);
+    }
+
+    public static IEnumerable<object[]> Heads() =>
+    [
+        [BertTask.SequenceClassification, 3],
+        [BertTask.SequenceClassification, 1],   // regression
+        [BertTask.QuestionAnswering, 2],
+    ];
+
+    static (Teacher Teacher, BertTaskModel Student, KnowledgeDistillation Method) Kd(BertTask task, int labels, KdOptions? options = null)
+    {
+        manual_seed(3);
+        var teacherModel = BertTaskModel.Create(Config(4, labels: labels), task);
+        var teacher = new Teacher(teacherModel);
+        var student = StudentInit.EveryOtherLayer(4).Build(teacherModel, task, seed: 5);
+        return (teacher, student, new KnowledgeDistillation(teacher, student, options ?? new KdOptions { Alpha = 0.5, Temperature = 2 }));
+    }
+
+    [Theory]
+    [MemberData(nameof(Heads))]
+    public void KdContract(BertTask task, int labels)
+    {
+        var (teacher, student, method) = Kd(task, labels);
+        var batch = Batch(labels: Math.Max(labels, 2));
+        var teacherBefore = teacher.Model.parameters().Select(p => p.clone()).ToList();
+        var optimizer = optim.AdamW(method.Module.parameters(), lr: 3e-3);
+        student.train();
+        double first = double.NaN, last = double.NaN;
+        long liveAfterFirst = 0;
+        const int steps = 40;
+        for (int step = 0; step < steps; step++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var (loss, tokens) = method.Loss(batch);
+                double value = loss.item<float>();
+                Assert.True(double.IsFinite(value), $"loss {value} at step {step}");
+                Assert.True(tokens > 0);
+                loss.backward();
+                // No gradient reaches the teacher: its parameters are out of autograd altogether.
+                Assert.All(teacher.Model.parameters(), p => { Assert.False(p.requires_grad); Assert.True(p.grad is null || p.grad.abs().max().item<float>() == 0); });
+                optimizer.step();
+                optimizer.zero_grad();
+                if (step == 0) first = value;
+                last = value;
+            }
+            if (step == 1) liveAfterFirst = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        }
+        // No tensors pile up across steps; over-fitting one batch drives the loss down; the teacher is untouched.
+        long leaked = DisposeScopeManager.Statistics.ThreadTotalLiveCount - liveAfterFirst;
+        Assert.True(leaked == 0, $"tensors leak across steps: {leaked} more live after {steps - 2} steps");
+        Assert.True(last < 0.75 * first, $"loss did not fall: {first} → {last}");
+        using (var scope = NewDisposeScope())
+            foreach (var (before, after) in teacherBefore.Zip(teacher.Model.parameters()))
+                Assert.Equal(0.0, (before - after).abs().max().item<float>());
+        optimizer.Dispose();
+
+        // The student saves and loads back to the same function.
+        using var tmp = new TestData.TempDir();
+        BertCheckpoint.Save(((IDistillationMethod<TaskBatch>)method).Finish(), tmp["student"], tokenizer: null);
+        var (loaded, _) = BertCheckpoint.Load(tmp["student"]);
+        using (loaded)
+        using (var scope = NewDisposeScope())
+        {
+            student.eval();
+            loaded.eval();
+            var inputs = batch.ToInputs();
+            Assert.Equal(0.0, (student.forward(inputs).Logits - loaded.forward(inputs).Logits).abs().max().item<float>());
+        }
+    }
+
+    [Fact]
+    public void SoftLossIsZeroWhenTheStudentIsTheTeacher()
+    {
+        manual_seed(4);
+        var teacherModel = BertTaskModel.Create(Config(2), BertTask.SequenceClassification);
+        var student = StudentInit.FirstLayers(2).Build(teacherModel, BertTask.SequenceClassification, seed: 1);
+        var method = new KnowledgeDistillation(new Teacher(teacherModel), student, new KdOptions { Alpha = 1, Temperature = 3 });
+        student.eval();   // same function: no dropout
+        using var scope = NewDisposeScope();
+        Assert.Equal(0.0, method.Loss(Batch()).Loss.item<float>(), 5);
+    }
+
+    [Fact]
+    public void HardLabelsOnUnlabeledDataAreRefused()
+    {
+        var (_, _, method) = Kd(BertTask.SequenceClassification, 3);
+        var unlabeled = Batch() with { Labels = [-1, -1, -1, -1] };
+        using var scope = NewDisposeScope();
+        Assert.Contains("alpha 1", Assert.Throws<InvalidOperationException>(() => method.Loss(unlabeled)).Message);
+        var (teacher, student, _) = Kd(BertTask.SequenceClassification, 3);
+        var softOnly = new KnowledgeDistillation(teacher, student, new KdOptions { Alpha = 1 });
+        Assert.True(double.IsFinite(softOnly.Loss(unlabeled).Loss.item<float>()));
+    }
+
+    [Fact]
+    public void EveryOtherLayerStudentCopiesTheTeachersLayers()
+    {
+        manual_seed(6);
+        using var teacher = BertTaskModel.Create(Config(6), BertTask.SequenceClassification);
+        using var student = StudentInit.EveryOtherLayer(6).Build(teacher, BertTask.SequenceClassification, seed: 1);
+        Assert.Equal(3, student.Config.NumHiddenLayers);
+        var t = teacher.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var s = student.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        // Student layer k is teacher layer 2k; embeddings, pooler and classifier are the teacher's.
+        foreach (var (k, teacherLayer) in new[] { (0, 0), (1, 2), (2, 4) })
+            Assert.True(t[$"bert.encoder.layer.{teacherLayer}.attention.self.query.weight"].equal(s[$"bert.encoder.layer.{k}.attention.self.query.weight"]).all().item<bool>());
+        foreach (var name in new[] { "bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight", "bert.embeddings.LayerNorm.bias" })
+            Assert.True(t[name].equal(s[name]).all().item<bool>(), name);
+        var explicitInit = new StudentInit(StudentInitKind.TeacherLayers, [0, 2, 5]).Build(teacher, BertTask.SequenceClassification, 1);
+        Assert.True(t["bert.encoder.layer.5.output.dense.weight"].equal(explicitInit.named_parameters().First(p => p.name == "bert.encoder.layer.2.output.dense.weight").parameter).all().item<bool>());
+    }
+
+    [Fact]
+    public void BadStudentsAreRefusedWithOneLine()
+    {
+        using var teacher = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        Assert.Contains("teacher layer 7 does not exist", Assert.Throws<ArgumentException>(() => new StudentInit(StudentInitKind.TeacherLayers, [0, 7]).Build(teacher, BertTask.SequenceClassification, 1)).Message);
+        Assert.Contains("repeat", Assert.Throws<ArgumentException>(() => new StudentInit(StudentInitKind.TeacherLayers, [1, 1]).Build(teacher, BertTask.SequenceClassification, 1)).Message);
+        Assert.Contains("L4-H256", Assert.Throws<FormatException>(() => new StudentInit(StudentInitKind.Random, Arch: "tiny").Build(teacher, BertTask.SequenceClassification, 1)).Message);
+
+        // A student with another vocabulary.
+        using var tmp = new TestData.TempDir();
+        using (var other = BertTaskModel.Create(Config(2) with { VocabSize = 99 }, BertTask.SequenceClassification))
+            BertCheckpoint.Save(other, tmp["other"], tokenizer: null);
+        Assert.Contains("must share one", Assert.Throws<ArgumentException>(() => new StudentInit(StudentInitKind.Checkpoint, Checkpoint: tmp["other"]).Build(teacher, BertTask.SequenceClassification, 1)).Message);
+
+        // Heads that do not match.
+        using var qaStudent = BertTaskModel.Create(Config(2), BertTask.QuestionAnswering);
+        Assert.Contains("differ", Assert.Throws<ArgumentException>(() => new KnowledgeDistillation(new Teacher(teacher), qaStudent, new KdOptions())).Message);
+        Assert.Contains("temperature", Assert.Throws<ArgumentException>(() => new KdOptions { Temperature = 0 }.Validate()).Message);
+    }
+
+    [Fact]
+    public void NarrowRandomStudentKeepsEmbeddingsOnlyWhenWidthsMatch()
+    {
+        using var teacher = BertTaskModel.Create(Config(4, hidden: 32), BertTask.SequenceClassification);
+        using var same = new StudentInit(StudentInitKind.Random, Arch: "L1-H32-A4-F64").Build(teacher, BertTask.SequenceClassification, 2);
+        var w = teacher.named_parameters().First(p => p.name == "bert.embeddings.word_embeddings.weight").parameter;
+        Assert.True(w.equal(same.named_parameters().First(p => p.name == "bert.embeddings.word_embeddings.weight").parameter).all().item<bool>());
+        using var narrow = new StudentInit(StudentInitKind.Random, Arch: "L1-H16-A2-F32").Build(teacher, BertTask.SequenceClassification, 2);
+        Assert.Equal([120L, 16L], narrow.named_parameters().First(p => p.name == "bert.embeddings.word_embeddings.weight").parameter.shape);
+        Assert.Equal(3, narrow.Config.NumLabels);
+    }
+}
