@@ -9,8 +9,15 @@ public static class DistillCommand
 {
     public static Command Create(CliContext context)
     {
-        var method = new Option<string?>("--method") { Description = "Distillation method: kd (vanilla task-specific KD)." };
-        method.AcceptOnlyFromAmong("kd");
+        var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert: task-agnostic triple loss on a corpus (--corpus; fine-tune the result next)." };
+        method.AcceptOnlyFromAmong("kd", "distilbert");
+        var corpus = new Option<string[]>("--corpus") { Description = "distilbert: text files or folders.", AllowMultipleArgumentsPerToken = true };
+        var seqLength = new Option<int?>("--seq-length") { Description = "distilbert: tokens per packed sequence (default 128)." };
+        var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "distilbert: error (default) or latin1 for lines that are not UTF-8." };
+        invalidUtf8.AcceptOnlyFromAmong("error", "latin1");
+        var alphaCe = new Option<double?>("--alpha-ce") { Description = "distilbert: weight of the soft-target KL (default 5)." };
+        var alphaMlm = new Option<double?>("--alpha-mlm") { Description = "distilbert: weight of the MLM loss (default 2)." };
+        var alphaCos = new Option<double?>("--alpha-cos") { Description = "distilbert: weight of the cosine loss (default 1)." };
         var teacher = new Option<string?>("--teacher") { Description = "Fine-tuned teacher model folder." };
         var student = new Option<string?>("--student") { Description = "Start the student from this model folder (e.g. a pre-trained compact model)." };
         var studentArch = new Option<string?>("--student-arch") { Description = "A fresh student of this architecture, e.g. L2-H256 (embeddings copied when widths match)." };
@@ -29,10 +36,12 @@ public static class DistillCommand
         var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).")
         {
             method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, config, resume,
+            corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos,
         };
         training.AddTo(command);
         command.SetAction(parse =>
         {
+            if (parse.GetValue(method) == "distilbert") return RunDistilBert(context, parse, training, teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos, resume);
             var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
             var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student
                 ?? throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
@@ -60,6 +69,30 @@ public static class DistillCommand
             return 0;
         });
         return command;
+    }
+
+    static int RunDistilBert(CliContext context, ParseResult parse, TrainingCliOptions training, Option<string?> teacher, Option<string?> student,
+        Option<string?> studentArch, Option<string?> fromTeacher, Option<string?> output, Option<string[]> corpus, Option<int?> seqLength,
+        Option<string?> invalidUtf8, Option<double?> temperature, Option<double?> alphaCe, Option<double?> alphaMlm, Option<double?> alphaCos, Option<bool> resume)
+    {
+        var options = new CorpusDistillOptions
+        {
+            Teacher = parse.GetValue(teacher) ?? throw new ArgumentException("give --teacher (the pre-trained masked-LM teacher)"),
+            Corpus = parse.GetValue(corpus) is { Length: > 0 } c ? c : throw new ArgumentException("give --corpus (text files or folders)"),
+            Out = parse.GetValue(output) ?? throw new ArgumentException("give --out"),
+            Student = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)),
+        };
+        if (parse.GetValue(seqLength) is int l) options = options with { SeqLength = l };
+        if (parse.GetValue(invalidUtf8) == "latin1") options = options with { InvalidUtf8 = Data.InvalidUtf8.Latin1 };
+        var weights = options.DistilBert;
+        if (parse.GetValue(temperature) is double t) weights = weights with { Temperature = t };
+        if (parse.GetValue(alphaCe) is double ce) weights = weights with { AlphaCe = ce };
+        if (parse.GetValue(alphaMlm) is double mlm) weights = weights with { AlphaMlm = mlm };
+        if (parse.GetValue(alphaCos) is double cos) weights = weights with { AlphaCos = cos };
+        options = options with { DistilBert = weights, Trainer = training.Apply(parse, options.Trainer) };
+        var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events));
+        context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
+        return 0;
     }
 
     static StudentInit? StudentFrom(string? dir, string? arch, string? layers)

@@ -9,6 +9,37 @@ public enum DistillMethod
 {
     /// <summary>Vanilla task-specific KD (<see cref="KnowledgeDistillation"/>).</summary>
     Kd,
+    /// <summary>Task-agnostic DistilBERT triple loss on a corpus (<see cref="DistilBert"/>).</summary>
+    DistilBert,
+}
+
+/// <summary>Options of task-agnostic distillation on a corpus (DistilBERT).</summary>
+public sealed record CorpusDistillOptions
+{
+    /// <summary>The method.</summary>
+    public DistillMethod Method { get; init; } = DistillMethod.DistilBert;
+    /// <summary>The pre-trained (masked-LM) teacher's model folder.</summary>
+    public required string Teacher { get; init; }
+    /// <summary>How the student is built (DistilBERT: every other teacher layer).</summary>
+    public StudentInit? Student { get; init; }
+    /// <summary>Text files or folders.</summary>
+    public required IReadOnlyList<string> Corpus { get; init; }
+    /// <summary>Output model folder (a masked-LM student, to fine-tune next).</summary>
+    public required string Out { get; init; }
+    /// <summary>Tokens per packed sequence.</summary>
+    public int SeqLength { get; init; } = 128;
+    /// <summary>Masking of the batches (the MLM term's targets).</summary>
+    public Data.MaskingOptions Masking { get; init; } = new();
+    /// <summary>Held-out sequences for the student's MLM evaluation.</summary>
+    public int EvalSequences { get; init; } = 256;
+    /// <summary>What a line that is not UTF-8 does.</summary>
+    public Data.InvalidUtf8 InvalidUtf8 { get; init; } = Data.InvalidUtf8.Error;
+    /// <summary>Tokenised-corpus cache.</summary>
+    public string? CacheDir { get; init; }
+    /// <summary>DistilBERT's weights and temperature.</summary>
+    public DistilBertOptions DistilBert { get; init; } = new();
+    /// <summary>Optimisation (DistilBERT: lr 5e-4 with warm-up; here sized for compact teachers).</summary>
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.05, Epochs = 1, BatchSize = 32 };
 }
 
 /// <summary>Options of <c>distillery distill</c> for task-specific methods.</summary>
@@ -43,6 +74,39 @@ public sealed record DistillOptions
 /// <summary>Runs a distillation method end to end: teacher and student, data, training, best checkpoint, run files.</summary>
 public static class Distiller
 {
+    /// <summary>
+    /// Task-agnostic distillation on a corpus: builds the student from the masked-LM teacher (default: every other
+    /// layer), trains it with the method's loss, and writes the masked-LM student with its run files.
+    /// </summary>
+    public static JsonObject RunOnCorpus(CorpusDistillOptions options, bool resume = false, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        options.DistilBert.Validate();
+        var teacherConfig = BertCheckpoint.ReadConfig(options.Teacher);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Teacher, teacherConfig);
+        var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, BertTask.MaskedLM);
+        using (teacherModel)
+        {
+            if (report.Initialized.Count > 0)
+                throw new InvalidDataException($"{options.Teacher}: the teacher has no trained masked-LM head (missing {string.Join(", ", report.Initialized.Take(3))}); distil from the pre-trained model, before fine-tuning");
+            var teacher = new Teacher(teacherModel);
+            var init = options.Student ?? StudentInit.EveryOtherLayer(teacherConfig.NumHiddenLayers);
+            using var student = (BertForMaskedLM)init.Build(teacherModel, BertTask.MaskedLM, options.Trainer.Seed);
+            events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → student {BertArch.NameOf(student.Config)} ({ParameterCounts.Of(student).Total:N0})");
+            IDistillationMethod<MlmBatch> method = options.Method switch
+            {
+                DistillMethod.DistilBert => new DistilBert(teacher, student, options.DistilBert),
+                _ => throw new ArgumentException($"method {options.Method} does not distil on a corpus"),
+            };
+            var corpus = new PretrainOptions
+            {
+                Corpus = options.Corpus, Out = options.Out, SeqLength = options.SeqLength, Masking = options.Masking, EvalSequences = options.EvalSequences,
+                InvalidUtf8 = options.InvalidUtf8, CacheDir = options.CacheDir, Trainer = options.Trainer,
+            };
+            return Pretraining.RunOnCorpus(corpus, tokenizer, student, method, "distill", new { command = "distill", options }, resume, events);
+        }
+    }
+
     /// <summary>
     /// Distils the teacher into the student on a task and writes the best dev checkpoint with its run files. Everything
     /// that can be wrong with the inputs (teacher without a trained head, vocabularies that differ, layer indices out of

@@ -94,6 +94,26 @@ public static class Pretraining
             torch.manual_seed(options.Trainer.Seed);
             model = (BertForMaskedLM)BertTaskModel.Create(config, BertTask.MaskedLM);
         }
+        try
+        {
+            return RunOnCorpus(options, tokenizer, model, new MlmObjective(model), "pretrain", new { command = "pretrain", options }, resume, events);
+        }
+        finally
+        {
+            model.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The corpus loop shared by pre-training and task-agnostic distillation: tokenise and pack the corpus, hold out
+    /// evaluation sequences, train <paramref name="objective"/>, evaluate <paramref name="model"/>'s masked-LM loss, and
+    /// save <paramref name="model"/> with run files to the output folder.
+    /// </summary>
+    public static JsonObject RunOnCorpus(PretrainOptions options, BertTextTokenizer tokenizer, BertForMaskedLM model,
+        ITrainingObjective<MlmBatch> objective, string command, object runConfig, bool resume, RunEvents? events = null)
+    {
+        options.Validate();
+        events ??= new RunEvents();
         if (options.SeqLength > model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"sequence length {options.SeqLength} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
 
@@ -117,19 +137,19 @@ public static class Pretraining
             : null;
 
         Directory.CreateDirectory(options.Out);
-        RunFiles.Write(options.Out, "run_config.json", new { command = "pretrain", options });
-        var trainer = new Trainer<MlmBatch>(new MlmObjective(model), train, options.Trainer, options.Out)
+        RunFiles.Write(options.Out, "run_config.json", runConfig);
+        var trainer = new Trainer<MlmBatch>(objective, train, options.Trainer, options.Out)
         {
             Evaluate = eval == null ? null : () => MlmObjective.Evaluate(model, eval),
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  lr {p.LearningRate:0.0e0}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };
-        events.StageStarted?.Invoke("pre-training", trainer.TotalSteps);
+        events.StageStarted?.Invoke(command == "pretrain" ? "pre-training" : command, trainer.TotalSteps);
         var result = trainer.Run(resume);
         model.eval();
         BertCheckpoint.Save(model, options.Out, tokenizer);
         var metrics = new JsonObject
         {
-            ["command"] = "pretrain",
+            ["command"] = command,
             ["steps"] = result.Steps,
             ["final_train_loss"] = double.IsFinite(result.FinalLoss) ? result.FinalLoss : null,
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
@@ -142,7 +162,6 @@ public static class Pretraining
         };
         RunFiles.Write(options.Out, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
-        model.Dispose();
         return metrics;
     }
 }
