@@ -28,6 +28,7 @@ public static class DistilleryCli
         root.Subcommands.Add(FinetuneCommand.CreateFinetune(context));
         root.Subcommands.Add(FinetuneCommand.CreateEval(context));
         root.Subcommands.Add(DistillCommand.Create(context));
+        root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));

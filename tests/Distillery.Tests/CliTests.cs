@@ -53,7 +53,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "distill", "inspect", "convert", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "distill", "bench", "inspect", "convert", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);
@@ -90,6 +90,22 @@ public sealed class CliTests
         Assert.Contains("| fp32", r.Out.Replace('│', '|'));
         Assert.Contains("| bf16", r.Out.Replace('│', '|'));
         Assert.True(File.Exists(Path.Combine(tmp.Dir, "qs", "teacher-sst2", "config.json")));
+    }
+
+    [Fact]
+    public void BenchMeasuresSeveralModelsInOneRunAndWritesMarkdown()
+    {
+        using var tmp = new TestData.TempDir();
+        var vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "2", "--hidden", "64", "--heads", "2", "--task", "SequenceClassification", "--vocab", vocab, "--out", "big").ExitCode);
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--task", "SequenceClassification", "--vocab", vocab, "--out", "small").ExitCode);
+        var r = Run(tmp.Dir, "bench", "big", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--iterations", "3", "--out", "table.md");
+        Assert.True(r.ExitCode == 0, r.Err + r.Out);
+        string table = File.ReadAllText(Path.Combine(tmp.Dir, "table.md"));
+        Assert.Contains("| big | L2-H64-A2 |", table);
+        Assert.Contains("| small | L1-H32-A2 |", table);
+        Assert.Contains("| 100.0% |", table);   // the first row is the reference
+        Assert.Contains("speed-up b1", table);
     }
 
     [Fact]
