@@ -29,6 +29,7 @@ public static class DistilleryCli
         root.Subcommands.Add(FinetuneCommand.CreateEval(context));
         root.Subcommands.Add(DistillCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
+        root.Subcommands.Add(RunCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));

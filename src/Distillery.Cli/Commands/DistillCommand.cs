@@ -29,13 +29,14 @@ public static class DistillCommand
         var alpha = new Option<double?>("--alpha") { Description = "Weight of the soft-target loss; 1 − alpha on the labels (default 0.5)." };
         var maxLength = new Option<int?>("--max-length") { Description = "Longest input in tokens." };
         var splitArticles = new Option<int?>("--split-articles") { Description = "SQuAD: train on N articles, evaluate on the rest." };
+        var transfer = new Option<string[]>("--transfer-data") { Description = "kd: distil on unlabeled text instead of the training set (one example per line, tab between a pair's texts; needs --alpha 1).", AllowMultipleArgumentsPerToken = true };
         var maxTrain = new Option<int?>("--max-train-examples") { Description = "GLUE: a seeded sample of at most N training examples." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
         var training = new TrainingCliOptions();
         var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).")
         {
-            method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, config, resume,
+            method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume,
             corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos,
         };
         training.AddTo(command);
@@ -63,6 +64,7 @@ public static class DistillCommand
             if (parse.GetValue(maxLength) is int m) options = options with { MaxLength = m };
             if (parse.GetValue(splitArticles) is int s) options = options with { SplitArticles = s };
             if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
+            if (parse.GetValue(transfer) is { Length: > 0 } files) options = options with { TransferData = files };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");

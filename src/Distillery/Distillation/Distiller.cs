@@ -63,8 +63,13 @@ public sealed record DistillOptions
     public int DocStride { get; init; } = 128;
     /// <summary>SQuAD: train on this many articles, evaluate on the rest.</summary>
     public int SplitArticles { get; init; }
-    /// <summary>GLUE: a seeded sample of at most this many training examples.</summary>
+    /// <summary>GLUE: a seeded sample of at most this many training (or transfer) examples.</summary>
     public int? MaxTrainExamples { get; init; }
+    /// <summary>
+    /// Unlabeled transfer data to distil on instead of the task's training set (Well-Read Students' step 2): text files
+    /// with one example per line, a tab separating the two texts of a pair. Soft targets only (<see cref="KdOptions.Alpha"/> 1).
+    /// </summary>
+    public IReadOnlyList<string>? TransferData { get; init; }
     /// <summary>Vanilla KD's temperature and weights.</summary>
     public KdOptions Kd { get; init; } = new();
     /// <summary>Optimisation.</summary>
@@ -74,6 +79,37 @@ public sealed record DistillOptions
 /// <summary>Runs a distillation method end to end: teacher and student, data, training, best checkpoint, run files.</summary>
 public static class Distiller
 {
+    /// <summary>Unlabeled examples from text files: one per non-empty line, a tab separating a pair's texts.</summary>
+    public static IReadOnlyList<EncodedExample> TransferExamples(IReadOnlyList<string> files, Text.BertTextTokenizer tokenizer, int maxLength, int? cap, long seed)
+    {
+        var lines = new List<(string A, string? B)>();
+        var strict = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
+        foreach (string file in Data.TextCorpus.ExpandPaths(files))
+        {
+            int number = 0;
+            foreach (var line in File.ReadLines(file, strict))
+            {
+                number++;
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                var parts = line.Split('\t');
+                if (parts.Length > 2) throw new InvalidDataException($"{file}:{number}: {parts.Length} tab-separated fields; transfer data has one text or a pair");
+                lines.Add((parts[0], parts.Length == 2 ? parts[1] : null));
+            }
+        }
+        if (lines.Count == 0) throw new InvalidDataException($"no transfer examples in {string.Join(", ", files)}");
+        if (cap is int n && n < lines.Count)
+        {
+            var order = Enumerable.Range(0, lines.Count).ToArray();
+            new Random((int)(seed & int.MaxValue)).Shuffle(order);
+            lines = order[..n].Order().Select(i => lines[i]).ToList();
+        }
+        return lines.Select(l =>
+        {
+            var t = tokenizer.Encode(l.A, l.B, maxLength);
+            return new EncodedExample(t.InputIds, t.TokenTypeIds, -1, float.NaN);
+        }).ToList();
+    }
+
     /// <summary>
     /// Task-agnostic distillation on a corpus: builds the student from the masked-LM teacher (default: every other
     /// layer), trains it with the method's loss, and writes the masked-LM student with its run files.
@@ -124,7 +160,15 @@ public static class Distiller
             Task = options.Task, Model = options.Teacher, Data = options.Data, Out = options.Out, MaxLength = options.MaxLength,
             DocStride = options.DocStride, SplitArticles = options.SplitArticles, MaxTrainExamples = options.MaxTrainExamples, Trainer = options.Trainer,
         };
-        var data = FineTuning.Prepare(taskOptions, tokenizer, teacherConfig.MaxPositionEmbeddings, needTrain: true);
+        var data = FineTuning.Prepare(taskOptions, tokenizer, teacherConfig.MaxPositionEmbeddings, needTrain: options.TransferData == null);
+        if (options.TransferData != null)
+        {
+            if (data.Head != BertTask.SequenceClassification) throw new ArgumentException("transfer data is supported for GLUE tasks (sentences or sentence pairs)");
+            if (options.Kd.Alpha != 1) throw new ArgumentException($"transfer data has no labels: use --alpha 1 (soft targets only), not {options.Kd.Alpha}");
+            int maxLength = options.MaxLength ?? Math.Min(128, teacherConfig.MaxPositionEmbeddings);
+            var transfer = TransferExamples(options.TransferData, tokenizer, maxLength, options.MaxTrainExamples, options.Trainer.Seed);
+            data = data.WithTrain(transfer, $"{data.Description}; distilling on {transfer.Count:N0} unlabeled transfer examples instead of the training set");
+        }
         events.Message?.Invoke(data.Description);
 
         var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, data.Head);

@@ -187,6 +187,12 @@ public static class FineTuning
         public required bool Regression { get; init; }
         public required string PrimaryMetric { get; init; }
         public required string Description { get; init; }
+
+        /// <summary>The same task with other training examples (e.g. unlabeled transfer data).</summary>
+        public TaskData WithTrain(IReadOnlyList<EncodedExample> train, string description) => new()
+        {
+            Train = train, Eval = Eval, Score = Score, Head = Head, Labels = Labels, Regression = Regression, PrimaryMetric = PrimaryMetric, Description = description,
+        };
     }
 
     /// <summary>Loads and tokenises a task's training (when <paramref name="needTrain"/>) and evaluation data.</summary>

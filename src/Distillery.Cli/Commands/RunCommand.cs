@@ -1,0 +1,29 @@
+using System.CommandLine;
+using Distillery.Recipes;
+using Spectre.Console;
+
+namespace Distillery.Cli.Commands;
+
+/// <summary><c>distillery run recipe.json</c>: a chain of stages (init → pretrain → distill → finetune …).</summary>
+public static class RunCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var recipe = new Argument<string>("recipe") { Description = "Recipe JSON: {\"name\", \"stages\": [{\"stage\": \"init|pretrain|finetune|distill\", ...options}]}." };
+        var check = new Option<bool>("--check") { Description = "Validate the recipe and print its stages without running them." };
+        var command = new Command("run", "Run a recipe: stages in order, each stage's output the next one's input; the whole recipe is checked first.") { recipe, check };
+        command.SetAction(parse =>
+        {
+            var loaded = Recipe.Load(parse.GetValue(recipe)!);
+            var table = new Table().Title(Markup.Escape($"recipe {loaded.Name}")).AddColumn("#").AddColumn("stage").AddColumn("output");
+            foreach (var s in loaded.Stages) table.AddRow(s.Index.ToString(), s.Kind.ToString().ToLowerInvariant(), Markup.Escape(s.Out));
+            context.Console.Write(table);
+            if (parse.GetValue(check)) return 0;
+            var results = RunProgress.Show(context, events => loaded.Run(events, stage => events.Message?.Invoke($"{stage.Label} → {stage.Out}")));
+            foreach (var (stage, metrics) in loaded.Stages.Zip(results))
+                if (metrics != null) context.Console.MarkupLineInterpolated($"{stage.Label}: {(metrics["dev"] ?? metrics["eval"])?.ToJsonString() ?? ""}");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,205 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Distillery.Distillation;
+using Distillery.Models;
+using Distillery.Training;
+
+namespace Distillery.Recipes;
+
+/// <summary>The kinds of stage a recipe chains.</summary>
+public enum StageKind
+{
+    /// <summary>A randomly initialised model (<see cref="InitOptions"/>).</summary>
+    Init,
+    /// <summary>Masked-LM pre-training (<see cref="PretrainOptions"/>); its input is <c>init_from</c>.</summary>
+    Pretrain,
+    /// <summary>Fine-tuning (<see cref="FinetuneOptions"/>); its input is <c>model</c>.</summary>
+    Finetune,
+    /// <summary>Distillation: <c>method</c> kd (<see cref="DistillOptions"/>, input <c>student</c>) or distilbert (<see cref="CorpusDistillOptions"/>).</summary>
+    Distill,
+}
+
+/// <summary>One validated stage: what it is, its typed options, and how to run it.</summary>
+public sealed record RecipeStage(int Index, StageKind Kind, string Out, object Options, Func<RunEvents, JsonObject?> Run)
+{
+    /// <summary>"stages[i] (kind)", for messages.</summary>
+    public string Label => $"stages[{Index}] ({Kind.ToString().ToLowerInvariant()})";
+}
+
+/// <summary>
+/// A recipe: a JSON file of stages run in order by <c>distillery run</c>, each stage's output folder being the next
+/// stage's input unless the next stage names its own. Example (Well-Read Students' Pre-trained Distillation):
+/// <code>
+/// { "name": "pd-sst2", "stages": [
+///   { "stage": "init", "arch": "L2-H256", "out": "runs/pd/init" },
+///   { "stage": "pretrain", "corpus": ["../shared/data/corpus"], "out": "runs/pd/pretrained" },
+///   { "stage": "distill", "method": "kd", "teacher": "runs/teacher/sst2", "task": "sst2", "data": "../shared/data/glue",
+///     "transfer_data": ["../shared/data/corpus/movie_reviews"], "kd": { "alpha": 1 }, "out": "runs/pd/distilled" },
+///   { "stage": "finetune", "task": "sst2", "data": "../shared/data/glue", "out": "runs/pd/final" } ] }
+/// </code>
+/// Every stage's options are the library's records (snake_case keys, as written to run_config.json). The whole recipe is
+/// checked before the first stage runs: unknown stages or methods, missing fields, layer indices out of range,
+/// teacher/student vocabularies that differ, and shapes a method cannot handle are one line naming the stage.
+/// </summary>
+public sealed class Recipe
+{
+    /// <summary>The recipe's name.</summary>
+    public string Name { get; }
+    /// <summary>The stages, validated and chained.</summary>
+    public IReadOnlyList<RecipeStage> Stages { get; }
+
+    private Recipe(string name, IReadOnlyList<RecipeStage> stages)
+    {
+        Name = name;
+        Stages = stages;
+    }
+
+    /// <summary>Reads and validates a recipe file.</summary>
+    public static Recipe Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: recipe not found", path);
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { MaxDepth = 32 }); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        if (root is not JsonObject obj || obj["stages"] is not JsonArray stages || stages.Count == 0)
+            throw new InvalidDataException($"{path}: expected an object with a non-empty \"stages\" list");
+        string name = obj["name"]?.GetValueKind() == JsonValueKind.String ? obj["name"]!.GetValue<string>() : Path.GetFileNameWithoutExtension(path);
+
+        var result = new List<RecipeStage>();
+        string? previousOut = null;
+        // What earlier stages will produce (full path → encoder config where it is known), so later stages can be
+        // checked against models that do not exist yet.
+        var produced = new Dictionary<string, BertConfig?>();
+        for (int i = 0; i < stages.Count; i++)
+        {
+            string where = $"{path}: stages[{i}]";
+            if (stages[i] is not JsonObject stage) throw new InvalidDataException($"{where}: not an object");
+            stage = stage.DeepClone().AsObject();
+            string kindName = stage["stage"]?.GetValueKind() == JsonValueKind.String ? stage["stage"]!.GetValue<string>() : throw new InvalidDataException($"{where}: missing \"stage\"");
+            stage.Remove("stage");
+            if (!Enum.TryParse<StageKind>(kindName, ignoreCase: true, out var kind) || int.TryParse(kindName, out _))
+                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill)");
+            where = $"{path}: stages[{i}] ({kindName})";
+            try
+            {
+                var (built, config) = Build(i, kind, stage, previousOut, produced, where);
+                if (!produced.TryAdd(Path.GetFullPath(built.Out), config)) throw new InvalidDataException($"{where}: out \"{built.Out}\" is also an earlier stage's output");
+                result.Add(built);
+                previousOut = built.Out;
+            }
+            catch (JsonException e) { throw new InvalidDataException($"{where}: {e.Message.Split('\n')[0]}"); }
+            catch (Exception e) when (e is ArgumentException or FormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException && !e.Message.StartsWith(path, StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"{where}: {e.Message.Split('\n')[0]}");
+            }
+        }
+        return new Recipe(name, result);
+    }
+
+    static T Typed<T>(JsonObject options) => options.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException("empty options");
+
+    static void Default(JsonObject options, string key, string? previousOut, string where)
+    {
+        if (options[key] != null) return;
+        options[key] = previousOut ?? throw new InvalidDataException($"{where}: needs \"{key}\" (it is the first stage, so there is no previous output to take)");
+    }
+
+    /// <summary>The config of a model folder: produced by an earlier stage (null when not known in advance) or on disk.</summary>
+    static BertConfig? ConfigOf(string dir, Dictionary<string, BertConfig?> produced) =>
+        produced.TryGetValue(Path.GetFullPath(dir), out var config) ? config : BertCheckpoint.ReadConfig(dir);
+
+    static int VocabFile(string? vocab) =>
+        File.ReadLines(vocab ?? SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt")).Count();
+
+    /// <summary>Builds one typed stage; returns it and the config of its output where known (for later checks).</summary>
+    static (RecipeStage Stage, BertConfig? Output) Build(int index, StageKind kind, JsonObject options, string? previousOut, Dictionary<string, BertConfig?> produced, string where)
+    {
+        switch (kind)
+        {
+            case StageKind.Init:
+            {
+                options["vocab_path"] ??= SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt");
+                var o = Typed<InitOptions>(options).Validate();
+                return (new RecipeStage(index, kind, o.Out, o, _ => { ModelInit.Run(o); return null; }), ModelInit.ConfigFor(o, VocabFile(o.VocabPath)));
+            }
+            case StageKind.Pretrain:
+            {
+                if (options["init_from"] == null && options["arch"] == null && previousOut != null) options["init_from"] = previousOut;
+                var o = Typed<PretrainOptions>(options).Validate();
+                var config = o.InitFrom != null ? ConfigOf(o.InitFrom, produced) : BertArch.Parse(o.Arch, VocabFile(o.VocabPath)) with { MaxPositionEmbeddings = o.MaxPositions };
+                return (new RecipeStage(index, kind, o.Out, o, events => Pretraining.Run(o, events: events)), config);
+            }
+            case StageKind.Finetune:
+            {
+                Default(options, "model", previousOut, where);
+                var o = Typed<FinetuneOptions>(options);
+                o.Trainer.Validate();
+                if (!o.IsSquad) Data.Glue.ParseTask(o.Task);
+                return (new RecipeStage(index, kind, o.Out, o, events => FineTuning.Run(o, events: events)), ConfigOf(o.Model, produced));
+            }
+            default:
+            {
+                string method = options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : "kd";
+                if (!Enum.TryParse<DistillMethod>(method, ignoreCase: true, out var m) || int.TryParse(method, out _))
+                    throw new InvalidDataException($"{where}: unknown method \"{method}\" (known: {string.Join(", ", Enum.GetNames<DistillMethod>().Select(n => n.ToLowerInvariant()))})");
+                string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
+                var teacherConfig = ConfigOf(teacher, produced);
+                if (m == DistillMethod.DistilBert)
+                {
+                    var o = Typed<CorpusDistillOptions>(options);
+                    o.DistilBert.Validate();
+                    o.Trainer.Validate();
+                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: o.DistilBert.AlphaCos > 0);
+                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events)), null);
+                }
+                else
+                {
+                    if (options["student"] == null)
+                        options["student"] = new JsonObject { ["kind"] = "checkpoint", ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)") };
+                    var o = Typed<DistillOptions>(options);
+                    o.Kd.Validate();
+                    o.Trainer.Validate();
+                    if (!o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase)) Data.Glue.ParseTask(o.Task);
+                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: false);
+                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events)), null);
+                }
+            }
+        }
+    }
+
+    /// <summary>Checks what can be checked of a student against its teacher (when its config is known) before anything runs.</summary>
+    static void CheckStudent(StudentInit? init, BertConfig? teacher, Dictionary<string, BertConfig?> produced, bool widthMustMatch)
+    {
+        if (init == null || teacher == null) return;
+        switch (init.Kind)
+        {
+            case StudentInitKind.TeacherLayers:
+                foreach (int layer in init.TeacherLayers ?? [])
+                    if (layer < 0 || layer >= teacher.NumHiddenLayers)
+                        throw new ArgumentException($"student layer map names teacher layer {layer}, but the teacher has layers 0..{teacher.NumHiddenLayers - 1}");
+                break;
+            case StudentInitKind.Random:
+                var shape = BertArch.Parse(init.Arch ?? throw new ArgumentException("a random student needs \"arch\""));
+                if (widthMustMatch && shape.HiddenSize != teacher.HiddenSize)
+                    throw new ArgumentException($"student width {shape.HiddenSize} differs from the teacher's {teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
+                break;
+            case StudentInitKind.Checkpoint:
+                var student = ConfigOf(init.Checkpoint ?? throw new ArgumentException("a checkpoint student needs \"checkpoint\""), produced);
+                if (student != null && student.VocabSize != teacher.VocabSize)
+                    throw new ArgumentException($"teacher and student vocabularies differ ({teacher.VocabSize} vs {student.VocabSize} tokens)");
+                break;
+        }
+    }
+
+    /// <summary>Runs every stage in order; returns each stage's metrics (null for init).</summary>
+    public IReadOnlyList<JsonObject?> Run(RunEvents? events = null, Action<RecipeStage>? starting = null)
+    {
+        var results = new List<JsonObject?>();
+        foreach (var stage in Stages)
+        {
+            starting?.Invoke(stage);
+            results.Add(stage.Run(events ?? new RunEvents()));
+        }
+        return results;
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text.Json.Nodes;
+using Distillery.Recipes;
+
+namespace Distillery.Tests;
+
+/// <summary>Recipes: stages chained by their outputs, and every bad recipe stopped before anything runs.</summary>
+public sealed class RecipeTests
+{
+    static void WriteTinyGlue(string dir)
+    {
+        Directory.CreateDirectory(Path.Combine(dir, "SST-2"));
+        var random = new Random(2);
+        string Row(bool positive) => string.Join(' ', Enumerable.Range(0, 5).Select(_ => positive ? (random.Next(2) == 0 ? "good" : "very") : (random.Next(2) == 0 ? "bad" : "not"))) + "\t" + (positive ? 1 : 0);
+        File.WriteAllLines(Path.Combine(dir, "SST-2", "train.tsv"), ["sentence\tlabel", .. Enumerable.Range(0, 48).Select(i => Row(i % 2 == 0))]);
+        File.WriteAllLines(Path.Combine(dir, "SST-2", "dev.tsv"), ["sentence\tlabel", .. Enumerable.Range(0, 16).Select(i => Row(i % 2 == 0))]);
+    }
+
+    static JsonObject Trainer(int epochs = 2) => new() { ["batch_size"] = 8, ["learning_rate"] = 3e-3, ["epochs"] = epochs, ["log_every"] = 4, ["checkpoint_every"] = 0 };
+
+    /// <summary>init (teacher shape) → finetune (the teacher) → distill into a one-layer student taken from it.</summary>
+    static JsonObject TinyRecipe(TestData.TempDir tmp)
+    {
+        File.WriteAllLines(tmp["vocab.txt"], Quickstart.GeneratedVocabulary());
+        WriteTinyGlue(tmp["glue"]);
+        return new JsonObject
+        {
+            ["name"] = "tiny-kd",
+            ["stages"] = new JsonArray(
+                new JsonObject { ["stage"] = "init", ["layers"] = 2, ["hidden"] = 32, ["heads"] = 2, ["max_positions"] = 64, ["vocab_path"] = tmp["vocab.txt"], ["out"] = tmp["init"] },
+                new JsonObject { ["stage"] = "finetune", ["task"] = "sst2", ["data"] = tmp["glue"], ["out"] = tmp["teacher"], ["trainer"] = Trainer() },
+                new JsonObject
+                {
+                    ["stage"] = "distill", ["method"] = "kd", ["teacher"] = tmp["teacher"], ["task"] = "sst2", ["data"] = tmp["glue"], ["out"] = tmp["student"],
+                    ["student"] = new JsonObject { ["kind"] = "teacher_layers", ["teacher_layers"] = new JsonArray(0) }, ["trainer"] = Trainer(),
+                }),
+        };
+    }
+
+    static string Write(TestData.TempDir tmp, JsonObject recipe, string name = "recipe.json")
+    {
+        File.WriteAllText(tmp[name], recipe.ToJsonString());
+        return tmp[name];
+    }
+
+    [Fact]
+    public void StagesRunInOrderEachTakingThePreviousOutput()
+    {
+        using var tmp = new TestData.TempDir();
+        var recipe = Recipe.Load(Write(tmp, TinyRecipe(tmp)));
+        Assert.Equal(3, recipe.Stages.Count);
+        var results = recipe.Run();
+        Assert.Null(results[0]);
+        Assert.Equal("finetune", results[1]!["command"]!.GetValue<string>());
+        Assert.Equal("distill", results[2]!["command"]!.GetValue<string>());
+        foreach (var dir in new[] { "init", "teacher", "student" }) Assert.True(File.Exists(Path.Combine(tmp[dir], "config.json")), dir);
+        Assert.Equal(1, Models.BertConfig.Load(Path.Combine(tmp["student"], "config.json")).NumHiddenLayers);
+        // The finetune stage had no "model": it took the init stage's output.
+        var finetuneConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["teacher"], "run_config.json")))!;
+        Assert.Equal(tmp["init"], finetuneConfig["options"]!["model"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void BadRecipesStopBeforeAnythingRunsWithOneLine()
+    {
+        using var tmp = new TestData.TempDir();
+        void Fails(Action<JsonObject> edit, params string[] fragments)
+        {
+            var recipe = TinyRecipe(tmp);
+            edit(recipe);
+            var e = Assert.ThrowsAny<Exception>(() => Recipe.Load(Write(tmp, recipe)));
+            Assert.True(e is InvalidDataException or FileNotFoundException, e.GetType().Name + ": " + e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+            foreach (var f in fragments) Assert.Contains(f, e.Message);
+            Assert.False(Directory.Exists(tmp["init"]), "a stage ran");
+        }
+        JsonObject Stage(JsonObject r, int i) => r["stages"]![i]!.AsObject();
+
+        Fails(r => Stage(r, 2)["method"] = "distilbrt", "stages[2] (distill)", "unknown method \"distilbrt\"", "known: kd, distilbert");
+        Fails(r => Stage(r, 1)["stage"] = "fine-tune", "stages[1]", "unknown stage \"fine-tune\"");
+        Fails(r => Stage(r, 2)["student"] = new JsonObject { ["kind"] = "teacher_layers", ["teacher_layers"] = new JsonArray(0, 5) },
+            "stages[2] (distill)", "teacher layer 5", "layers 0..1");
+        Fails(r => Stage(r, 1)["task"] = "sst3", "stages[1] (finetune)", "unknown GLUE task 'sst3'");
+        Fails(r => Stage(r, 0).Remove("out"), "stages[0] (init)", "out");
+    }
+
+    [Fact]
+    public void StudentVocabularyAndWidthMismatchesAreCaughtUpFront()
+    {
+        using var tmp = new TestData.TempDir();
+        var recipe = TinyRecipe(tmp);
+        // A student checkpoint with another vocabulary.
+        File.WriteAllLines(tmp["other-vocab.txt"], Quickstart.GeneratedVocabulary().Take(60));
+        Models.ModelInit.Run(new Models.InitOptions { Layers = 1, Hidden = 32, Heads = 2, MaxPositions = 64, VocabPath = tmp["other-vocab.txt"], Out = tmp["other"], Task = Models.BertTask.SequenceClassification });
+        recipe["stages"]![2]!["student"] = new JsonObject { ["kind"] = "checkpoint", ["checkpoint"] = tmp["other"] };
+        var e = Assert.Throws<InvalidDataException>(() => Recipe.Load(Write(tmp, recipe)));
+        Assert.Contains("vocabularies differ (93 vs 60 tokens)", e.Message);
+
+        // DistilBERT's cosine loss with a student of another width.
+        var distilbert = new JsonObject
+        {
+            ["name"] = "db",
+            ["stages"] = new JsonArray(
+                new JsonObject { ["stage"] = "init", ["layers"] = 2, ["hidden"] = 32, ["heads"] = 2, ["vocab_path"] = tmp["vocab.txt"], ["out"] = tmp["mlm"] },
+                new JsonObject
+                {
+                    ["stage"] = "distill", ["method"] = "distilbert", ["teacher"] = tmp["mlm"], ["corpus"] = new JsonArray(tmp["vocab.txt"]), ["out"] = tmp["db"],
+                    ["student"] = new JsonObject { ["kind"] = "random", ["arch"] = "L1-H16-A2" },
+                }),
+        };
+        var width = Assert.Throws<InvalidDataException>(() => Recipe.Load(Write(tmp, distilbert, "db.json")));
+        Assert.Contains("student width 16 differs from the teacher's 32", width.Message);
+    }
+}
