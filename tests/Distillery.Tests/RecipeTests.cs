@@ -54,6 +54,11 @@ public sealed class RecipeTests
         Assert.Equal("distill", results[2]!["command"]!.GetValue<string>());
         foreach (var dir in new[] { "init", "teacher", "student" }) Assert.True(File.Exists(Path.Combine(tmp[dir], "config.json")), dir);
         Assert.Equal(1, Models.BertConfig.Load(Path.Combine(tmp["student"], "config.json")).NumHiddenLayers);
+        // A second run skips the complete stages and reports their metrics.
+        var weights = new FileInfo(Path.Combine(tmp["student"], "model.safetensors")).LastWriteTimeUtc;
+        var again = recipe.Run();
+        Assert.Equal(results[2]!["dev"]!.ToJsonString(), again[2]!["dev"]!.ToJsonString());
+        Assert.Equal(weights, new FileInfo(Path.Combine(tmp["student"], "model.safetensors")).LastWriteTimeUtc);
         // The finetune stage had no "model": it took the init stage's output.
         var finetuneConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["teacher"], "run_config.json")))!;
         Assert.Equal(tmp["init"], finetuneConfig["options"]!["model"]!.GetValue<string>());

@@ -11,7 +11,8 @@ public static class RunCommand
     {
         var recipe = new Argument<string>("recipe") { Description = "Recipe JSON: {\"name\", \"stages\": [{\"stage\": \"init|pretrain|finetune|distill\", ...options}]}." };
         var check = new Option<bool>("--check") { Description = "Validate the recipe and print its stages without running them." };
-        var command = new Command("run", "Run a recipe: stages in order, each stage's output the next one's input; the whole recipe is checked first.") { recipe, check };
+        var force = new Option<bool>("--force") { Description = "Re-run stages whose output folder is already complete (default: skip them)." };
+        var command = new Command("run", "Run a recipe: stages in order, each stage's output the next one's input; the whole recipe is checked first.") { recipe, check, force };
         command.SetAction(parse =>
         {
             var loaded = Recipe.Load(parse.GetValue(recipe)!);
@@ -19,7 +20,8 @@ public static class RunCommand
             foreach (var s in loaded.Stages) table.AddRow(s.Index.ToString(), s.Kind.ToString().ToLowerInvariant(), Markup.Escape(s.Out));
             context.Console.Write(table);
             if (parse.GetValue(check)) return 0;
-            var results = RunProgress.Show(context, events => loaded.Run(events, stage => events.Message?.Invoke($"{stage.Label} → {stage.Out}")));
+            var results = RunProgress.Show(context, events => loaded.Run(events,
+                (stage, done) => events.Message?.Invoke(done ? $"{stage.Label}: {stage.Out} is complete, skipping" : $"{stage.Label} → {stage.Out}"), parse.GetValue(force)));
             foreach (var (stage, metrics) in loaded.Stages.Zip(results))
                 if (metrics != null) context.Console.MarkupLineInterpolated($"{stage.Label}: {(metrics["dev"] ?? metrics["eval"])?.ToJsonString() ?? ""}");
             return 0;

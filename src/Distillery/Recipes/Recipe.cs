@@ -191,14 +191,20 @@ public sealed class Recipe
         }
     }
 
-    /// <summary>Runs every stage in order; returns each stage's metrics (null for init).</summary>
-    public IReadOnlyList<JsonObject?> Run(RunEvents? events = null, Action<RecipeStage>? starting = null)
+    /// <summary>
+    /// Runs every stage in order; returns each stage's metrics (null for init). A stage whose output folder is already
+    /// complete (config.json, and metrics.json for training stages) is skipped unless <paramref name="force"/>, so
+    /// recipes that share a stage (a pre-trained student) and interrupted recipes pick up where they stood.
+    /// </summary>
+    public IReadOnlyList<JsonObject?> Run(RunEvents? events = null, Action<RecipeStage, bool>? starting = null, bool force = false)
     {
         var results = new List<JsonObject?>();
         foreach (var stage in Stages)
         {
-            starting?.Invoke(stage);
-            results.Add(stage.Run(events ?? new RunEvents()));
+            string config = Path.Combine(stage.Out, BertCheckpoint.ConfigFile), metrics = Path.Combine(stage.Out, "metrics.json");
+            bool done = !force && File.Exists(config) && (stage.Kind == StageKind.Init || File.Exists(metrics));
+            starting?.Invoke(stage, done);
+            results.Add(done ? (stage.Kind == StageKind.Init ? null : JsonNode.Parse(File.ReadAllText(metrics))?.AsObject()) : stage.Run(events ?? new RunEvents()));
         }
         return results;
     }
