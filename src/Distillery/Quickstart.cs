@@ -1,4 +1,5 @@
 using Distillery.Bench;
+using Distillery.Distillation;
 using Distillery.Models;
 using Distillery.Text;
 using Distillery.Training;
@@ -106,24 +107,45 @@ public static class Quickstart
         };
         var metrics = FineTuning.Run(finetune, events: events);
         notes.Add($"fine-tuned 1 epoch on {options.TrainExamples:N0} SST-2 sentences in {metrics["wall_seconds"]} s (bench/teacher.sh does the full runs)");
-        notes.Add("compression methods available so far: none; the table lists the teacher only (each method adds its rows when it lands)");
+
+        // Compression: every method that fits in a few minutes. Vanilla KD into half the depth (DistilBERT's
+        // every-other-layer initialisation), on the same sample.
+        string kdDir = Path.Combine(options.Out, "student-kd");
+        int teacherLayers = BertCheckpoint.ReadConfig(fineTuned).NumHiddenLayers;
+        var init = teacherLayers >= 2 ? StudentInit.EveryOtherLayer(teacherLayers) : StudentInit.FirstLayers(1);
+        progress($"distilling the teacher into {kdDir} (vanilla KD, layers {string.Join(",", init.TeacherLayers!)} of the teacher)");
+        var kd = Distiller.Run(new DistillOptions
+        {
+            Method = DistillMethod.Kd, Teacher = fineTuned, Student = init, Task = "sst2", Data = glueDir, Out = kdDir,
+            MaxTrainExamples = options.TrainExamples, Kd = new KdOptions { Temperature = 2, Alpha = 0.5 },
+            Trainer = finetune.Trainer,
+        }, events: events);
+        notes.Add($"vanilla KD (T 2, alpha 0.5) into teacher layers {string.Join(",", init.TeacherLayers!)} in {kd["wall_seconds"]} s");
+        notes.Add("DistilBERT and Pre-trained Distillation train on the corpus (recipes/, docs/results.md): too long for the quickstart");
 
         var rows = new List<BenchRow>();
-        var (model, _) = BertCheckpoint.Load(fineTuned);
-        using (model)
+        foreach (var (name, method, dir, precisions) in new[]
         {
-            model.eval();
-            long bytes = new DirectoryInfo(fineTuned).GetFiles().Where(f => f.Name is "model.safetensors" or "config.json" or "vocab.txt").Sum(f => f.Length);
-            long parameters = ParameterCounts.Of(model).Total;
-            foreach (var precision in new[] { ComputePrecision.Float32, ComputePrecision.BFloat16 })
+            ("teacher", "none", fineTuned, new[] { ComputePrecision.Float32, ComputePrecision.BFloat16 }),
+            ("student", "vanilla KD", kdDir, new[] { ComputePrecision.Float32 }),
+        })
+        {
+            var (model, _) = BertCheckpoint.Load(dir);
+            using (model)
             {
-                progress($"scoring and timing the teacher ({(precision == ComputePrecision.Float32 ? "fp32" : "bf16")})");
-                double score = FineTuning.Evaluate(finetune with { Model = fineTuned }, precision)["accuracy"];
-                model.SetPrecision(precision);
-                var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 3, iterations: options.Iterations, seed: options.Seed);
-                var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                rows.Add(new BenchRow("teacher " + BertArch.NameOf(model.Config), "none", precision == ComputePrecision.Float32 ? "fp32" : "bf16",
-                    parameters, bytes, score, b1, b32));
+                model.eval();
+                long bytes = new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile, BertCheckpoint.VocabFile }.Sum(f => new FileInfo(Path.Combine(dir, f)).Length);
+                long parameters = ParameterCounts.Of(model).Total;
+                foreach (var precision in precisions)
+                {
+                    string p = precision == ComputePrecision.Float32 ? "fp32" : "bf16";
+                    progress($"scoring and timing the {name} ({p})");
+                    double score = FineTuning.Evaluate(finetune with { Model = dir }, precision)["accuracy"];
+                    model.SetPrecision(precision);
+                    var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 3, iterations: options.Iterations, seed: options.Seed);
+                    var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
+                    rows.Add(new BenchRow($"{name} {BertArch.NameOf(model.Config)}", method, p, parameters, bytes, score, b1, b32));
+                }
             }
         }
         notes.Add($"latency: random token ids, length {options.SeqLength}, no padding; disk: config + weights + vocab");

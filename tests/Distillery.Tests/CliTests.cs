@@ -89,6 +89,7 @@ public sealed class CliTests
         Assert.Contains("SST-2 dev accuracy", r.Out);
         Assert.Contains("| fp32", r.Out.Replace('│', '|'));
         Assert.Contains("| bf16", r.Out.Replace('│', '|'));
+        Assert.Contains("vanilla KD", r.Out);
         Assert.True(File.Exists(Path.Combine(tmp.Dir, "qs", "teacher-sst2", "config.json")));
     }
 
