@@ -101,6 +101,84 @@ public sealed class DistillationTests
         Assert.Equal(0.0, method.Loss(batch).Loss.item<float>(), 4);
     }
 
+    [Theory]
+    [InlineData(MiniLmRelations.V1)]
+    [InlineData(MiniLmRelations.V2)]
+    public void MiniLmContract(MiniLmRelations relations)
+    {
+        var (teacherModel, batch) = MlmTeacherAndBatch();
+        var teacher = new Teacher(teacherModel);
+        // Half the width and depth; v1 keeps the head count (4 heads of 4), v2 relates 2 relation heads.
+        var student = (BertForMaskedLM)new StudentInit(StudentInitKind.Random, Arch: relations == MiniLmRelations.V1 ? "L2-H16-A4-F32" : "L2-H16-A2-F32").Build(teacherModel, BertTask.MaskedLM, seed: 5);
+        var method = new MiniLm(teacher, student, new MiniLmOptions { Relations = relations, RelationHeads = 2 });
+        Contract(method, teacher, student, batch, b => new BertInputs(tensor(b.InputIds, [b.Batch, b.Length])));
+    }
+
+    [Fact]
+    public void RelationMatricesMatchADirectComputation()
+    {
+        using var scope = NewDisposeScope();
+        // One head, two tokens with orthogonal unit vectors: XXᵀ/√2 = [[0.7071, 0], [0, 0.7071]];
+        // softmax rows: e^0.7071 / (e^0.7071 + 1) = 2.0281 / 3.0281 = 0.66976, and 0.33024.
+        var x = tensor(new float[] { 1, 0, 0, 1 }).reshape(1, 1, 2, 2);
+        var relation = MiniLmRelationsMath.SelfRelation(x, null);
+        Assert.Equal(0.66976, relation[0, 0, 0, 0].item<float>(), 4);
+        Assert.Equal(0.33024, relation[0, 0, 0, 1].item<float>(), 4);
+        Assert.Equal(0.66976, relation[0, 0, 1, 1].item<float>(), 4);
+        // A padded second token: all mass on the first key.
+        var masked = MiniLmRelationsMath.SelfRelation(x, tensor(new long[] { 1, 0 }).reshape(1, 2));
+        Assert.Equal(1.0, masked[0, 0, 0, 0].item<float>(), 6);
+        // Re-splitting: two heads [a b], [c d] of one token concatenate to [a b c d]; four relation heads are [a] [b] [c] [d].
+        var heads = tensor(new float[] { 1, 2, 3, 4 }).reshape(1, 2, 1, 2);
+        Assert.Equal(new float[] { 1, 2, 3, 4 }, MiniLmRelationsMath.Resplit(heads, 1).data<float>().ToArray());
+        Assert.Equal([1L, 4L, 1L, 1L], MiniLmRelationsMath.Resplit(heads, 4).shape);
+        Assert.Equal(3f, MiniLmRelationsMath.Resplit(heads, 4)[0, 2, 0, 0].item<float>());
+    }
+
+    [Theory]
+    [InlineData(MiniLmRelations.V1)]
+    [InlineData(MiniLmRelations.V2)]
+    public void MiniLmLossIsZeroWhenTheStudentIsTheTeacher(MiniLmRelations relations)
+    {
+        var (teacherModel, batch) = MlmTeacherAndBatch();
+        var student = (BertForMaskedLM)StudentInit.FirstLayers(4).Build(teacherModel, BertTask.MaskedLM, 1);
+        student.eval();
+        using var scope = NewDisposeScope();
+        var method = new MiniLm(new Teacher(teacherModel), student, new MiniLmOptions { Relations = relations, RelationHeads = 8 });
+        Assert.Equal(0.0, method.Loss(batch).Loss.item<float>(), 4);
+    }
+
+    [Fact]
+    public void MiniLmV1WithDifferentHeadCountsSaysToUseV2()
+    {
+        var (teacherModel, _) = MlmTeacherAndBatch();
+        var student = (BertForMaskedLM)new StudentInit(StudentInitKind.Random, Arch: "L2-H16-A2-F32").Build(teacherModel, BertTask.MaskedLM, 1);
+        var e = Assert.Throws<ArgumentException>(() => new MiniLm(new Teacher(teacherModel), student, new MiniLmOptions()));
+        Assert.Contains("4 heads and the student's last layer 2", e.Message);
+        Assert.Contains("--relations v2", e.Message);
+        Assert.Contains("not divisible by 3 relation heads", Assert.Throws<ArgumentException>(() => new MiniLm(new Teacher(teacherModel), student, new MiniLmOptions { Relations = MiniLmRelations.V2, RelationHeads = 3 })).Message);
+        Assert.Contains("out of range 1..4", Assert.Throws<ArgumentException>(() => new MiniLm(new Teacher(teacherModel), student, new MiniLmOptions { Relations = MiniLmRelations.V2, RelationHeads = 2, TeacherLayer = 5 })).Message);
+    }
+
+    [Fact]
+    public void QueriesKeysAndValuesOfLayerLComeFromTheInputOfLayerL()
+    {
+        var (teacherModel, batch) = MlmTeacherAndBatch();
+        teacherModel.eval();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var output = teacherModel.Bert.forward(new BertInputs(tensor(batch.InputIds, [batch.Batch, batch.Length])), new BertForwardOptions { OutputHiddenStates = true, OutputQueryKeyValue = true });
+        for (int layer = 0; layer < 4; layer++)
+        {
+            var self = teacherModel.Bert.Encoder.Layers[layer].Attention.Self;
+            // Layer L's input is hidden_states[L] (index 0 = embeddings): its value projection, split into heads, is V of layer L.
+            var expected = self.Value.forward(output.HiddenStates![layer]).view(4, 12, 4, 8).permute(0, 2, 1, 3);
+            Assert.True((expected - output.Values![layer]).abs().max().item<float>() < 1e-6, $"layer {layer}");
+            var wrong = self.Value.forward(output.HiddenStates[layer + 1]).view(4, 12, 4, 8).permute(0, 2, 1, 3);
+            Assert.True((wrong - output.Values[layer]).abs().max().item<float>() > 1e-3);
+        }
+    }
+
     /// <summary>The contract every method passes (STYLE.md), on one batch.</summary>
     static void Contract<TBatch>(IDistillationMethod<TBatch> method, Teacher teacher, BertTaskModel student, TBatch batch, Func<TBatch, BertInputs> inputsOf)
     {

@@ -9,8 +9,12 @@ public static class DistillCommand
 {
     public static Command Create(CliContext context)
     {
-        var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert: task-agnostic triple loss on a corpus (--corpus; fine-tune the result next)." };
-        method.AcceptOnlyFromAmong("kd", "distilbert");
+        var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert or minilm: task-agnostic on a corpus (--corpus; fine-tune the result next)." };
+        method.AcceptOnlyFromAmong("kd", "distilbert", "minilm");
+        var relations = new Option<string?>("--relations") { Description = "minilm: v1 (attention + value relations, equal head counts) or v2 (Q-Q, K-K, V-V relations over --relation-heads)." };
+        relations.AcceptOnlyFromAmong("v1", "v2");
+        var relationHeads = new Option<int?>("--relation-heads") { Description = "minilm v2: relation heads (must divide both attention widths; default 4)." };
+        var teacherLayer = new Option<int?>("--teacher-layer") { Description = "minilm: the teacher layer to distil, 1-based (default: the last)." };
         var corpus = new Option<string[]>("--corpus") { Description = "distilbert: text files or folders.", AllowMultipleArgumentsPerToken = true };
         var seqLength = new Option<int?>("--seq-length") { Description = "distilbert: tokens per packed sequence (default 128)." };
         var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "distilbert: error (default) or latin1 for lines that are not UTF-8." };
@@ -37,12 +41,15 @@ public static class DistillCommand
         var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).")
         {
             method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume,
-            corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos,
+            corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos, relations, relationHeads, teacherLayer,
         };
         training.AddTo(command);
         command.SetAction(parse =>
         {
-            if (parse.GetValue(method) == "distilbert") return RunDistilBert(context, parse, training, teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos, resume);
+            if (parse.GetValue(method) is "distilbert" or "minilm")
+                return RunOnCorpus(context, parse, training, parse.GetValue(method) == "minilm" ? DistillMethod.MiniLm : DistillMethod.DistilBert,
+                    teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos,
+                    relations, relationHeads, teacherLayer, resume);
             var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
             var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student
                 ?? throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
@@ -73,12 +80,14 @@ public static class DistillCommand
         return command;
     }
 
-    static int RunDistilBert(CliContext context, ParseResult parse, TrainingCliOptions training, Option<string?> teacher, Option<string?> student,
+    static int RunOnCorpus(CliContext context, ParseResult parse, TrainingCliOptions training, DistillMethod method, Option<string?> teacher, Option<string?> student,
         Option<string?> studentArch, Option<string?> fromTeacher, Option<string?> output, Option<string[]> corpus, Option<int?> seqLength,
-        Option<string?> invalidUtf8, Option<double?> temperature, Option<double?> alphaCe, Option<double?> alphaMlm, Option<double?> alphaCos, Option<bool> resume)
+        Option<string?> invalidUtf8, Option<double?> temperature, Option<double?> alphaCe, Option<double?> alphaMlm, Option<double?> alphaCos,
+        Option<string?> relations, Option<int?> relationHeads, Option<int?> teacherLayer, Option<bool> resume)
     {
         var options = new CorpusDistillOptions
         {
+            Method = method,
             Teacher = parse.GetValue(teacher) ?? throw new ArgumentException("give --teacher (the pre-trained masked-LM teacher)"),
             Corpus = parse.GetValue(corpus) is { Length: > 0 } c ? c : throw new ArgumentException("give --corpus (text files or folders)"),
             Out = parse.GetValue(output) ?? throw new ArgumentException("give --out"),
@@ -91,7 +100,11 @@ public static class DistillCommand
         if (parse.GetValue(alphaCe) is double ce) weights = weights with { AlphaCe = ce };
         if (parse.GetValue(alphaMlm) is double mlm) weights = weights with { AlphaMlm = mlm };
         if (parse.GetValue(alphaCos) is double cos) weights = weights with { AlphaCos = cos };
-        options = options with { DistilBert = weights, Trainer = training.Apply(parse, options.Trainer) };
+        var minilm = options.MiniLm;
+        if (parse.GetValue(relations) == "v2") minilm = minilm with { Relations = MiniLmRelations.V2 };
+        if (parse.GetValue(relationHeads) is int rh) minilm = minilm with { RelationHeads = rh };
+        if (parse.GetValue(teacherLayer) is int tl) minilm = minilm with { TeacherLayer = tl };
+        options = options with { DistilBert = weights, MiniLm = minilm, Trainer = training.Apply(parse, options.Trainer) };
         var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events));
         context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
         return 0;

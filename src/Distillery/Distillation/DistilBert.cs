@@ -75,7 +75,7 @@ public sealed class DistilBert : IDistillationMethod<MlmBatch>
         Tensor teacherHidden, teacherLogits;
         using (no_grad())
         {
-            teacherHidden = teacher.Forward(inputs).Encoder.LastHiddenState;  // [B, T, H]
+            teacherHidden = teacher.Encode(inputs).LastHiddenState;           // [B, T, H]
             teacherLogits = ((BertForMaskedLM)teacher.Model).PredictTokens(teacherHidden[selected]);   // [N, V]
         }
         var studentHidden = student.Bert.forward(inputs).LastHiddenState;    // [B, T, H]

@@ -37,6 +37,14 @@ public sealed class Teacher
         foreach (var p in model.parameters()) p.requires_grad = false;
     }
 
+    /// <summary>The encoder alone, without autograd (no head: a masked-LM teacher's [B, T, V] logits are not computed).</summary>
+    public EncoderOutput Encode(BertInputs inputs, BertForwardOptions? options = null)
+    {
+        using var _ = no_grad();
+        if (Model.training) Model.eval();
+        return Model.Bert.forward(inputs, options);
+    }
+
     /// <summary>A forward pass without autograd.</summary>
     public TaskOutput Forward(BertInputs inputs, BertForwardOptions? options = null)
     {

@@ -11,6 +11,8 @@ public enum DistillMethod
     Kd,
     /// <summary>Task-agnostic DistilBERT triple loss on a corpus (<see cref="DistilBert"/>).</summary>
     DistilBert,
+    /// <summary>Task-agnostic MiniLM self-attention relation distillation on a corpus (<see cref="MiniLm"/>).</summary>
+    MiniLm,
 }
 
 /// <summary>Options of task-agnostic distillation on a corpus (DistilBERT).</summary>
@@ -38,6 +40,8 @@ public sealed record CorpusDistillOptions
     public string? CacheDir { get; init; }
     /// <summary>DistilBERT's weights and temperature.</summary>
     public DistilBertOptions DistilBert { get; init; } = new();
+    /// <summary>MiniLM's relations, relation heads and teacher layer.</summary>
+    public MiniLmOptions MiniLm { get; init; } = new();
     /// <summary>Optimisation (DistilBERT: lr 5e-4 with warm-up; here sized for compact teachers).</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.05, Epochs = 1, BatchSize = 32 };
 }
@@ -132,6 +136,7 @@ public static class Distiller
             IDistillationMethod<MlmBatch> method = options.Method switch
             {
                 DistillMethod.DistilBert => new DistilBert(teacher, student, options.DistilBert),
+                DistillMethod.MiniLm => new MiniLm(teacher, student, options.MiniLm),
                 _ => throw new ArgumentException($"method {options.Method} does not distil on a corpus"),
             };
             var corpus = new PretrainOptions

@@ -8,12 +8,14 @@ namespace Distillery.Models;
 public enum ComputePrecision
 {
     /// <summary>fp32 throughout.</summary>
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("fp32")]
     Float32,
     /// <summary>
     /// Mixed precision: the matmul inputs are cast to bf16 (the weights stay fp32 masters, so optimizers update fp32),
     /// the product is cast back to fp32, and the bias is added in fp32. TorchSharp has no autocast; this is its manual
     /// equivalent for the layers that dominate BERT's cost.
     /// </summary>
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("bf16")]
     BFloat16,
 }
 

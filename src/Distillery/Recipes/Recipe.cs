@@ -144,12 +144,12 @@ public sealed class Recipe
                     throw new InvalidDataException($"{where}: unknown method \"{method}\" (known: {string.Join(", ", Enum.GetNames<DistillMethod>().Select(n => n.ToLowerInvariant()))})");
                 string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
                 var teacherConfig = ConfigOf(teacher, produced);
-                if (m == DistillMethod.DistilBert)
+                if (m is DistillMethod.DistilBert or DistillMethod.MiniLm)
                 {
                     var o = Typed<CorpusDistillOptions>(options);
                     o.DistilBert.Validate();
                     o.Trainer.Validate();
-                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: o.DistilBert.AlphaCos > 0);
+                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: m == DistillMethod.DistilBert && o.DistilBert.AlphaCos > 0);
                     return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events)), null);
                 }
                 else
