@@ -10,7 +10,14 @@ public static class DistillCommand
     public static Command Create(CliContext context)
     {
         var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert or minilm: task-agnostic on a corpus (--corpus; fine-tune the result next)." };
-        method.AcceptOnlyFromAmong("kd", "distilbert", "minilm");
+        method.AcceptOnlyFromAmong("kd", "distilbert", "minilm", "theseus");
+        var successorLayers = new Option<int?>("--successor-layers") { Description = "theseus: successor layers n (the teacher's depth must be a multiple; default 6)." };
+        var scheduler = new Option<string?>("--scheduler") { Description = "theseus: linear (p = min(1, k·t + b), default), constant (p = b) or anti (p = max(0, 1 − (k·t + b)))." };
+        scheduler.AcceptOnlyFromAmong("linear", "constant", "anti");
+        var k = new Option<double?>("--k") { Description = "theseus: slope k per step (default 0.0006)." };
+        var b = new Option<double?>("--b") { Description = "theseus: intercept b (default 0.3)." };
+        var theseusInit = new Option<string?>("--successor-init") { Description = "theseus: first (successor i copies layer i, default) or spread (the first layer of each group)." };
+        theseusInit.AcceptOnlyFromAmong("first", "spread");
         var relations = new Option<string?>("--relations") { Description = "minilm: v1 (attention + value relations, equal head counts) or v2 (Q-Q, K-K, V-V relations over --relation-heads)." };
         relations.AcceptOnlyFromAmong("v1", "v2");
         var relationHeads = new Option<int?>("--relation-heads") { Description = "minilm v2: relation heads (must divide both attention widths; default 4)." };
@@ -42,6 +49,7 @@ public static class DistillCommand
         {
             method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume,
             corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos, relations, relationHeads, teacherLayer,
+            successorLayers, scheduler, k, b, theseusInit,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -51,8 +59,9 @@ public static class DistillCommand
                     teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos,
                     relations, relationHeads, teacherLayer, resume);
             var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
-            var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student
-                ?? throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
+            bool theseus = parse.GetValue(method) == "theseus" || (parse.GetValue(method) == null && basis?.Method == DistillMethod.Theseus);
+            var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student;
+            if (init == null && !theseus) throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
             var options = (basis ?? new DistillOptions
             {
                 Teacher = parse.GetValue(teacher) ?? throw new ArgumentException("give --teacher (the fine-tuned teacher folder)"),
@@ -62,10 +71,17 @@ public static class DistillCommand
                 Out = parse.GetValue(output) ?? throw new ArgumentException("give --out"),
             }) with { Student = init };
             if (parse.GetValue(teacher) is string t) options = options with { Teacher = t };
-            if (parse.GetValue(task) is string k) options = options with { Task = k };
+            if (parse.GetValue(task) is string taskName) options = options with { Task = taskName };
             if (parse.GetValue(data) is string d) options = options with { Data = d };
             if (parse.GetValue(output) is string o) options = options with { Out = o };
-            if (parse.GetValue(method) is string) options = options with { Method = DistillMethod.Kd };
+            if (parse.GetValue(method) is string) options = options with { Method = theseus ? DistillMethod.Theseus : DistillMethod.Kd };
+            var ts = options.Theseus;
+            if (parse.GetValue(successorLayers) is int n) ts = ts with { SuccessorLayers = n };
+            if (parse.GetValue(scheduler) is string sc) ts = ts with { Scheduler = sc switch { "constant" => TheseusScheduler.Constant, "anti" => TheseusScheduler.AntiCurriculum, _ => TheseusScheduler.Linear } };
+            if (parse.GetValue(k) is double kk) ts = ts with { K = kk };
+            if (parse.GetValue(b) is double bb) ts = ts with { B = bb };
+            if (parse.GetValue(theseusInit) == "spread") ts = ts with { Init = TheseusInit.EvenlySpread };
+            options = options with { Theseus = ts };
             if (parse.GetValue(temperature) is double temp) options = options with { Kd = options.Kd with { Temperature = temp } };
             if (parse.GetValue(alpha) is double a) options = options with { Kd = options.Kd with { Alpha = a } };
             if (parse.GetValue(maxLength) is int m) options = options with { MaxLength = m };

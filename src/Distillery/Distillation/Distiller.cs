@@ -13,6 +13,8 @@ public enum DistillMethod
     DistilBert,
     /// <summary>Task-agnostic MiniLM self-attention relation distillation on a corpus (<see cref="MiniLm"/>).</summary>
     MiniLm,
+    /// <summary>BERT-of-Theseus progressive module replacing on a task (<see cref="Distillation.Theseus"/>).</summary>
+    Theseus,
 }
 
 /// <summary>Options of task-agnostic distillation on a corpus (DistilBERT).</summary>
@@ -53,8 +55,10 @@ public sealed record DistillOptions
     public DistillMethod Method { get; init; } = DistillMethod.Kd;
     /// <summary>The fine-tuned teacher's model folder.</summary>
     public required string Teacher { get; init; }
-    /// <summary>How the student is built.</summary>
-    public required StudentInit Student { get; init; }
+    /// <summary>How the student is built (kd); Theseus builds its successor itself.</summary>
+    public StudentInit? Student { get; init; }
+    /// <summary>BERT-of-Theseus: successor layers, scheduler and initialisation.</summary>
+    public TheseusOptions Theseus { get; init; } = new();
     /// <summary>GLUE task name or "squad".</summary>
     public required string Task { get; init; }
     /// <summary>Task data (as for fine-tuning).</summary>
@@ -183,16 +187,19 @@ public static class Distiller
                 throw new InvalidDataException($"{options.Teacher}: the teacher has no trained {BertTasks.ArchitectureName(data.Head)} head for {options.Task}; fine-tune it first");
             if (data.Head == BertTask.SequenceClassification && teacherModel.Config.NumLabels != data.Labels.Count)
                 throw new InvalidDataException($"{options.Teacher}: the teacher's head has {teacherModel.Config.NumLabels} outputs, {options.Task} needs {data.Labels.Count}");
-            var teacher = new Teacher(teacherModel);
-            using var student = options.Student.Build(teacherModel, data.Head, options.Trainer.Seed);
+            IDistillationMethod<TaskBatch> method;
+            if (options.Method == DistillMethod.Theseus)
+                method = new Theseus(teacherModel, options.Theseus, options.Trainer.Seed);
+            else if (options.Method == DistillMethod.Kd)
+            {
+                var init = options.Student ?? throw new ArgumentException("vanilla KD needs a student: --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
+                method = new KnowledgeDistillation(new Teacher(teacherModel), init.Build(teacherModel, data.Head, options.Trainer.Seed), options.Kd);
+            }
+            else throw new ArgumentException($"method {options.Method} is not a task-specific method (it distils on a corpus)");
+            using var student = method.Student;
             if (student.Config.MaxPositionEmbeddings < (options.MaxLength ?? 0))
                 throw new ArgumentException($"max length {options.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");
             events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → student {BertArch.NameOf(student.Config)} ({ParameterCounts.Of(student).Total:N0})");
-            IDistillationMethod<TaskBatch> method = options.Method switch
-            {
-                DistillMethod.Kd => new KnowledgeDistillation(teacher, student, options.Kd),
-                _ => throw new ArgumentException($"method {options.Method} is not a task-specific method"),
-            };
             return FineTuning.TrainOnTask(student, method, method.Finish, data, tokenizer, options.Trainer, lengthBucketing: true, options.Out,
                 "distill", options.Task, new { command = "distill", options }, resume, events);
         }

@@ -154,7 +154,7 @@ public sealed class Recipe
                 }
                 else
                 {
-                    if (options["student"] == null)
+                    if (options["student"] == null && m == DistillMethod.Kd)
                         options["student"] = new JsonObject { ["kind"] = "checkpoint", ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)") };
                     var o = Typed<DistillOptions>(options);
                     o.Kd.Validate();

@@ -107,9 +107,11 @@ public sealed class TaskObjective(BertTaskModel model) : ITrainingObjective<Task
     public (Tensor Loss, long Tokens) Loss(TaskBatch batch) => (Compute(model, batch), batch.AttentionMask.Sum());
 
     /// <summary>The supervised loss of <paramref name="model"/> on <paramref name="batch"/>.</summary>
-    public static Tensor Compute(BertTaskModel model, TaskBatch batch)
+    public static Tensor Compute(BertTaskModel model, TaskBatch batch) => Loss(model, model.forward(batch.ToInputs()), batch);
+
+    /// <summary>The supervised loss of a head's <paramref name="output"/> (computed however the caller ran the model).</summary>
+    public static Tensor Loss(BertTaskModel model, TaskOutput output, TaskBatch batch)
     {
-        var output = model.forward(batch.ToInputs());
         return model.Task switch
         {
             BertTask.SequenceClassification when model.Config.IsRegression =>
