@@ -1,0 +1,154 @@
+using Distillery.Models;
+using Distillery.Pruning;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Tests;
+
+/// <summary>Structured pruning: physical removal equals masking, exact shapes, round trips, scores, the cubic schedule.</summary>
+public sealed class PruningTests
+{
+    static BertConfig Config() => BertConfig.Create(layers: 3, hidden: 32, heads: 4, intermediate: 16, vocabSize: 100) with
+    {
+        MaxPositionEmbeddings = 24, Labels = ["a", "b"], ProblemType = ProblemType.SingleLabelClassification,
+    };
+
+    static BertInputs Inputs()
+    {
+        var ids = randint(1, 100, [3, 11], dtype: ScalarType.Int64, generator: new Generator(7));
+        var mask = ones(3, 11, dtype: ScalarType.Int64);
+        mask[0, TensorIndex.Slice(6)] = 0;
+        return new BertInputs(ids, mask);
+    }
+
+    /// <summary>Layer 0 keeps heads 1, 3 and neurons 0..9; layer 1 loses every head; layer 2 loses every neuron.</summary>
+    static PruningMask Mask() => new(
+        [[false, true, false, true], [false, false, false, false], [true, true, true, true]],
+        [Enumerable.Range(0, 16).Select(i => i < 10).ToArray(), Enumerable.Range(0, 16).Select(i => i % 3 == 0).ToArray(), new bool[16]]);
+
+    [Fact]
+    public void PhysicallyPrunedModelEqualsTheMaskedModel()
+    {
+        manual_seed(1);
+        using var model = BertTaskModel.Create(Config(), BertTask.SequenceClassification);
+        using (no_grad()) foreach (var p in model.parameters()) p.add_(randn_like(p) * 0.05);   // non-zero biases everywhere
+        model.eval();
+        using var pruned = StructuredPruning.Shrink(model, Mask());
+        pruned.eval();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var inputs = Inputs();
+        // Masked reference 1: the forward's head mask plus zeroed FFN neurons, on a copy.
+        using var zeroed = StructuredPruning.Shrink(model, PruningMask.KeepAll(model.Config));
+        zeroed.eval();
+        StructuredPruning.ZeroMasked(zeroed, Mask());
+        var masked = zeroed.forward(inputs).Logits;
+        var viaHeadMask = zeroed.forward(inputs, new BertForwardOptions { HeadMask = Mask().HeadMaskTensors() }).Logits;
+        var physical = pruned.forward(inputs).Logits;
+        Assert.True((masked - physical).abs().max().item<float>() < 1e-5, $"max diff {(masked - physical).abs().max().item<float>()}");
+        Assert.True((viaHeadMask - physical).abs().max().item<float>() < 1e-5);
+        // Pruning changed the function (the test would pass trivially otherwise).
+        Assert.True((model.forward(inputs).Logits - physical).abs().max().item<float>() > 1e-4);
+    }
+
+    [Fact]
+    public void PrunedShapesAreExactlyTheTargetAndRoundTrip()
+    {
+        using var model = BertTaskModel.Create(Config(), BertTask.SequenceClassification);
+        using var pruned = StructuredPruning.Shrink(model, Mask());
+        Assert.Equal([2, 0, 4], pruned.Config.LayerHeads);
+        Assert.Equal([10, 6, 0], pruned.Config.LayerIntermediateSizes);
+        var p = pruned.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+        Assert.Equal([16L, 32L], p["bert.encoder.layer.0.attention.self.query.weight"].shape);
+        Assert.Equal([32L, 0L], p["bert.encoder.layer.1.attention.output.dense.weight"].shape);
+        Assert.Equal([0L, 32L], p["bert.encoder.layer.2.intermediate.dense.weight"].shape);
+        Assert.True(ParameterCounts.Of(pruned).Encoder < ParameterCounts.Of(model).Encoder);
+
+        // Per-layer keep counts from scores give exactly those widths.
+        var scores = new ImportanceTracker(model, ImportanceScore.Magnitude).Scores();
+        using var narrow = StructuredPruning.Shrink(model, MaskSelection.PerLayer(scores, keepHeads: 1, keepNeurons: 5));
+        Assert.Equal([1, 1, 1], narrow.Config.LayerHeads);
+        Assert.Equal([5, 5, 5], narrow.Config.LayerIntermediateSizes);
+
+        using var tmp = new TestData.TempDir();
+        BertCheckpoint.Save(pruned, tmp["pruned"], tokenizer: null);
+        Assert.True(new FileInfo(tmp["pruned/model.safetensors"]).Length < model.parameters().Sum(x => x.numel()) * 4);
+        var (loaded, report) = BertCheckpoint.Load(tmp["pruned"]);
+        using (loaded)
+        using (var scope = NewDisposeScope())
+        {
+            Assert.Empty(report.Initialized);
+            pruned.eval();
+            loaded.eval();
+            var inputs = Inputs();
+            Assert.Equal(0.0, (pruned.forward(inputs).Logits - loaded.forward(inputs).Logits).abs().max().item<float>());
+        }
+    }
+
+    [Fact]
+    public void MagnitudeScoreSumsEachStructuresWeights()
+    {
+        var config = BertConfig.Create(layers: 1, hidden: 4, heads: 2, intermediate: 2, vocabSize: 20) with { MaxPositionEmbeddings = 8 };
+        using var model = BertTaskModel.Create(config, BertTask.SequenceClassification);
+        var layer = model.Bert.Encoder.Layers[0];
+        using (no_grad())
+        {
+            foreach (var dense in new[] { layer.Attention.Self.Query, layer.Attention.Self.Key, layer.Attention.Self.Value, layer.Attention.Output.Dense, layer.Intermediate.Dense, layer.Output.Dense })
+                dense.Weight.zero_();
+            // Head 1 (rows 2-3 of Q/K/V, columns 2-3 of the output projection): |−1| + |2| + |3| = 6; head 0 stays 0.
+            layer.Attention.Self.Query.Weight[2, 0] = -1;
+            layer.Attention.Self.Value.Weight[3, 1] = 2;
+            layer.Attention.Output.Dense.Weight[0, 2] = 3;
+            // Neuron 0: intermediate row 0 and output column 0: 0.5 + 0.25 = 0.75; neuron 1: 4.
+            layer.Intermediate.Dense.Weight[0, 3] = 0.5f;
+            layer.Output.Dense.Weight[1, 0] = -0.25f;
+            layer.Intermediate.Dense.Weight[1, 1] = 4;
+        }
+        var scores = new ImportanceTracker(model, ImportanceScore.Magnitude).Scores();
+        Assert.Equal([0.0, 6.0], scores.Heads[0]);
+        Assert.Equal([0.75, 4.0], scores.Neurons[0]);
+        Assert.Equal([false, true], MaskSelection.PerLayer(scores, 1, 1).Heads[0]);
+        Assert.Equal([false, true], MaskSelection.PerLayer(scores, 1, 1).Neurons[0]);
+    }
+
+    [Fact]
+    public void SensitivityAndPlatonScoresFollowTheirFormulas()
+    {
+        var config = BertConfig.Create(layers: 1, hidden: 4, heads: 2, intermediate: 2, vocabSize: 20) with { MaxPositionEmbeddings = 8 };
+        using var model = BertTaskModel.Create(config, BertTask.SequenceClassification);
+        var w = model.Bert.Encoder.Layers[0].Intermediate.Dense.Weight;   // [2, 4]
+        using var sensitivity = new ImportanceTracker(model, ImportanceScore.Sensitivity);
+        using var platon = new ImportanceTracker(model, ImportanceScore.Platon, beta1: 0.5, beta2: 0.5);
+        using (no_grad()) { w.zero_(); w[0, 0] = 2; w[1, 1] = 1; }
+        // Two steps of hand-set gradients: I = |θ·g| is 2·3 = 6 then 2·1 = 2 for neuron 0; 1·1 = 1 then 1·5 = 5 for neuron 1.
+        foreach (var (g0, g1) in new[] { (3f, 1f), (1f, 5f) })
+        {
+            foreach (var p in model.parameters()) p.grad = zeros_like(p);
+            w.grad![0, 0] = g0;
+            w.grad![1, 1] = g1;
+            sensitivity.Accumulate();
+            platon.Accumulate();
+        }
+        Assert.Equal([8.0, 6.0], sensitivity.Scores().Neurons[0]);
+        // PLATON with β = 0.5: Ī₁ = 0.5·I₁, Ū₁ = 0.5·I₁; Ī₂ = 0.5·Ī₁ + 0.5·I₂, Ū₂ = 0.5·Ū₁ + 0.5·|I₂ − Ī₂|.
+        // neuron 0: Ī = 1.5 + 1 = 2.5, Ū = 1.5 + 0.5·|2 − 2.5| = 1.75 → 4.375; neuron 1: Ī = 0.25 + 2.5 = 2.75, Ū = 0.25 + 0.5·|5 − 2.75| = 1.375 → 3.78125
+        var p2 = platon.Scores().Neurons[0];
+        Assert.Equal(4.375, p2[0], 5);
+        Assert.Equal(3.78125, p2[1], 5);
+    }
+
+    [Fact]
+    public void CubicScheduleRisesFromZeroToTheTarget()
+    {
+        var schedule = new CubicSchedule(FinalSparsity: 0.8, TotalSteps: 110, WarmupSteps: 10, FinalSteps: 20);
+        Assert.Equal(0.0, schedule.Sparsity(0));
+        Assert.Equal(0.0, schedule.Sparsity(9));
+        Assert.Equal(0.0, schedule.Sparsity(10));
+        // halfway through the 80-step pruning phase: 0.8·(1 − 0.5³) = 0.7
+        Assert.Equal(0.7, schedule.Sparsity(50), 10);
+        Assert.Equal(0.8, schedule.Sparsity(90), 10);
+        Assert.Equal(0.8, schedule.Sparsity(109), 10);
+        Assert.True(schedule.Sparsity(30) < schedule.Sparsity(31));
+        Assert.Throws<ArgumentException>(() => new CubicSchedule(0.5, 10, 5, 5).Sparsity(3));
+    }
+}
