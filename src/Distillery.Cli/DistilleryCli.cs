@@ -30,6 +30,7 @@ public static class DistilleryCli
         root.Subcommands.Add(DistillCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(RunCommand.Create(context));
+        root.Subcommands.Add(PruneCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));

@@ -151,4 +151,29 @@ public sealed class PruningTests
         Assert.True(schedule.Sparsity(30) < schedule.Sparsity(31));
         Assert.Throws<ArgumentException>(() => new CubicSchedule(0.5, 10, 5, 5).Sparsity(3));
     }
+
+    [Theory]
+    [InlineData(false, ImportanceScore.Sensitivity)]
+    [InlineData(true, ImportanceScore.Platon)]
+    public void PruneRunsOneShotAndIterativeToTheTargetWidth(bool iterative, ImportanceScore score)
+    {
+        using var tmp = new TestData.TempDir();
+        File.WriteAllLines(tmp["vocab.txt"], Quickstart.GeneratedVocabulary());
+        Directory.CreateDirectory(tmp["glue/SST-2"]);
+        var random = new Random(2);
+        string Row(bool positive) => string.Join(' ', Enumerable.Range(0, 5).Select(_ => positive ? "good" : "bad")) + "\t" + (positive ? 1 : 0);
+        File.WriteAllLines(tmp["glue/SST-2/train.tsv"], ["sentence\tlabel", .. Enumerable.Range(0, 48).Select(i => Row(random.Next(2) == 0))]);
+        File.WriteAllLines(tmp["glue/SST-2/dev.tsv"], ["sentence\tlabel", .. Enumerable.Range(0, 16).Select(i => Row(i % 2 == 0))]);
+        ModelInit.Run(new InitOptions { Layers = 2, Hidden = 32, Heads = 4, Ffn = 64, MaxPositions = 32, VocabPath = tmp["vocab.txt"], Out = tmp["base"], Task = BertTask.SequenceClassification });
+        var metrics = Pruner.Run(new PruneOptions
+        {
+            Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp["pruned"], KeepHeads = 2, KeepNeurons = 16, Score = score,
+            Iterative = iterative, ScoreBatches = 4, PruneEvery = 2,
+            Trainer = new Training.TrainerOptions { BatchSize = 8, LearningRate = 1e-3, Epochs = 2, LogEvery = 2, CheckpointEvery = 0 },
+        });
+        Assert.Equal("prune", metrics["command"]!.GetValue<string>());
+        var config = BertConfig.Load(tmp["pruned/config.json"]);
+        Assert.Equal([2, 2], config.LayerHeads);
+        Assert.Equal([16, 16], config.LayerIntermediateSizes);
+    }
 }

@@ -142,12 +142,17 @@ public sealed record CubicSchedule(double FinalSparsity, int TotalSteps, int War
     public double Sparsity(int step)
     {
         if (FinalSparsity is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(FinalSparsity), "final sparsity must be in [0, 1)");
+        return FinalSparsity * Progress(step);
+    }
+
+    /// <summary>The cubic curve alone, 0 before pruning starts and 1 from the final phase on: 1 − (1 − (t − t_i)/(T − t_i − t_f))³.</summary>
+    public double Progress(int step)
+    {
         int span = TotalSteps - WarmupSteps - FinalSteps;
         if (span <= 0) throw new ArgumentException($"the schedule has no pruning phase: {TotalSteps} steps, {WarmupSteps} warm-up, {FinalSteps} final");
         if (step < WarmupSteps) return 0;
-        if (step >= TotalSteps - FinalSteps) return FinalSparsity;
-        double progress = (double)(step - WarmupSteps) / span;
-        return FinalSparsity * (1 - Math.Pow(1 - progress, 3));
+        if (step >= TotalSteps - FinalSteps) return 1;
+        return 1 - Math.Pow(1 - (double)(step - WarmupSteps) / span, 3);
     }
 }
 

@@ -98,6 +98,9 @@ public interface ITrainingObjective<in TBatch>
     nn.Module Module { get; }
     /// <summary>Forward pass and scalar loss of one micro-batch, and the number of tokens it covered (for throughput).</summary>
     (Tensor Loss, long Tokens) Loss(TBatch batch);
+    /// <summary>Called after the step's gradients are complete, before clipping and the optimizer (importance scores read them).</summary>
+    void AfterBackward() { }
+
     /// <summary>Called after every optimizer step (schedules of methods; nothing for plain training).</summary>
     void OnStepEnd(int step, int totalSteps) { }
 }
@@ -238,6 +241,7 @@ public sealed class Trainer<TBatch>
             double gradNorm = double.NaN;
             if (finite)
             {
+                objective.AfterBackward();
                 if (options.MaxGradNorm > 0) gradNorm = nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
                 optimizer.step();
             }

@@ -1,0 +1,45 @@
+using System.CommandLine;
+using Distillery.Pruning;
+using Spectre.Console;
+
+namespace Distillery.Cli.Commands;
+
+/// <summary><c>distillery prune</c>: structured pruning of a fine-tuned model to a width per layer, physically removed.</summary>
+public static class PruneCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Fine-tuned model folder.", Required = true };
+        var task = new Option<string>("--task") { Description = "Its task (GLUE name or squad).", Required = true };
+        var data = new Option<string>("--data") { Description = "Task data.", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "Output folder (a smaller, ordinary checkpoint).", Required = true };
+        var heads = new Option<int>("--keep-heads") { Description = "Heads to keep in every layer.", Required = true };
+        var neurons = new Option<int>("--keep-neurons") { Description = "FFN neurons to keep in every layer.", Required = true };
+        var score = new Option<string>("--score") { Description = "magnitude, sensitivity (|θ·∂L/∂θ|, default) or platon.", DefaultValueFactory = _ => "sensitivity" };
+        score.AcceptOnlyFromAmong("magnitude", "sensitivity", "platon");
+        var iterative = new Option<bool>("--iterative") { Description = "Prune while fine-tuning on the cubic schedule (default: one-shot, then fine-tune)." };
+        var scoreBatches = new Option<int>("--score-batches") { Description = "One-shot: training batches the gradient scores accumulate over.", DefaultValueFactory = _ => 64 };
+        var pruneEvery = new Option<int>("--prune-every") { Description = "Iterative: steps between mask updates.", DefaultValueFactory = _ => 50 };
+        var training = new TrainingCliOptions();
+        var command = new Command("prune", "Prune attention heads and FFN neurons of a fine-tuned model (scores: magnitude, sensitivity, PLATON), remove them physically, and fine-tune.")
+        {
+            model, task, data, output, heads, neurons, score, iterative, scoreBatches, pruneEvery,
+        };
+        training.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var options = new PruneOptions
+            {
+                Model = parse.GetValue(model)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, Out = parse.GetValue(output)!,
+                KeepHeads = parse.GetValue(heads), KeepNeurons = parse.GetValue(neurons),
+                Score = parse.GetValue(score) switch { "magnitude" => ImportanceScore.Magnitude, "platon" => ImportanceScore.Platon, _ => ImportanceScore.Sensitivity },
+                Iterative = parse.GetValue(iterative), ScoreBatches = parse.GetValue(scoreBatches), PruneEvery = parse.GetValue(pruneEvery),
+            };
+            options = options with { Trainer = training.Apply(parse, options.Trainer) };
+            var metrics = RunProgress.Show(context, events => Pruner.Run(options, events));
+            context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()}");
+            return 0;
+        });
+        return command;
+    }
+}
