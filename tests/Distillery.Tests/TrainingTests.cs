@@ -307,4 +307,32 @@ public sealed class TrainingTests
         foreach (var dir in Directory.GetDirectories(tmp.Dir, "out-*"))
             Assert.False(File.Exists(Path.Combine(dir, "config.json")), $"{dir} looks finished");
     }
+
+    [Fact]
+    public void MnliIsScoredOnMatchedAndMismatchedDev()
+    {
+        using var tmp = new TestData.TempDir();
+        var tokenizer = TinyTokenizer(tmp);
+        using (var model = BertTaskModel.Create(TinyConfig(tokenizer.VocabSize), BertTask.MaskedLM))
+            BertCheckpoint.Save(model, tmp["base"], tokenizer);
+        string dir = tmp["glue/MNLI"];
+        Directory.CreateDirectory(dir);
+        string header = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label";
+        string[] labels = ["contradiction", "entailment", "neutral"];
+        string Row(int i) => $"{i}\t0\t0\tfiction\t-\t-\t-\t-\tthe film was good\tit was {(i % 2 == 0 ? "good" : "bad")}\t{labels[i % 3]}\t{labels[i % 3]}";
+        File.WriteAllLines(Path.Combine(dir, "train.tsv"), [header, .. Enumerable.Range(0, 24).Select(Row)]);
+        File.WriteAllLines(Path.Combine(dir, "dev_matched.tsv"), [header, .. Enumerable.Range(0, 9).Select(Row)]);
+        File.WriteAllLines(Path.Combine(dir, "dev_mismatched.tsv"), [header, .. Enumerable.Range(0, 6).Select(Row)]);
+        var metrics = FineTuning.Run(new FinetuneOptions
+        {
+            Task = "mnli", Model = tmp["base"], Data = tmp["glue"], Out = tmp["mnli"],
+            Trainer = new TrainerOptions { BatchSize = 8, MaxSteps = 2, LogEvery = 1, CheckpointEvery = 0 },
+        });
+        var dev = metrics["dev"]!.AsObject();
+        Assert.True(dev.ContainsKey("accuracy"), dev.ToJsonString());
+        Assert.True(dev.ContainsKey("accuracy_dev_mismatched"), dev.ToJsonString());
+        // Each split is scored on its own examples: 9 matched, 6 mismatched, so accuracies are multiples of 1/9 and 1/6.
+        Assert.Equal(0, Math.Round(dev["accuracy"]!.GetValue<double>() * 9, 4) % 1);
+        Assert.Equal(0, Math.Round(dev["accuracy_dev_mismatched"]!.GetValue<double>() * 6, 4) % 1);
+    }
 }

@@ -246,19 +246,35 @@ public static class FineTuning
             new Random((int)(o.Trainer.Seed & int.MaxValue)).Shuffle(chosen);
             trainExamples = chosen[..cap].Order().Select(i => trainExamples[i]).ToList();
         }
-        var devExamples = Glue.Load(task, Glue.SplitPath(o.Data, task, info.DevSplits[0]));
+        // Every dev split of the task (MNLI: matched, then mismatched), scored separately; the first one's metrics keep
+        // their names (model selection uses them), later splits' are suffixed with the split's name.
+        var devSplits = info.DevSplits.Select(split => (Split: split, Examples: Glue.Load(task, Glue.SplitPath(o.Data, task, split)))).ToList();
+        IReadOnlyDictionary<string, double> Score(List<float[]> logits)
+        {
+            var result = new Dictionary<string, double>();
+            int offset = 0;
+            for (int i = 0; i < devSplits.Count; i++)
+            {
+                var (split, examples) = devSplits[i];
+                var part = logits.GetRange(offset, examples.Count);
+                offset += examples.Count;
+                var metrics = info.IsRegression
+                    ? Glue.EvaluateRegression(part.Select(l => (double)l[0]).ToList(), examples)
+                    : Glue.Evaluate(task, part.Select(l => Array.IndexOf(l, l.Max())).ToList(), examples);
+                foreach (var (k, v) in metrics) result[i == 0 ? k : $"{k}_{split}"] = v;
+            }
+            return result;
+        }
         return new TaskData
         {
             Train = trainExamples.Select(EncodeOne).ToList(),
-            Eval = devExamples.Select(EncodeOne).ToList(),
-            Score = logits => info.IsRegression
-                ? Glue.EvaluateRegression(logits.Select(l => (double)l[0]).ToList(), devExamples)
-                : Glue.Evaluate(task, logits.Select(l => Array.IndexOf(l, l.Max())).ToList(), devExamples),
+            Eval = devSplits.SelectMany(d => d.Examples).Select(EncodeOne).ToList(),
+            Score = Score,
             Head = BertTask.SequenceClassification,
             Labels = info.IsRegression ? ["score"] : info.Labels,
             Regression = info.IsRegression,
             PrimaryMetric = info.PrimaryMetric,
-            Description = $"{info.DirectoryName}: {trainExamples.Count:N0} train / {devExamples.Count:N0} {info.DevSplits[0]} examples, ≤{maxLength} tokens",
+            Description = $"{info.DirectoryName}: {trainExamples.Count:N0} train / {string.Join(" + ", devSplits.Select(d => $"{d.Examples.Count:N0} {d.Split}"))} examples, ≤{maxLength} tokens",
         };
     }
 
