@@ -105,13 +105,7 @@ public static class Distiller
             }
         }
         if (lines.Count == 0) throw new InvalidDataException($"no transfer examples in {string.Join(", ", files)}");
-        if (cap is int n && n < lines.Count)
-        {
-            var order = Enumerable.Range(0, lines.Count).ToArray();
-            new Random((int)(seed & int.MaxValue)).Shuffle(order);
-            lines = order[..n].Order().Select(i => lines[i]).ToList();
-        }
-        return lines.Select(l =>
+        return Sampling.Sample(lines, cap, seed).Select(l =>
         {
             var t = tokenizer.Encode(l.A, l.B, maxLength);
             return new EncodedExample(t.InputIds, t.TokenTypeIds, -1, float.NaN);

@@ -239,13 +239,7 @@ public static class FineTuning
             return new EncodedExample(t.InputIds, t.TokenTypeIds, e.Label, (float)e.Score);
         }
         IReadOnlyList<GlueExample> trainExamples = needTrain ? Glue.Load(task, Glue.SplitPath(o.Data, task, "train")) : [];
-        if (o.MaxTrainExamples is int cap && cap < trainExamples.Count)
-        {
-            // A seeded sample, kept in file order.
-            var chosen = Enumerable.Range(0, trainExamples.Count).ToArray();
-            new Random((int)(o.Trainer.Seed & int.MaxValue)).Shuffle(chosen);
-            trainExamples = chosen[..cap].Order().Select(i => trainExamples[i]).ToList();
-        }
+        trainExamples = Sampling.Sample(trainExamples, o.MaxTrainExamples, o.Trainer.Seed);
         // Every dev split of the task (MNLI: matched, then mismatched), scored separately; the first one's metrics keep
         // their names (model selection uses them), later splits' are suffixed with the split's name.
         var devSplits = info.DevSplits.Select(split => (Split: split, Examples: Glue.Load(task, Glue.SplitPath(o.Data, task, split)))).ToList();
