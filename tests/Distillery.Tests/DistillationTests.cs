@@ -211,6 +211,28 @@ public sealed class DistillationTests
         Assert.All(predecessor.parameters(), p => Assert.False(p.requires_grad));
     }
 
+    /// <summary>Batches of one fixed task batch.</summary>
+    sealed class OneBatch(TaskBatch batch) : IBatchSource<TaskBatch>
+    {
+        public int BatchesPerEpoch => 1;
+        public TaskBatch Get(int epoch, int index) => batch;
+    }
+
+    [Fact]
+    public void TheseusTrainsThroughStepsThatDrawOnlyThePredecessor()
+    {
+        using var tmp = new TestData.TempDir();
+        manual_seed(11);
+        using var predecessor = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        // p = 0: every forward is the frozen predecessor, so no step has a gradient; training must still go on.
+        var method = new Theseus(predecessor, new TheseusOptions { SuccessorLayers = 2, Scheduler = TheseusScheduler.Constant, B = 0 }, seed: 3);
+        var before = method.Student.Bert.Encoder.Layers[0].Attention.Self.Query.Weight.clone();
+        var result = new Trainer<TaskBatch>(method, new OneBatch(Batch()), new TrainerOptions { BatchSize = 4, MaxSteps = 3, LogEvery = 1, CheckpointEvery = 0 }, tmp["run"]).Run();
+        Assert.Equal(3, result.Steps);
+        Assert.True(double.IsFinite(result.FinalLoss));
+        Assert.True(before.equal(method.Student.Bert.Encoder.Layers[0].Attention.Self.Query.Weight).all().item<bool>());
+    }
+
     [Fact]
     public void TheseusSchedulersFollowTheirFormulas()
     {

@@ -232,7 +232,8 @@ public sealed class Trainer<TBatch>
                         throw new TrainingDivergedException($"loss is {value} at step {state.Step + 1} of {total} (epoch {epoch + 1}, batch {index}); lower the learning rate or use --on-nan skip");
                     break;
                 }
-                (loss / options.GradientAccumulation).backward();
+                // A loss with no graph (Theseus drew the frozen predecessor for every group) has no gradient to give.
+                if (loss.requires_grad) (loss / options.GradientAccumulation).backward();
                 stepLoss += value / options.GradientAccumulation;
                 tokensThisRun += tokens;
                 state.Tokens += tokens;
