@@ -134,7 +134,7 @@ public static class Quickstart
             using (model)
             {
                 model.eval();
-                long bytes = new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile, BertCheckpoint.VocabFile }.Sum(f => new FileInfo(Path.Combine(dir, f)).Length);
+                long bytes = BertCheckpoint.BytesOnDisk(dir);
                 long parameters = ParameterCounts.Of(model).Total;
                 foreach (var precision in precisions)
                 {

@@ -56,8 +56,7 @@ public static class ModelBench
                 progress?.Invoke($"timing {dir}");
                 var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 5, iterations: options.Iterations, seed: options.Seed);
                 var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                long bytes = new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile, BertCheckpoint.VocabFile }
-                    .Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+                long bytes = BertCheckpoint.BytesOnDisk(dir);
                 results.Add(new BenchResult(dir, BertArch.NameOf(model.Config), ParameterCounts.Of(model).Total, bytes, scores, primary, b1, b32));
             }
         }

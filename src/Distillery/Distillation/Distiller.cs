@@ -174,13 +174,8 @@ public static class Distiller
         }
         events.Message?.Invoke(data.Description);
 
-        var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, data.Head);
-        using (teacherModel)
+        using (var teacherModel = FineTuning.LoadTrained(options.Teacher, data, options.Task))
         {
-            if (report.Initialized.Count > 0)
-                throw new InvalidDataException($"{options.Teacher}: the teacher has no trained {BertTasks.ArchitectureName(data.Head)} head for {options.Task}; fine-tune it first");
-            if (data.Head == BertTask.SequenceClassification && teacherModel.Config.NumLabels != data.Labels.Count)
-                throw new InvalidDataException($"{options.Teacher}: the teacher's head has {teacherModel.Config.NumLabels} outputs, {options.Task} needs {data.Labels.Count}");
             IDistillationMethod<TaskBatch> method;
             if (options.Method == DistillMethod.Theseus)
                 method = new Theseus(teacherModel, options.Theseus, options.Trainer.Seed);

@@ -35,6 +35,10 @@ public static class BertCheckpoint
     /// <summary>Keys that are in some checkpoints but are not parameters (transformers stopped saving position_ids in 4.31).</summary>
     static readonly HashSet<string> IgnoredKeys = ["bert.embeddings.position_ids"];
 
+    /// <summary>Bytes a model needs on disk: config, weights and vocabulary (run logs and checkpoints not counted).</summary>
+    public static long BytesOnDisk(string dir) =>
+        new[] { ConfigFile, WeightsFile, VocabFile }.Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+
     /// <summary>Reads and validates <c>dir/config.json</c>.</summary>
     public static BertConfig ReadConfig(string dir)
     {

@@ -121,13 +121,7 @@ public static class Pruner
             SplitArticles = options.SplitArticles, Trainer = options.Trainer,
         };
         var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
-        var (model, report) = BertCheckpoint.Load(options.Model, data.Head);
-        if (report.Initialized.Count > 0)
-        {
-            model.Dispose();
-            throw new InvalidDataException($"{options.Model}: prune a fine-tuned model (it has no trained {BertTasks.ArchitectureName(data.Head)} head)");
-        }
-        using (model)
+        using (var model = FineTuning.LoadTrained(options.Model, data, options.Task))
         {
             if (!options.Iterative)
             {

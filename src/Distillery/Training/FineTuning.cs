@@ -350,19 +350,31 @@ public static class FineTuning
         return metrics;
     }
 
+    /// <summary>
+    /// Loads a model folder that must already carry a trained head for the task (a fine-tuned model: evaluation,
+    /// a distillation teacher, pruning): a missing head or a head of the wrong size is one line, and nothing leaks.
+    /// </summary>
+    public static BertTaskModel LoadTrained(string dir, TaskData data, string task)
+    {
+        var (model, report) = BertCheckpoint.Load(dir, data.Head);
+        string? problem = report.Initialized.Count > 0
+            ? $"{dir}: has no trained {BertTasks.ArchitectureName(data.Head)} head for {task} (missing {string.Join(", ", report.Initialized.Take(3))}); fine-tune it first"
+            : data.Head == BertTask.SequenceClassification && model.Config.NumLabels != data.Labels.Count
+                ? $"{dir}: its head has {model.Config.NumLabels} outputs, task {task} needs {data.Labels.Count}"
+                : null;
+        if (problem == null) return model;
+        model.Dispose();
+        throw new InvalidDataException(problem);
+    }
+
     /// <summary>Scores a model folder on a task's dev data (no training).</summary>
     public static IReadOnlyDictionary<string, double> Evaluate(FinetuneOptions options, ComputePrecision precision = ComputePrecision.Float32)
     {
         var config = BertCheckpoint.ReadConfig(options.Model);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
         var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
-        var (model, report) = BertCheckpoint.Load(options.Model, data.Head);
-        using (model)
+        using (var model = LoadTrained(options.Model, data, options.Task))
         {
-            if (report.Initialized.Count > 0)
-                throw new InvalidDataException($"{options.Model}: has no trained {BertTasks.ArchitectureName(data.Head)} head (missing {string.Join(", ", report.Initialized.Take(3))}); fine-tune it first");
-            if (data.Head == BertTask.SequenceClassification && model.Config.NumLabels != data.Labels.Count)
-                throw new InvalidDataException($"{options.Model}: its head has {model.Config.NumLabels} outputs, task {options.Task} needs {data.Labels.Count}");
             model.eval();
             model.SetPrecision(precision);
             return data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId));
