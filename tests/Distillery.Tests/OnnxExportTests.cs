@@ -85,6 +85,27 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal(1.0, report.ArgmaxAgreement);
     }
 
+    [Theory]
+    [InlineData(HiddenActivation.GeluTanh, null)]
+    [InlineData(HiddenActivation.Relu, null)]
+    [InlineData(HiddenActivation.Silu, 6)]      // head size 6 with 4 heads: h·d = 24 ≠ hidden 32
+    [InlineData(HiddenActivation.Gelu, 12)]
+    public void OtherActivationsAndHeadSizesMatch(HiddenActivation activation, int? headSize)
+    {
+        using var model = Model(BertTask.SequenceClassification, Config() with { HiddenAct = activation, AttentionHeadSize = headSize });
+        var report = ExportAndCompare(model, null, Batch(120, 6, ShapeA));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{activation}, d={headSize}: max |diff| {report.MaxAbsDiff:G3}");
+    }
+
+    [Fact]
+    public void RegressionHeadMatches()
+    {
+        using var model = Model(BertTask.SequenceClassification, Config() with { Labels = ["score"], ProblemType = ProblemType.Regression });
+        var report = ExportAndCompare(model, null, Batch(120, 8, ShapeA), Batch(120, 9, ShapeB));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"max |diff| {report.MaxAbsDiff:G3}");
+        Assert.True(double.IsNaN(report.ArgmaxAgreement));   // one output: no argmax to agree on
+    }
+
     [Fact]
     public void PhysicallyPrunedGraphMatchesTorchSharp()
     {
