@@ -43,6 +43,6 @@ public static class ExportCommand
             }
             return 0;
         });
-        return new Command("export", "Export a model to another runtime's format.") { onnx };
+        return new Command("export", "Export a model to another runtime's format.\n\nExample:\n  distillery export onnx --model runs/sst2-student --out deploy/model.onnx") { onnx };
     }
 }

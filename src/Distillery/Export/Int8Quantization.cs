@@ -19,6 +19,13 @@ namespace Distillery.Export;
 /// <para><b>Product</b>: y[.., c] = a · s_c · Σ_i (x_q[.., i] − z) · q[c, i] + b_c, accumulated exactly in int32, with the
 /// fp32 bias b added after rescaling. Its fp32 simulation is linear(dequant(x), dequant(W), b) with
 /// dequant(x) = (x_q − z) · a and dequant(W) = q · s.</para>
+/// <para><b>Which layers</b>: in every encoder layer the query, key, value, attention-output, intermediate and output
+/// dense layers, and the pooler dense. Query, key and value read the same tensor, so they share one activation
+/// quantization (the graph runs them as one fused [H, 3·h·d] product; per-channel weight scales make that identical
+/// to three separate ones). Everything else stays fp32: attention score and probability matmuls, softmax, LayerNorms,
+/// activations, the classifier, qa_outputs and the whole MLM head. The activation range is taken over the whole input
+/// tensor of a call, so in a padded batch it covers every row, padding included (ONNX Runtime's dynamic quantization
+/// does the same).</para>
 /// <para><b>Embeddings</b> (weight-only): the word-embedding table E [V, H] is quantized per row exactly as a weight
 /// (s_v = max_j |E[v, j]| / 127); a lookup returns q[id, :] · s_id in fp32. Position and token-type tables stay fp32.</para>
 /// </summary>
@@ -59,6 +66,7 @@ public static class Int8Quantization
     /// <summary>
     /// fp32 simulation of run-time activation quantization over the whole tensor <paramref name="x"/> (any shape):
     /// (x_q − z) · a with a, z, x_q as in the class summary (ONNX DynamicQuantizeLinear followed by dequantization).
+    /// No gradient of its own; quantization-aware training wraps it in a straight-through estimator.
     /// </summary>
     public static Tensor FakeQuantizeActivations(Tensor x)
     {

@@ -108,6 +108,10 @@ public static class OnnxExporter
         options = (options ?? new OnnxExportOptions()).Validate();
         model.Config.Validate();
         var proto = Build(model, options);
+        // Protobuf messages are limited to 2 GiB; the exporter keeps every weight inside the file (no external data).
+        long bytes = proto.Graph.Initializer.Sum(t => (long)t.RawData.Length);
+        if (bytes > int.MaxValue - (64L << 20))
+            throw new ArgumentException($"the model's weights take {bytes / (1L << 20)} MiB, more than one ONNX file can hold (2 GiB protobuf limit)");
         AtomicFile.Write(path, stream => proto.WriteTo(stream));
     }
 
