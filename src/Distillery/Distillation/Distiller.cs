@@ -48,6 +48,7 @@ public sealed record CorpusDistillOptions
     /// <summary>MiniLM's relations, relation heads and teacher layer.</summary>
     public MiniLmOptions MiniLm { get; init; } = new();
     /// <summary>HomoDistil's target, score, schedule and weights (the student is the teacher, pruned).</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("homodistil")]
     public HomoDistilOptions HomoDistil { get; init; } = new();
     /// <summary>Optimisation (DistilBERT: lr 5e-4 with warm-up; here sized for compact teachers).</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.05, Epochs = 1, BatchSize = 32 };
@@ -65,6 +66,7 @@ public sealed record DistillOptions
     /// <summary>BERT-of-Theseus: successor layers, scheduler and initialisation.</summary>
     public TheseusOptions Theseus { get; init; } = new();
     /// <summary>HomoDistil (task-specific): target, score, schedule and weights; the student is the teacher, pruned.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("homodistil")]
     public HomoDistilOptions HomoDistil { get; init; } = new();
     /// <summary>GLUE task name or "squad".</summary>
     public required string Task { get; init; }
@@ -184,6 +186,8 @@ public static class Distiller
             if (options.Student != null) throw new ArgumentException("homodistil builds its student from the teacher; leave out the student");
         }
         var teacherConfig = BertCheckpoint.ReadConfig(options.Teacher);
+        if (options.Method == DistillMethod.HomoDistil)   // a target the teacher cannot reach is one line before the data loads
+            PruneTarget.Parse(options.HomoDistil.Target!).Resolve(teacherConfig, options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Teacher, teacherConfig);
         var taskOptions = new FinetuneOptions
         {
