@@ -125,6 +125,24 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void InspectShowsAPrunedModelsPerLayerWidths()
+    {
+        using var tmp = new TestData.TempDir();
+        var config = Models.BertConfig.Create(2, 32, heads: 4, intermediate: 64, vocabSize: 100) with { MaxPositionEmbeddings = 16 };
+        using (var model = Models.BertTaskModel.Create(config, Models.BertTask.SequenceClassification))
+        {
+            var mask = new Pruning.PruningMask([[true, true, false, true], [true, false, false, true]], [new bool[64].Select((_, i) => i < 40).ToArray(), Enumerable.Repeat(true, 64).ToArray()],
+                Enumerable.Range(0, 32).Select(i => i < 24).ToArray());
+            using var pruned = Pruning.StructuredPruning.Shrink(model, mask);
+            Models.BertCheckpoint.Save(pruned, Path.Combine(tmp.Dir, "pruned"), tokenizer: null);
+        }
+        var r = Run(tmp.Dir, "inspect", "pruned");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("hidden 24, heads 4 x 8", r.Out);
+        Assert.Contains("per layer: heads [3, 2], FFN [40, 64]", r.Out);
+    }
+
+    [Fact]
     public void PredictRunsEachHead()
     {
         using var tmp = new TestData.TempDir();

@@ -503,6 +503,13 @@ public sealed class DistillationTests
         Assert.Contains("not below the teacher", Assert.Throws<ArgumentException>(() => Homo(teacher, "100M")).Message);
         Assert.Contains("needs a target", Assert.Throws<ArgumentException>(() => new HomoDistilOptions().Validate()).Message);
         Assert.Contains("unknown importance score", Assert.Throws<ArgumentException>(() => new HomoDistilOptions { Target = "L4-H16", Score = (ImportanceScore)7 }.Validate()).Message);
+        // Unlabeled batches (transfer data) need the task loss off.
+        using (var scope = NewDisposeScope())
+        {
+            var unlabeled = Batch() with { Labels = [-1, -1, -1, -1] };
+            Assert.Contains("alpha_mlm 0", Assert.Throws<InvalidOperationException>(() => Homo(teacher, "L4-H16").Loss(unlabeled)).Message);
+            Assert.True(double.IsFinite(Homo(teacher, "L4-H16", alphaMlm: 0).Loss(unlabeled).Loss.item<float>()));
+        }
         // A parameter count resolves to the widest model that fits.
         long budget = PruneTarget.Count(teacher.Config, BertTask.SequenceClassification, 4, 16, 2, 32);
         Assert.Equal(new TargetWidths(4, 16, 2, 32), Homo(teacher, budget.ToString()).Target);

@@ -198,7 +198,9 @@ public static class Distiller
         if (options.TransferData != null)
         {
             if (data.Head != BertTask.SequenceClassification) throw new ArgumentException("transfer data is supported for GLUE tasks (sentences or sentence pairs)");
-            if (options.Kd.Alpha != 1) throw new ArgumentException($"transfer data has no labels: use --alpha 1 (soft targets only), not {options.Kd.Alpha}");
+            if (options.Method == DistillMethod.HomoDistil && options.HomoDistil.AlphaMlm != 0)
+                throw new ArgumentException($"transfer data has no labels: use --alpha-mlm 0 (no task loss), not {options.HomoDistil.AlphaMlm}");
+            if (options.Method != DistillMethod.HomoDistil && options.Kd.Alpha != 1) throw new ArgumentException($"transfer data has no labels: use --alpha 1 (soft targets only), not {options.Kd.Alpha}");
             int maxLength = options.MaxLength ?? Math.Min(128, teacherConfig.MaxPositionEmbeddings);
             var transfer = TransferExamples(options.TransferData, tokenizer, maxLength, options.MaxTrainExamples, options.Trainer.Seed);
             data = data.WithTrain(transfer, $"{data.Description}; distilling on {transfer.Count:N0} unlabeled transfer examples instead of the training set");

@@ -162,8 +162,8 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         var loss = options.AlphaKl * soft;
         if (options.AlphaMlm > 0)
         {
-            if (batch.Labels.Any(l => l < 0) && Student.Task == BertTask.SequenceClassification && !Student.Config.IsRegression)
-                throw new InvalidOperationException("the task loss needs labels: use alpha_mlm 0 on unlabeled data");
+            bool unlabeled = Student.Task == BertTask.SequenceClassification && (Student.Config.IsRegression ? batch.Scores.Any(float.IsNaN) : batch.Labels.Any(l => l < 0));
+            if (unlabeled) throw new InvalidOperationException("the task loss needs labels: use alpha_mlm 0 on unlabeled data");
             loss = loss + options.AlphaMlm * TaskObjective.Loss(Student, s, batch);
         }
         return (loss + Intermediate(s.Encoder, t.Encoder, inputs.AttentionMask), batch.AttentionMask.Sum());
