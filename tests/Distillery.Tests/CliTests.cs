@@ -110,6 +110,39 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void HomoDistilAndPruneRefuseUnreachableTargetsWithOneLine()
+    {
+        using var tmp = new TestData.TempDir();
+        var vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
+        Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "2", "--hidden", "32", "--heads", "2", "--task", "SequenceClassification", "--vocab", vocab, "--out", "t").ExitCode);
+        string[] common = ["--teacher", "t", "--task", "sst2", "--data", TestData.Path("glue"), "--out", "s"];
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L4-H16", .. common]), "4 layers, more than the teacher's 2");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L2-H64-A2", .. common]), "wider than the teacher");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "homodistil", .. common]), "needs a target");
+        Assert.Equal(1, Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L2-H16", "--score", "entropy", .. common]).ExitCode);
+        AssertOneLineError(Run(tmp.Dir, "prune", "-m", "t", "--task", "sst2", "--data", TestData.Path("glue"), "--target", "L2-H16", "--keep-heads", "1", "-o", "p"), "not both");
+        Assert.False(Directory.Exists(Path.Combine(tmp.Dir, "s")) || Directory.Exists(Path.Combine(tmp.Dir, "p")), "a refused run left an output folder");
+    }
+
+    [Fact]
+    public void InspectShowsAPrunedModelsPerLayerWidths()
+    {
+        using var tmp = new TestData.TempDir();
+        var config = Models.BertConfig.Create(2, 32, heads: 4, intermediate: 64, vocabSize: 100) with { MaxPositionEmbeddings = 16 };
+        using (var model = Models.BertTaskModel.Create(config, Models.BertTask.SequenceClassification))
+        {
+            var mask = new Pruning.PruningMask([[true, true, false, true], [true, false, false, true]], [new bool[64].Select((_, i) => i < 40).ToArray(), Enumerable.Repeat(true, 64).ToArray()],
+                Enumerable.Range(0, 32).Select(i => i < 24).ToArray());
+            using var pruned = Pruning.StructuredPruning.Shrink(model, mask);
+            Models.BertCheckpoint.Save(pruned, Path.Combine(tmp.Dir, "pruned"), tokenizer: null);
+        }
+        var r = Run(tmp.Dir, "inspect", "pruned");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("hidden 24, heads 4 x 8", r.Out);
+        Assert.Contains("per layer: heads [3, 2], FFN [40, 64]", r.Out);
+    }
+
+    [Fact]
     public void PredictRunsEachHead()
     {
         using var tmp = new TestData.TempDir();

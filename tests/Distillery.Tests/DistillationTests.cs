@@ -1,5 +1,6 @@
 using Distillery.Distillation;
 using Distillery.Models;
+using Distillery.Pruning;
 using Distillery.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -283,17 +284,19 @@ public sealed class DistillationTests
                 Assert.Equal(0.0, (before - after).abs().max().item<float>());
         optimizer.Dispose();
 
-        // The student saves and loads back to the same function.
+        // The finished student (the student itself, or a model the method assembles or shrinks from it) saves and loads
+        // back to the same function.
         using var tmp = new TestData.TempDir();
-        BertCheckpoint.Save(method.Finish(), tmp["student"], tokenizer: null);
+        var finished = method.Finish();
+        BertCheckpoint.Save(finished, tmp["student"], tokenizer: null);
         var (loaded, _) = BertCheckpoint.Load(tmp["student"]);
         using (loaded)
         using (var scope = NewDisposeScope())
         {
-            student.eval();
+            finished.eval();
             loaded.eval();
             var inputs = inputsOf(batch);
-            Assert.Equal(0.0, (student.forward(inputs).Logits - loaded.forward(inputs).Logits).abs().max().item<float>());
+            Assert.Equal(0.0, (finished.forward(inputs).Logits - loaded.forward(inputs).Logits).abs().max().item<float>());
         }
     }
 
@@ -369,5 +372,146 @@ public sealed class DistillationTests
         using var narrow = new StudentInit(StudentInitKind.Random, Arch: "L1-H16-A2-F32").Build(teacher, BertTask.SequenceClassification, 2);
         Assert.Equal([120L, 16L], narrow.named_parameters().First(p => p.name == "bert.embeddings.word_embeddings.weight").parameter.shape);
         Assert.Equal(3, narrow.Config.NumLabels);
+    }
+
+    // ---- HomoDistil ----
+
+    static HomoDistil Homo(BertTaskModel teacherModel, string target, double alphaMlm = 1, ImportanceScore score = ImportanceScore.Sensitivity, int pruneEvery = 2) =>
+        new(new Teacher(teacherModel), new HomoDistilOptions { Target = target, Score = score, PruneEvery = pruneEvery, AlphaMlm = alphaMlm }, seed: 5);
+
+    [Theory]
+    [InlineData(BertTask.SequenceClassification, 3, "L4-H24-F48")]
+    [InlineData(BertTask.SequenceClassification, 1, "L4-H24-A2-F40")]   // regression
+    [InlineData(BertTask.QuestionAnswering, 2, "L2-H24-F48")]          // half the depth too
+    public void HomoDistilContract(BertTask task, int labels, string target)
+    {
+        manual_seed(3);
+        var teacherModel = BertTaskModel.Create(Config(4, labels: labels), task);
+        var method = Homo(teacherModel, target);
+        Contract<TaskBatch>(method, new Teacher(teacherModel), method.Student, Batch(labels: Math.Max(labels, 2)), b => b.ToInputs());
+    }
+
+    [Fact]
+    public void HomoDistilCorpusContract()
+    {
+        var (teacherModel, batch) = MlmTeacherAndBatch();
+        var method = Homo(teacherModel, "L4-H24-F48");
+        Contract<MlmBatch>(method, new Teacher(teacherModel), method.Student, batch, b => new BertInputs(tensor(b.InputIds, [b.Batch, b.Length])));
+    }
+
+    [Theory]
+    [InlineData(ImportanceScore.Sensitivity, "L4-H24-F48", 3)]
+    [InlineData(ImportanceScore.Magnitude, "L4-H20-A2-F40", 2)]
+    [InlineData(ImportanceScore.Platon, "L4-H16-F32", 2)]
+    public void HomoDistilPrunesOnTheScheduleToExactlyTheTargetAndMaskedWeightsStayZero(ImportanceScore score, string target, int heads)
+    {
+        manual_seed(9);
+        var teacherModel = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        var method = Homo(teacherModel, target, score: score);
+        var student = method.Student;
+        var optimizer = optim.AdamW(method.Module.parameters(), lr: 3e-3);
+        const int total = 12;
+        int hiddenBefore = 32;
+        var batch = Batch();
+        for (int step = 1; step <= total; step++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                method.Loss((TaskBatch)batch).Loss.backward();
+                method.AfterBackward();
+                optimizer.step();
+                optimizer.zero_grad();
+            }
+            method.OnStepEnd(step, total);
+            var mask = method.Mask;
+            int hidden = mask.KeptHidden(student.Config);
+            Assert.True(hidden <= hiddenBefore, $"step {step}: the hidden mask grew back ({hiddenBefore} → {hidden})");
+            hiddenBefore = hidden;
+            // Every masked weight is exactly zero after the step (AdamW moved them; the mask put them back).
+            using var check = NewDisposeScope();
+            var dropped = Enumerable.Range(0, 32).Where(i => !mask.Hidden![i]).Select(i => (long)i).ToArray();
+            foreach (var (name, p) in student.named_parameters())
+                foreach (int axis in HiddenDims.Axes(name))
+                    if (dropped.Length > 0) Assert.Equal(0f, p.index_select(axis, tensor(dropped)).abs().max().item<float>());
+            for (int l = 0; l < 4; l++)
+            {
+                var layer = student.Bert.Encoder.Layers[l];
+                for (int h = 0; h < 4; h++)
+                    if (!mask.Heads[l][h]) Assert.Equal(0f, layer.Attention.Self.Query.Weight[TensorIndex.Slice(h * 8, (h + 1) * 8)].abs().max().item<float>());
+                for (int n = 0; n < 64; n++)
+                    if (!mask.Neurons[l][n]) Assert.Equal(0f, layer.Output.Dense.Weight[TensorIndex.Colon, n].abs().max().item<float>());
+            }
+            if (step == 2) Assert.True(hidden < 32 && hidden > method.Target.Hidden, $"step 2 of 12 should be partway: hidden {hidden}");
+        }
+        optimizer.Dispose();
+        var widths = method.Target;
+        Assert.Equal(widths.Hidden, method.Mask.KeptHidden(student.Config));
+        Assert.All(method.Mask.Heads, h => Assert.Equal(heads, h.Count(k => k)));
+        Assert.All(method.Mask.Neurons, n => Assert.Equal(widths.Ffn, n.Count(k => k)));
+
+        // Finish: exactly the target's shapes, and the function the masked student computes.
+        using var pruned = method.Finish();
+        var c = pruned.Config;
+        Assert.Equal(widths.Hidden, c.HiddenSize);
+        Assert.Equal(4, c.NumHiddenLayers);
+        Assert.All(Enumerable.Range(0, 4), l => { Assert.Equal(heads, c.HeadsInLayer(l)); Assert.Equal(widths.Ffn, c.IntermediateSizeOf(l)); });
+        Assert.Equal(8, c.HeadSize);
+        Assert.Equal(PruneTarget.Count(teacherModel.Config, BertTask.SequenceClassification, 4, widths.Hidden, heads, widths.Ffn), ParameterCounts.Of(pruned).Total);
+        using var scope2 = NewDisposeScope();
+        student.eval();
+        pruned.eval();
+        var inputs = batch.ToInputs();
+        float diff = (student.forward(inputs).Logits - pruned.forward(inputs).Logits).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"masked student and pruned model differ by {diff}");
+    }
+
+    [Fact]
+    public void HomoDistilLossIsZeroAtTheStartApartFromTheStudentsOwnLoss()
+    {
+        manual_seed(4);
+        var classifier = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        var (mlmTeacher, mlmBatch) = MlmTeacherAndBatch();
+        using var scope = NewDisposeScope();
+        // Without the student's own loss: KL, hidden and attention terms all vanish (student = teacher, no dropout).
+        var task = Homo(classifier, "L4-H16-F32", alphaMlm: 0);
+        task.Student.eval();
+        Assert.True(Math.Abs(task.Loss(Batch()).Loss.item<float>()) < 1e-7);
+        var corpus = Homo(mlmTeacher, "L4-H16-F32", alphaMlm: 0);
+        corpus.Student.eval();
+        Assert.True(Math.Abs(corpus.Loss(mlmBatch).Loss.item<float>()) < 1e-7);
+        // With it, the loss is exactly the student's (= the teacher's) own loss.
+        var withTask = Homo(classifier, "L4-H16-F32");
+        withTask.Student.eval();
+        double own = TaskObjective.Compute(withTask.Student, Batch()).item<float>();
+        Assert.True(own > 0.1);
+        Assert.Equal(own, withTask.Loss(Batch()).Loss.item<float>(), 5);
+        // A shallower target is not a copy: its hidden and attention terms are not zero (small at random init, where
+        // each layer adds little to the residual stream, but far from the copies' zero).
+        var shallow = Homo(classifier, "L2-H16-F32", alphaMlm: 0);
+        shallow.Student.eval();
+        float shallowLoss = shallow.Loss(Batch()).Loss.item<float>();
+        Assert.True(shallowLoss > 1e-5, $"shallow loss {shallowLoss}");
+    }
+
+    [Fact]
+    public void HomoDistilRefusesBadTargetsAndScoresWithOneLine()
+    {
+        using var teacher = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        Assert.Contains("wider than the teacher", Assert.Throws<ArgumentException>(() => Homo(teacher, "L4-H64-A4")).Message);
+        Assert.Contains("more than the teacher's 4", Assert.Throws<ArgumentException>(() => Homo(teacher, "L6-H16")).Message);
+        Assert.Contains("do not divide", Assert.Throws<ArgumentException>(() => Homo(teacher, "L3-H16")).Message);
+        Assert.Contains("not below the teacher", Assert.Throws<ArgumentException>(() => Homo(teacher, "100M")).Message);
+        Assert.Contains("needs a target", Assert.Throws<ArgumentException>(() => new HomoDistilOptions().Validate()).Message);
+        Assert.Contains("unknown importance score", Assert.Throws<ArgumentException>(() => new HomoDistilOptions { Target = "L4-H16", Score = (ImportanceScore)7 }.Validate()).Message);
+        // Unlabeled batches (transfer data) need the task loss off.
+        using (var scope = NewDisposeScope())
+        {
+            var unlabeled = Batch() with { Labels = [-1, -1, -1, -1] };
+            Assert.Contains("alpha_mlm 0", Assert.Throws<InvalidOperationException>(() => Homo(teacher, "L4-H16").Loss(unlabeled)).Message);
+            Assert.True(double.IsFinite(Homo(teacher, "L4-H16", alphaMlm: 0).Loss(unlabeled).Loss.item<float>()));
+        }
+        // A parameter count resolves to the widest model that fits.
+        long budget = PruneTarget.Count(teacher.Config, BertTask.SequenceClassification, 4, 16, 2, 32);
+        Assert.Equal(new TargetWidths(4, 16, 2, 32), Homo(teacher, budget.ToString()).Target);
     }
 }

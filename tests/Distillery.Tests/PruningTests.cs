@@ -176,4 +176,188 @@ public sealed class PruningTests
         Assert.Equal([2, 2], config.LayerHeads);
         Assert.Equal([16, 16], config.LayerIntermediateSizes);
     }
+
+    // ---- Hidden dimensions ----
+
+    static BertConfig Hidden32() => BertConfig.Create(layers: 2, hidden: 32, heads: 4, intermediate: 64, vocabSize: 100) with
+    {
+        MaxPositionEmbeddings = 24, Labels = ["a", "b", "c"], ProblemType = ProblemType.SingleLabelClassification,
+    };
+
+    static BertTaskModel Perturbed(BertConfig config, BertTask task, long seed)
+    {
+        manual_seed(seed);
+        var model = BertTaskModel.Create(config, task);
+        using (no_grad()) foreach (var p in model.parameters()) p.add_(randn_like(p) * 0.05);   // non-zero biases and LayerNorms
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Keeps 24 of 32 hidden dimensions (every fourth dropped), plus some heads and neurons.</summary>
+    static PruningMask HiddenMask() => new(
+        [[true, false, true, true], [true, true, true, false]],
+        [Enumerable.Range(0, 64).Select(i => i % 5 != 0).ToArray(), Enumerable.Range(0, 64).Select(i => i < 40).ToArray()],
+        Enumerable.Range(0, 32).Select(i => i % 4 != 1).ToArray());
+
+    [Theory]
+    [InlineData(BertTask.SequenceClassification)]
+    [InlineData(BertTask.QuestionAnswering)]
+    [InlineData(BertTask.MaskedLM)]
+    public void HiddenPrunedModelEqualsTheMaskedModel(BertTask task)
+    {
+        using var model = Perturbed(Hidden32(), task, 11);
+        using var pruned = StructuredPruning.Shrink(model, HiddenMask());
+        pruned.eval();
+        Assert.Equal(24, pruned.Config.HiddenSize);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var inputs = Inputs();
+        // The masked model: a full-width copy with the pruned weights zeroed and LayerNorms over the kept dimensions.
+        using var masked = StructuredPruning.Shrink(model, PruningMask.KeepAll(model.Config));
+        masked.eval();
+        StructuredPruning.ZeroMasked(masked, HiddenMask());
+        var physical = pruned.forward(inputs).Logits;
+        var maskedLogits = masked.forward(inputs).Logits;
+        float diff = (maskedLogits - physical).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"max diff {diff}");
+        // The kept dimensions of every hidden state are the pruned model's, the dropped ones exactly zero.
+        var options = new BertForwardOptions { OutputHiddenStates = true };
+        var kept = tensor(Enumerable.Range(0, 32).Where(i => i % 4 != 1).Select(i => (long)i).ToArray());
+        var dropped = tensor(Enumerable.Range(0, 32).Where(i => i % 4 == 1).Select(i => (long)i).ToArray());
+        foreach (var (m, p) in masked.forward(inputs, options).Encoder.HiddenStates!.Zip(pruned.forward(inputs, options).Encoder.HiddenStates!))
+        {
+            Assert.True((m.index_select(-1, kept) - p).abs().max().item<float>() < 1e-5);
+            Assert.Equal(0f, m.index_select(-1, dropped).abs().max().item<float>());
+        }
+        // Zeroing alone is not enough: LayerNorm over all 32 dimensions computes another function.
+        masked.SetHiddenMask(null);
+        Assert.True((masked.forward(inputs).Logits - physical).abs().max().item<float>() > 1e-4);
+    }
+
+    [Fact]
+    public void PruningToANamedWidthGivesExactlyThoseShapesAndRoundTrips()
+    {
+        using var model = Perturbed(Hidden32(), BertTask.SequenceClassification, 12);
+        var scores = new ImportanceTracker(model, ImportanceScore.Magnitude).Scores();
+        // The head size stays 8: H'/heads no longer gives it (and num_attention_heads keeps the unpruned 4, with the
+        // per-layer counts beside it, as for head pruning), so config.json records distillery_attention_head_size.
+        foreach (var (name, heads) in new[] { ("L2-H24-F48", 3), ("L2-H24-A2-F48", 2) })
+        {
+            var target = PruneTarget.Parse(name).Resolve(model.Config, model.Task);
+            Assert.Equal(new TargetWidths(2, 24, heads, 48), target);
+            using var pruned = StructuredPruning.Shrink(model, MaskSelection.PerLayer(scores, target.Heads, target.Ffn, target.Hidden));
+            var p = pruned.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+            Assert.Equal([100L, 24L], p["bert.embeddings.word_embeddings.weight"].shape);
+            Assert.Equal([24L, 24L], p["bert.embeddings.position_embeddings.weight"].shape);
+            Assert.Equal([24L], p["bert.embeddings.LayerNorm.weight"].shape);
+            Assert.Equal([heads * 8L, 24L], p["bert.encoder.layer.1.attention.self.key.weight"].shape);
+            Assert.Equal([24L, heads * 8L], p["bert.encoder.layer.0.attention.output.dense.weight"].shape);
+            Assert.Equal([24L], p["bert.encoder.layer.0.attention.output.LayerNorm.bias"].shape);
+            Assert.Equal([48L, 24L], p["bert.encoder.layer.1.intermediate.dense.weight"].shape);
+            Assert.Equal([24L, 48L], p["bert.encoder.layer.1.output.dense.weight"].shape);
+            Assert.Equal([24L, 24L], p["bert.pooler.dense.weight"].shape);
+            Assert.Equal([3L, 24L], p["classifier.weight"].shape);
+            Assert.Equal(8, pruned.Config.HeadSize);
+            Assert.Equal(8, pruned.Config.AttentionHeadSize);
+            Assert.Equal([heads, heads], pruned.Config.LayerHeads);
+            Assert.Equal(PruneTarget.Count(model.Config, model.Task, 2, 24, heads, 48), ParameterCounts.Of(pruned).Total);
+
+            // Save and load with the ordinary loader: the same function, the same config.
+            using var tmp = new TestData.TempDir();
+            BertCheckpoint.Save(pruned, tmp["pruned"], tokenizer: null);
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tmp["pruned/config.json"]))!;
+            Assert.Equal(24, json["hidden_size"]!.GetValue<int>());
+            Assert.Equal(8, json["distillery_attention_head_size"]!.GetValue<int>());
+            var (loaded, report) = BertCheckpoint.Load(tmp["pruned"]);
+            using (loaded)
+            using (var scope = NewDisposeScope())
+            {
+                Assert.Empty(report.Initialized);
+                pruned.eval();
+                loaded.eval();
+                var inputs = Inputs();
+                Assert.Equal(0.0, (pruned.forward(inputs).Logits - loaded.forward(inputs).Logits).abs().max().item<float>());
+            }
+        }
+    }
+
+    [Fact]
+    public void TargetsAreParsedResolvedAndRefusedWithOneLine()
+    {
+        var c = Hidden32();
+        // A parameter count: the widest H' (heads and FFN scaled with it) whose model fits, at the teacher's depth.
+        long budget = PruneTarget.Count(c, BertTask.SequenceClassification, 2, 20, 3, 40);
+        var widths = PruneTarget.Parse(budget.ToString()).Resolve(c, BertTask.SequenceClassification);
+        Assert.Equal(new TargetWidths(2, 20, 3, 40), widths);   // heads round(4·20/32 = 2.5) = 3, FFN 64·20/32 = 40
+        Assert.True(PruneTarget.Count(c, BertTask.SequenceClassification, 2, 21, 3, 42) > budget);
+        Assert.Equal(9_600_000, PruneTarget.Parse("9.6M").Parameters);
+        Assert.Contains("more than the teacher's 2", Assert.Throws<ArgumentException>(() => PruneTarget.Parse("L3-H16").Resolve(c, BertTask.MaskedLM)).Message);
+        Assert.Contains("wider than the teacher", Assert.Throws<ArgumentException>(() => PruneTarget.Parse("L2-H64-A4").Resolve(c, BertTask.MaskedLM)).Message);
+        Assert.Contains("not below the teacher", Assert.Throws<ArgumentException>(() => PruneTarget.Parse("1B").Resolve(c, BertTask.MaskedLM)).Message);
+        Assert.Contains("neither an architecture", Assert.Throws<FormatException>(() => PruneTarget.Parse("small")).Message);
+    }
+
+    [Fact]
+    public void HiddenScoresSumEveryResidualReadAndWrite()
+    {
+        var config = BertConfig.Create(layers: 1, hidden: 4, heads: 2, intermediate: 2, vocabSize: 20) with { MaxPositionEmbeddings = 8 };
+        using var model = BertTaskModel.Create(config, BertTask.SequenceClassification);
+        var p = model.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+        using (no_grad())
+        {
+            foreach (var x in p.Values) x.zero_();
+            p["bert.embeddings.word_embeddings.weight"][3, 1] = -2;          // column 1 of a table: dim 1
+            p["bert.embeddings.LayerNorm.weight"][1] = 1;                     // dim 1
+            p["bert.encoder.layer.0.attention.self.query.weight"][0, 2] = 3;  // a reader's column 2: dim 2
+            p["bert.encoder.layer.0.output.dense.weight"][2, 1] = 0.5f;       // a writer's row 2: dim 2 (column 1 is neuron 1)
+            p["bert.encoder.layer.0.output.LayerNorm.bias"][0] = -1;          // dim 0
+            p["bert.pooler.dense.weight"][0, 3] = 4;                          // pooler [H, H]: row 0 and column 3
+            p["classifier.weight"][1, 3] = 1;                                 // dim 3
+            p["bert.encoder.layer.0.intermediate.dense.weight"][1, 0] = 7;    // intermediate [F, H] column 0: dim 0
+        }
+        var magnitude = new ImportanceTracker(model, ImportanceScore.Magnitude).Scores();
+        Assert.Equal([1.0 + 4 + 7, 3.0, 3.5, 4.0 + 1], magnitude.Hidden);
+        Assert.Equal([true, false, false, true], MaskSelection.PerLayer(magnitude, 2, 2, keepHidden: 2).Hidden!);
+
+        // Sensitivity: |θ·g| summed the same way, accumulated over steps.
+        using var sensitivity = new ImportanceTracker(model, ImportanceScore.Sensitivity);
+        foreach (var g in new[] { 1f, 2f })
+        {
+            foreach (var x in model.parameters()) x.grad = zeros_like(x);
+            p["bert.embeddings.word_embeddings.weight"].grad![3, 1] = g;           // |−2·g|
+            p["bert.pooler.dense.weight"].grad![0, 3] = -g;                      // |4·(−g)| to dims 0 and 3
+            p["bert.encoder.layer.0.attention.self.query.weight"].grad![1, 2] = 5; // θ = 0 there: no score
+            sensitivity.Accumulate();
+        }
+        Assert.Equal([12.0, 6.0, 0.0, 12.0], sensitivity.Scores().Hidden);
+    }
+
+    [Fact]
+    public void PruneToAHiddenTargetGivesThatModel()
+    {
+        using var tmp = new TestData.TempDir();
+        File.WriteAllLines(tmp["vocab.txt"], Quickstart.GeneratedVocabulary());
+        Directory.CreateDirectory(tmp["glue/SST-2"]);
+        var random = new Random(3);
+        string Row(bool positive) => string.Join(' ', Enumerable.Range(0, 5).Select(_ => positive ? "good" : "bad")) + "\t" + (positive ? 1 : 0);
+        File.WriteAllLines(tmp["glue/SST-2/train.tsv"], ["sentence\tlabel", .. Enumerable.Range(0, 48).Select(i => Row(random.Next(2) == 0))]);
+        File.WriteAllLines(tmp["glue/SST-2/dev.tsv"], ["sentence\tlabel", .. Enumerable.Range(0, 16).Select(i => Row(i % 2 == 0))]);
+        ModelInit.Run(new InitOptions { Layers = 2, Hidden = 32, Heads = 4, Ffn = 64, MaxPositions = 32, VocabPath = tmp["vocab.txt"], Out = tmp["base"], Task = BertTask.SequenceClassification });
+        foreach (bool iterative in new[] { false, true })
+        {
+            Pruner.Run(new PruneOptions
+            {
+                Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp[$"pruned{iterative}"], Target = "L2-H24-F40", Score = ImportanceScore.Magnitude,
+                Iterative = iterative, PruneEvery = 2,
+                Trainer = new Training.TrainerOptions { BatchSize = 8, LearningRate = 1e-3, Epochs = 1, LogEvery = 2, CheckpointEvery = 0 },
+            });
+            var config = BertConfig.Load(tmp[$"pruned{iterative}/config.json"]);
+            Assert.Equal(24, config.HiddenSize);
+            Assert.Equal(8, config.HeadSize);
+            Assert.Equal([40, 40], config.LayerIntermediateSizes);
+            Assert.Equal([3, 3], config.LayerHeads);
+        }
+        Assert.Contains("keeps every layer", Assert.Throws<ArgumentException>(() => Pruner.Run(new PruneOptions
+            { Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp["x"], Target = "L1-H24" })).Message);
+    }
 }

@@ -115,4 +115,74 @@ public sealed class RecipeTests
         var width = Assert.Throws<InvalidDataException>(() => Recipe.Load(Write(tmp, distilbert, "db.json")));
         Assert.Contains("student width 16 differs from the teacher's 32", width.Message);
     }
+
+    [Fact]
+    public void HomoDistilAndPruneStagesRunToTheirTargets()
+    {
+        using var tmp = new TestData.TempDir();
+        var recipe = TinyRecipe(tmp);
+        var stages = recipe["stages"]!.AsArray();
+        // Task-specific HomoDistil from the fine-tuned teacher (L2-H32-A2-F128) to L2-H24-F96 (2 heads of 16),
+        // then iterative pruning of the teacher to L2-H16-A1-F64 by PLATON scores.
+        stages[2] = new JsonObject
+        {
+            ["stage"] = "distill", ["method"] = "homodistil", ["teacher"] = tmp["teacher"], ["task"] = "sst2", ["data"] = tmp["glue"], ["out"] = tmp["homo"],
+            ["homodistil"] = new JsonObject { ["target"] = "L2-H24-F96", ["prune_every"] = 2 }, ["trainer"] = Trainer(),
+        };
+        stages.Add(new JsonObject
+        {
+            ["stage"] = "prune", ["model"] = tmp["teacher"], ["task"] = "sst2", ["data"] = tmp["glue"], ["out"] = tmp["pruned"],
+            ["target"] = "L2-H16-A1-F64", ["score"] = "platon", ["iterative"] = true, ["prune_every"] = 2, ["trainer"] = Trainer(),
+        });
+        var results = Recipe.Load(Write(tmp, recipe)).Run();
+        Assert.Equal("distill", results[2]!["command"]!.GetValue<string>());
+        Assert.Equal("prune", results[3]!["command"]!.GetValue<string>());
+        var homo = Models.BertConfig.Load(Path.Combine(tmp["homo"], "config.json"));
+        Assert.Equal((24, 16, 96), (homo.HiddenSize, homo.HeadSize, homo.IntermediateSizeOf(1)));
+        Assert.Equal([2, 2], Enumerable.Range(0, 2).Select(homo.HeadsInLayer));
+        var pruned = Models.BertConfig.Load(Path.Combine(tmp["pruned"], "config.json"));
+        Assert.Equal((16, 16, 64, 1), (pruned.HiddenSize, pruned.HeadSize, pruned.IntermediateSizeOf(0), pruned.HeadsInLayer(1)));
+        var (model, report) = Models.BertCheckpoint.Load(tmp["homo"]);
+        using (model) Assert.Empty(report.Initialized);
+    }
+
+    [Fact]
+    public void HomoDistilOnACorpusWritesThePrunedMaskedLmStudent()
+    {
+        using var tmp = new TestData.TempDir();
+        File.WriteAllLines(tmp["vocab.txt"], Quickstart.GeneratedVocabulary());
+        var random = new Random(4);
+        string[] words = ["good", "bad", "very", "not"];
+        Directory.CreateDirectory(tmp["corpus"]);
+        File.WriteAllLines(tmp["corpus/a.txt"], Enumerable.Range(0, 60).Select(_ => string.Join(' ', Enumerable.Range(0, 12).Select(_ => words[random.Next(4)]))));
+        var recipe = new JsonObject
+        {
+            ["name"] = "homo-corpus",
+            ["stages"] = new JsonArray(
+                new JsonObject { ["stage"] = "init", ["layers"] = 2, ["hidden"] = 32, ["heads"] = 2, ["max_positions"] = 64, ["vocab_path"] = tmp["vocab.txt"], ["out"] = tmp["mlm"] },
+                new JsonObject
+                {
+                    ["stage"] = "distill", ["method"] = "homodistil", ["teacher"] = tmp["mlm"], ["corpus"] = new JsonArray(tmp["corpus"]), ["out"] = tmp["homo"],
+                    ["seq_length"] = 16, ["eval_sequences"] = 4, ["cache_dir"] = tmp["cache"],
+                    ["homodistil"] = new JsonObject { ["target"] = "L2-H16-F64", ["score"] = "magnitude", ["prune_every"] = 1 }, ["trainer"] = Trainer(1),
+                }),
+        };
+        var results = Recipe.Load(Write(tmp, recipe)).Run();
+        Assert.Equal("distill", results[1]!["command"]!.GetValue<string>());
+        var (student, report) = Models.BertCheckpoint.Load(tmp["homo"]);
+        using (student)
+        {
+            Assert.Empty(report.Initialized);
+            Assert.Equal(Models.BertTask.MaskedLM, student.Task);
+            Assert.Equal((16, 64, 1), (student.Config.HiddenSize, student.Config.IntermediateSizeOf(0), student.Config.HeadsInLayer(0)));
+        }
+
+        // Bad HomoDistil stages stop before anything runs.
+        var bad = recipe.DeepClone().AsObject();
+        bad["stages"]![1]!["homodistil"]!["target"] = "L3-H16";
+        Assert.Contains("more than the teacher's 2", Assert.Throws<InvalidDataException>(() => Recipe.Load(Write(tmp, bad, "bad.json"))).Message);
+        bad["stages"]![1]!["homodistil"]!["target"] = "L2-H16";
+        bad["stages"]![1]!["homodistil"]!["score"] = "entropy";
+        Assert.Contains("score", Assert.Throws<InvalidDataException>(() => Recipe.Load(Write(tmp, bad, "bad.json"))).Message);
+    }
 }

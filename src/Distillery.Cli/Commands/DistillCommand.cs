@@ -9,8 +9,15 @@ public static class DistillCommand
 {
     public static Command Create(CliContext context)
     {
-        var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert or minilm: task-agnostic on a corpus (--corpus; fine-tune the result next)." };
-        method.AcceptOnlyFromAmong("kd", "distilbert", "minilm", "theseus");
+        var method = new Option<string?>("--method") { Description = "kd: vanilla task-specific KD (--task, --data); distilbert or minilm: task-agnostic on a corpus (--corpus; fine-tune the result next); theseus; homodistil: the teacher pruned to --target while distilled into itself (on --corpus, or on --task/--data)." };
+        method.AcceptOnlyFromAmong("kd", "distilbert", "minilm", "theseus", "homodistil");
+        var target = new Option<string?>("--target") { Description = "homodistil: the final width, an architecture (L4-H128-F512, -A heads optional) or a parameter count (9.6M)." };
+        var score = new Option<string?>("--score") { Description = "homodistil: importance score, sensitivity (|θ·∂L/∂θ|, default), magnitude or platon." };
+        score.AcceptOnlyFromAmong("sensitivity", "magnitude", "platon");
+        var pruneEvery = new Option<int?>("--prune-every") { Description = "homodistil: steps between mask updates ΔT (default 10)." };
+        var alphaKl = new Option<double?>("--alpha-kl") { Description = "homodistil: weight of the logit KL (default 1)." };
+        var alphaHidden = new Option<double?>("--alpha-hidden") { Description = "homodistil: weight of the hidden-state MSE (default 1)." };
+        var alphaAttention = new Option<double?>("--alpha-attention") { Description = "homodistil: weight of the attention MSE (default 1)." };
         var successorLayers = new Option<int?>("--successor-layers") { Description = "theseus: successor layers n (the teacher's depth must be a multiple; default 6)." };
         var scheduler = new Option<string?>("--scheduler") { Description = "theseus: linear (p = min(1, k·t + b), default), constant (p = b) or anti (p = max(0, 1 − (k·t + b)))." };
         scheduler.AcceptOnlyFromAmong("linear", "constant", "anti");
@@ -27,7 +34,7 @@ public static class DistillCommand
         var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "distilbert: error (default) or latin1 for lines that are not UTF-8." };
         invalidUtf8.AcceptOnlyFromAmong("error", "latin1");
         var alphaCe = new Option<double?>("--alpha-ce") { Description = "distilbert: weight of the soft-target KL (default 5)." };
-        var alphaMlm = new Option<double?>("--alpha-mlm") { Description = "distilbert: weight of the MLM loss (default 2)." };
+        var alphaMlm = new Option<double?>("--alpha-mlm") { Description = "distilbert: weight of the MLM loss (default 2); homodistil: of the MLM loss on a corpus, of the task loss on a task (default 1)." };
         var alphaCos = new Option<double?>("--alpha-cos") { Description = "distilbert: weight of the cosine loss (default 1)." };
         var teacher = new Option<string?>("--teacher") { Description = "Fine-tuned teacher model folder." };
         var student = new Option<string?>("--student") { Description = "Start the student from this model folder (e.g. a pre-trained compact model)." };
@@ -45,23 +52,39 @@ public static class DistillCommand
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
         var training = new TrainingCliOptions();
-        var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).")
+        var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).\n" +
+            "Example: distillery distill --method homodistil --teacher runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --score sensitivity --out runs/homodistil")
         {
             method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume,
             corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos, relations, relationHeads, teacherLayer,
-            successorLayers, scheduler, k, b, theseusInit,
+            successorLayers, scheduler, k, b, theseusInit, target, score, pruneEvery, alphaKl, alphaHidden, alphaAttention,
         };
         training.AddTo(command);
         command.SetAction(parse =>
         {
-            if (parse.GetValue(method) is "distilbert" or "minilm")
-                return RunOnCorpus(context, parse, training, parse.GetValue(method) == "minilm" ? DistillMethod.MiniLm : DistillMethod.DistilBert,
+            // HomoDistil's options, from the flags over a given starting point.
+            HomoDistilOptions Homo(HomoDistilOptions h)
+            {
+                if (parse.GetValue(target) is string tg) h = h with { Target = tg };
+                if (parse.GetValue(score) is string sc) h = h with { Score = sc switch { "magnitude" => Pruning.ImportanceScore.Magnitude, "platon" => Pruning.ImportanceScore.Platon, _ => Pruning.ImportanceScore.Sensitivity } };
+                if (parse.GetValue(pruneEvery) is int pe) h = h with { PruneEvery = pe };
+                if (parse.GetValue(alphaMlm) is double am) h = h with { AlphaMlm = am };
+                if (parse.GetValue(alphaKl) is double ak) h = h with { AlphaKl = ak };
+                if (parse.GetValue(alphaHidden) is double ah) h = h with { AlphaHidden = ah };
+                if (parse.GetValue(alphaAttention) is double aa) h = h with { AlphaAttention = aa };
+                if (parse.GetValue(temperature) is double te) h = h with { Temperature = te };
+                return h;
+            }
+            bool homodistil = parse.GetValue(method) == "homodistil";
+            if (parse.GetValue(method) is "distilbert" or "minilm" || (homodistil && parse.GetValue(corpus) is { Length: > 0 }))
+                return RunOnCorpus(context, parse, training, homodistil ? DistillMethod.HomoDistil : parse.GetValue(method) == "minilm" ? DistillMethod.MiniLm : DistillMethod.DistilBert,
                     teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos,
-                    relations, relationHeads, teacherLayer, resume);
+                    relations, relationHeads, teacherLayer, resume, Homo);
             var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
             bool theseus = parse.GetValue(method) == "theseus" || (parse.GetValue(method) == null && basis?.Method == DistillMethod.Theseus);
+            homodistil |= parse.GetValue(method) == null && basis?.Method == DistillMethod.HomoDistil;
             var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student;
-            if (init == null && !theseus) throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
+            if (init == null && !theseus && !homodistil) throw new ArgumentException("give one of --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
             var options = (basis ?? new DistillOptions
             {
                 Teacher = parse.GetValue(teacher) ?? throw new ArgumentException("give --teacher (the fine-tuned teacher folder)"),
@@ -74,7 +97,8 @@ public static class DistillCommand
             if (parse.GetValue(task) is string taskName) options = options with { Task = taskName };
             if (parse.GetValue(data) is string d) options = options with { Data = d };
             if (parse.GetValue(output) is string o) options = options with { Out = o };
-            if (parse.GetValue(method) is string) options = options with { Method = theseus ? DistillMethod.Theseus : DistillMethod.Kd };
+            if (parse.GetValue(method) is string) options = options with { Method = theseus ? DistillMethod.Theseus : homodistil ? DistillMethod.HomoDistil : DistillMethod.Kd };
+            options = options with { HomoDistil = Homo(options.HomoDistil) };
             var ts = options.Theseus;
             if (parse.GetValue(successorLayers) is int n) ts = ts with { SuccessorLayers = n };
             if (parse.GetValue(scheduler) is string sc) ts = ts with { Scheduler = sc switch { "constant" => TheseusScheduler.Constant, "anti" => TheseusScheduler.AntiCurriculum, _ => TheseusScheduler.Linear } };
@@ -99,7 +123,7 @@ public static class DistillCommand
     static int RunOnCorpus(CliContext context, ParseResult parse, TrainingCliOptions training, DistillMethod method, Option<string?> teacher, Option<string?> student,
         Option<string?> studentArch, Option<string?> fromTeacher, Option<string?> output, Option<string[]> corpus, Option<int?> seqLength,
         Option<string?> invalidUtf8, Option<double?> temperature, Option<double?> alphaCe, Option<double?> alphaMlm, Option<double?> alphaCos,
-        Option<string?> relations, Option<int?> relationHeads, Option<int?> teacherLayer, Option<bool> resume)
+        Option<string?> relations, Option<int?> relationHeads, Option<int?> teacherLayer, Option<bool> resume, Func<HomoDistilOptions, HomoDistilOptions> homo)
     {
         var options = new CorpusDistillOptions
         {
@@ -120,7 +144,7 @@ public static class DistillCommand
         if (parse.GetValue(relations) == "v2") minilm = minilm with { Relations = MiniLmRelations.V2 };
         if (parse.GetValue(relationHeads) is int rh) minilm = minilm with { RelationHeads = rh };
         if (parse.GetValue(teacherLayer) is int tl) minilm = minilm with { TeacherLayer = tl };
-        options = options with { DistilBert = weights, MiniLm = minilm, Trainer = training.Apply(parse, options.Trainer) };
+        options = options with { DistilBert = weights, MiniLm = minilm, HomoDistil = homo(options.HomoDistil), Trainer = training.Apply(parse, options.Trainer) };
         var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events));
         context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
         return 0;

@@ -13,17 +13,20 @@ public static class PruneCommand
         var task = new Option<string>("--task") { Description = "Its task (GLUE name or squad).", Required = true };
         var data = new Option<string>("--data") { Description = "Task data.", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "Output folder (a smaller, ordinary checkpoint).", Required = true };
-        var heads = new Option<int>("--keep-heads") { Description = "Heads to keep in every layer.", Required = true };
-        var neurons = new Option<int>("--keep-neurons") { Description = "FFN neurons to keep in every layer.", Required = true };
+        var heads = new Option<int?>("--keep-heads") { Description = "Heads to keep in every layer (default: all)." };
+        var neurons = new Option<int?>("--keep-neurons") { Description = "FFN neurons to keep in every layer (default: all)." };
+        var hidden = new Option<int?>("--keep-hidden") { Description = "Hidden dimensions to keep, model-wide (default: all; the head size stays)." };
+        var target = new Option<string?>("--target") { Description = "Instead of the keep counts: the final width, an architecture of the model's depth (L4-H128-F512, -A heads optional) or a parameter count (9.6M)." };
         var score = new Option<string>("--score") { Description = "magnitude, sensitivity (|θ·∂L/∂θ|, default) or platon.", DefaultValueFactory = _ => "sensitivity" };
         score.AcceptOnlyFromAmong("magnitude", "sensitivity", "platon");
         var iterative = new Option<bool>("--iterative") { Description = "Prune while fine-tuning on the cubic schedule (default: one-shot, then fine-tune)." };
         var scoreBatches = new Option<int>("--score-batches") { Description = "One-shot: training batches the gradient scores accumulate over.", DefaultValueFactory = _ => 64 };
         var pruneEvery = new Option<int>("--prune-every") { Description = "Iterative: steps between mask updates.", DefaultValueFactory = _ => 50 };
         var training = new TrainingCliOptions();
-        var command = new Command("prune", "Prune attention heads and FFN neurons of a fine-tuned model (scores: magnitude, sensitivity, PLATON), remove them physically, and fine-tune.")
+        var command = new Command("prune", "Prune attention heads, FFN neurons and hidden dimensions of a fine-tuned model (scores: magnitude, sensitivity, PLATON), remove them physically, and fine-tune.\n" +
+            "Example: distillery prune -m runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --iterative --score platon -o runs/pruned")
         {
-            model, task, data, output, heads, neurons, score, iterative, scoreBatches, pruneEvery,
+            model, task, data, output, heads, neurons, hidden, target, score, iterative, scoreBatches, pruneEvery,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -31,7 +34,7 @@ public static class PruneCommand
             var options = new PruneOptions
             {
                 Model = parse.GetValue(model)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, Out = parse.GetValue(output)!,
-                KeepHeads = parse.GetValue(heads), KeepNeurons = parse.GetValue(neurons),
+                KeepHeads = parse.GetValue(heads), KeepNeurons = parse.GetValue(neurons), KeepHidden = parse.GetValue(hidden), Target = parse.GetValue(target),
                 Score = parse.GetValue(score) switch { "magnitude" => ImportanceScore.Magnitude, "platon" => ImportanceScore.Platon, _ => ImportanceScore.Sensitivity },
                 Iterative = parse.GetValue(iterative), ScoreBatches = parse.GetValue(scoreBatches), PruneEvery = parse.GetValue(pruneEvery),
             };

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Distillery.Models;
+using Distillery.Pruning;
 using Distillery.Training;
 
 namespace Distillery.Distillation;
@@ -15,6 +16,8 @@ public enum DistillMethod
     MiniLm,
     /// <summary>BERT-of-Theseus progressive module replacing on a task (<see cref="Distillation.Theseus"/>).</summary>
     Theseus,
+    /// <summary>HomoDistil: the teacher pruned while distilled into itself, on a corpus or on a task (<see cref="Distillation.HomoDistil"/>).</summary>
+    HomoDistil,
 }
 
 /// <summary>Options of task-agnostic distillation on a corpus (DistilBERT).</summary>
@@ -44,6 +47,9 @@ public sealed record CorpusDistillOptions
     public DistilBertOptions DistilBert { get; init; } = new();
     /// <summary>MiniLM's relations, relation heads and teacher layer.</summary>
     public MiniLmOptions MiniLm { get; init; } = new();
+    /// <summary>HomoDistil's target, score, schedule and weights (the student is the teacher, pruned).</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("homodistil")]
+    public HomoDistilOptions HomoDistil { get; init; } = new();
     /// <summary>Optimisation (DistilBERT: lr 5e-4 with warm-up; here sized for compact teachers).</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.05, Epochs = 1, BatchSize = 32 };
 }
@@ -59,6 +65,9 @@ public sealed record DistillOptions
     public StudentInit? Student { get; init; }
     /// <summary>BERT-of-Theseus: successor layers, scheduler and initialisation.</summary>
     public TheseusOptions Theseus { get; init; } = new();
+    /// <summary>HomoDistil (task-specific): target, score, schedule and weights; the student is the teacher, pruned.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("homodistil")]
+    public HomoDistilOptions HomoDistil { get; init; } = new();
     /// <summary>GLUE task name or "squad".</summary>
     public required string Task { get; init; }
     /// <summary>Task data (as for fine-tuning).</summary>
@@ -120,6 +129,12 @@ public static class Distiller
     {
         events ??= new RunEvents();
         options.DistilBert.Validate();
+        if (options.Method == DistillMethod.HomoDistil)
+        {
+            options.HomoDistil.Validate();
+            if (resume) throw new ArgumentException("homodistil cannot resume: its masks and importance scores are not checkpointed; start again");
+            if (options.Student != null) throw new ArgumentException("homodistil builds its student from the teacher; leave out the student");
+        }
         var teacherConfig = BertCheckpoint.ReadConfig(options.Teacher);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Teacher, teacherConfig);
         var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, BertTask.MaskedLM);
@@ -128,6 +143,19 @@ public static class Distiller
             if (report.Initialized.Count > 0)
                 throw new InvalidDataException($"{options.Teacher}: the teacher has no trained masked-LM head (missing {string.Join(", ", report.Initialized.Take(3))}); distil from the pre-trained model, before fine-tuning");
             var teacher = new Teacher(teacherModel);
+            var corpus = new PretrainOptions
+            {
+                Corpus = options.Corpus, Out = options.Out, SeqLength = options.SeqLength, Masking = options.Masking, EvalSequences = options.EvalSequences,
+                InvalidUtf8 = options.InvalidUtf8, CacheDir = options.CacheDir, Trainer = options.Trainer,
+            };
+            if (options.Method == DistillMethod.HomoDistil)
+            {
+                var homo = new HomoDistil(teacher, options.HomoDistil, options.Trainer.Seed);
+                using var copy = (BertForMaskedLM)homo.Student;
+                events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → pruned while distilled to {homo.Target} ({PruneTarget.Count(teacherConfig, BertTask.MaskedLM, homo.Target.Layers, homo.Target.Hidden, homo.Target.Heads, homo.Target.Ffn):N0})");
+                // The saved model is the physically pruned student, not the masked full-width one that trains.
+                return Pretraining.RunOnCorpus(corpus, tokenizer, copy, homo, "distill", new { command = "distill", options }, resume, events, saved: () => (BertForMaskedLM)homo.Finish());
+            }
             var init = options.Student ?? StudentInit.EveryOtherLayer(teacherConfig.NumHiddenLayers);
             using var student = (BertForMaskedLM)init.Build(teacherModel, BertTask.MaskedLM, options.Trainer.Seed);
             events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → student {BertArch.NameOf(student.Config)} ({ParameterCounts.Of(student).Total:N0})");
@@ -136,11 +164,6 @@ public static class Distiller
                 DistillMethod.DistilBert => new DistilBert(teacher, student, options.DistilBert),
                 DistillMethod.MiniLm => new MiniLm(teacher, student, options.MiniLm),
                 _ => throw new ArgumentException($"method {options.Method} does not distil on a corpus"),
-            };
-            var corpus = new PretrainOptions
-            {
-                Corpus = options.Corpus, Out = options.Out, SeqLength = options.SeqLength, Masking = options.Masking, EvalSequences = options.EvalSequences,
-                InvalidUtf8 = options.InvalidUtf8, CacheDir = options.CacheDir, Trainer = options.Trainer,
             };
             return Pretraining.RunOnCorpus(corpus, tokenizer, student, method, "distill", new { command = "distill", options }, resume, events);
         }
@@ -156,7 +179,15 @@ public static class Distiller
         events ??= new RunEvents();
         options.Trainer.Validate();
         options.Kd.Validate();
+        if (options.Method == DistillMethod.HomoDistil)
+        {
+            options.HomoDistil.Validate();
+            if (resume) throw new ArgumentException("homodistil cannot resume: its masks and importance scores are not checkpointed; start again");
+            if (options.Student != null) throw new ArgumentException("homodistil builds its student from the teacher; leave out the student");
+        }
         var teacherConfig = BertCheckpoint.ReadConfig(options.Teacher);
+        if (options.Method == DistillMethod.HomoDistil)   // a target the teacher cannot reach is one line before the data loads
+            PruneTarget.Parse(options.HomoDistil.Target!).Resolve(teacherConfig, options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Teacher, teacherConfig);
         var taskOptions = new FinetuneOptions
         {
@@ -167,7 +198,9 @@ public static class Distiller
         if (options.TransferData != null)
         {
             if (data.Head != BertTask.SequenceClassification) throw new ArgumentException("transfer data is supported for GLUE tasks (sentences or sentence pairs)");
-            if (options.Kd.Alpha != 1) throw new ArgumentException($"transfer data has no labels: use --alpha 1 (soft targets only), not {options.Kd.Alpha}");
+            if (options.Method == DistillMethod.HomoDistil && options.HomoDistil.AlphaMlm != 0)
+                throw new ArgumentException($"transfer data has no labels: use --alpha-mlm 0 (no task loss), not {options.HomoDistil.AlphaMlm}");
+            if (options.Method != DistillMethod.HomoDistil && options.Kd.Alpha != 1) throw new ArgumentException($"transfer data has no labels: use --alpha 1 (soft targets only), not {options.Kd.Alpha}");
             int maxLength = options.MaxLength ?? Math.Min(128, teacherConfig.MaxPositionEmbeddings);
             var transfer = TransferExamples(options.TransferData, tokenizer, maxLength, options.MaxTrainExamples, options.Trainer.Seed);
             data = data.WithTrain(transfer, $"{data.Description}; distilling on {transfer.Count:N0} unlabeled transfer examples instead of the training set");
@@ -177,8 +210,15 @@ public static class Distiller
         using (var teacherModel = FineTuning.LoadTrained(options.Teacher, data, options.Task))
         {
             IDistillationMethod<TaskBatch> method;
+            var trainer = options.Trainer;
             if (options.Method == DistillMethod.Theseus)
                 method = new Theseus(teacherModel, options.Theseus, options.Trainer.Seed);
+            else if (options.Method == DistillMethod.HomoDistil)
+            {
+                // Evaluated once, at the end, at the target width: an earlier, wider best would not be the target.
+                method = new HomoDistil(new Teacher(teacherModel), options.HomoDistil, options.Trainer.Seed);
+                trainer = trainer with { EvalEvery = 0 };
+            }
             else if (options.Method == DistillMethod.Kd)
             {
                 var init = options.Student ?? throw new ArgumentException("vanilla KD needs a student: --student DIR, --student-arch ARCH or --init-from-teacher LAYERS");
@@ -189,7 +229,7 @@ public static class Distiller
             if (student.Config.MaxPositionEmbeddings < (options.MaxLength ?? 0))
                 throw new ArgumentException($"max length {options.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");
             events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → student {BertArch.NameOf(student.Config)} ({ParameterCounts.Of(student).Total:N0})");
-            return FineTuning.TrainOnTask(student, method, method.Finish, data, tokenizer, options.Trainer, lengthBucketing: true, options.Out,
+            return FineTuning.TrainOnTask(student, method, method.Finish, data, tokenizer, trainer, lengthBucketing: true, options.Out,
                 "distill", options.Task, new { command = "distill", options }, resume, events);
         }
     }

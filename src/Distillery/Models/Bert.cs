@@ -79,8 +79,47 @@ internal static class Activations
     };
 }
 
+/// <summary>
+/// A module that writes the residual stream (an H-wide output) and can be told to keep only some hidden dimensions:
+/// the "masked model" of hidden-dimension pruning. Set model-wide by <see cref="BertTaskModel.SetHiddenMask"/>; the mask
+/// is not a parameter or buffer, so it is never saved.
+/// </summary>
+public interface IHiddenMaskable
+{
+    /// <summary>The hidden dimensions kept (ascending indices into H), or null for all.</summary>
+    long[]? KeptHidden { get; set; }
+}
+
+/// <summary>
+/// LayerNorm and output masking over the kept hidden dimensions. A hidden-pruned model normalises over its H' dimensions;
+/// the masked full-width model must do the same to compute the same function, so its LayerNorm takes mean and variance
+/// over the kept dimensions only (the pruned ones would otherwise shift both) and writes exact zeros to the pruned ones.
+/// With that, every consumer of the residual stream reads zeros from pruned dimensions, whatever its weights there.
+/// </summary>
+public static class HiddenMasking
+{
+    /// <summary>LayerNorm of [.., H] over all H, or, with <paramref name="kept"/>, over those dimensions only (zeros elsewhere).</summary>
+    public static Tensor Norm(LayerNorm norm, Tensor x, long[]? kept, double eps)
+    {
+        if (kept is null) return norm.forward(x);
+        using var scope = NewDisposeScope();
+        var index = tensor(kept, device: x.device);
+        var normed = nn.functional.layer_norm(x.index_select(-1, index), [kept.Length], norm.weight!.index_select(0, index), norm.bias!.index_select(0, index), eps);   // [.., H']
+        return zeros_like(x).index_copy(x.dim() - 1, index, normed).MoveToOuterDisposeScope();                                                            // [.., H]
+    }
+
+    /// <summary>Zeroes the pruned dimensions of [.., H] (the pooler's output, which no LayerNorm follows).</summary>
+    public static Tensor Keep(Tensor x, long[]? kept)
+    {
+        if (kept is null) return x;
+        using var scope = NewDisposeScope();
+        var index = tensor(kept, device: x.device);
+        return zeros_like(x).index_copy(x.dim() - 1, index, x.index_select(-1, index)).MoveToOuterDisposeScope();
+    }
+}
+
 /// <summary>Word + position + token-type embeddings, then LayerNorm and dropout (<c>bert.embeddings</c>).</summary>
-public sealed class BertEmbeddings : nn.Module
+public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
 {
     private readonly Embedding word_embeddings;
     private readonly Embedding position_embeddings;
@@ -92,9 +131,13 @@ public sealed class BertEmbeddings : nn.Module
     public Parameter WordEmbeddingWeight => word_embeddings.weight!;
     /// <summary>Rows of the position table: the longest sequence accepted.</summary>
     public long MaxPositions => position_embeddings.weight!.shape[0];
+    /// <inheritdoc/>
+    public long[]? KeptHidden { get; set; }
+    private readonly double eps;
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
     {
+        eps = config.LayerNormEps;
         word_embeddings = nn.Embedding(config.VocabSize, config.HiddenSize);
         position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
@@ -113,7 +156,7 @@ public sealed class BertEmbeddings : nn.Module
         positionIds ??= arange(seqLength, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0);   // [1, T]
         tokenTypeIds ??= zeros_like(inputIds);
         var sum = word_embeddings.forward(inputIds) + token_type_embeddings.forward(tokenTypeIds) + position_embeddings.forward(positionIds);
-        return dropout.forward(LayerNorm.forward(sum)).MoveToOuterDisposeScope();
+        return dropout.forward(HiddenMasking.Norm(LayerNorm, sum, KeptHidden, eps)).MoveToOuterDisposeScope();
     }
 }
 
@@ -176,14 +219,16 @@ public sealed class BertSelfAttention : nn.Module
 }
 
 /// <summary>Attention output projection, dropout, residual and LayerNorm (<c>attention.output</c>).</summary>
-public sealed class BertSelfOutput : nn.Module
+public sealed class BertSelfOutput : nn.Module, IHiddenMaskable
 {
+    private readonly double eps;
     private readonly Dense dense;
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
     public BertSelfOutput(BertConfig config, int numHeads) : base(nameof(BertSelfOutput))
     {
+        eps = config.LayerNormEps;
         dense = new Dense(numHeads * config.HeadSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
@@ -191,10 +236,12 @@ public sealed class BertSelfOutput : nn.Module
     }
 
     /// <summary>Post-LN: LayerNorm(dropout(dense(context)) + residual).</summary>
-    public Tensor forward(Tensor context, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(context)) + residual);
+    public Tensor forward(Tensor context, Tensor residual) => HiddenMasking.Norm(LayerNorm, dropout.forward(dense.forward(context)) + residual, KeptHidden, eps);
 
     /// <summary>Output projection [H, h·d].</summary>
     public Dense Dense => dense;
+    /// <inheritdoc/>
+    public long[]? KeptHidden { get; set; }
 }
 
 /// <summary>Self-attention block (<c>attention</c>): <c>self</c> then <c>output</c>.</summary>
@@ -242,14 +289,16 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Second FFN projection, dropout, residual and LayerNorm (<c>output</c>): [B, T, F] → [B, T, H].</summary>
-public sealed class BertOutput : nn.Module
+public sealed class BertOutput : nn.Module, IHiddenMaskable
 {
+    private readonly double eps;
     private readonly Dense dense;
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
     public BertOutput(BertConfig config, int width) : base(nameof(BertOutput))
     {
+        eps = config.LayerNormEps;
         dense = new Dense(width, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
@@ -258,8 +307,10 @@ public sealed class BertOutput : nn.Module
 
     /// <summary>FFN output projection [H, F].</summary>
     public Dense Dense => dense;
+    /// <inheritdoc/>
+    public long[]? KeptHidden { get; set; }
 
-    public Tensor forward(Tensor intermediate, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(intermediate)) + residual);
+    public Tensor forward(Tensor intermediate, Tensor residual) => HiddenMasking.Norm(LayerNorm, dropout.forward(dense.forward(intermediate)) + residual, KeptHidden, eps);
 }
 
 /// <summary>One post-LN Transformer layer (<c>bert.encoder.layer.i</c>): attention then FFN, each with residual + LayerNorm.</summary>
@@ -359,7 +410,7 @@ public sealed class BertEncoder : nn.Module
 }
 
 /// <summary>tanh(dense(h[CLS])) (<c>bert.pooler</c>).</summary>
-public sealed class BertPooler : nn.Module<Tensor, Tensor>
+public sealed class BertPooler : nn.Module<Tensor, Tensor>, IHiddenMaskable
 {
     private readonly Dense dense;
 
@@ -369,8 +420,11 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <inheritdoc/>
+    public long[]? KeptHidden { get; set; }
+
     /// <summary>[B, T, H] → [B, H].</summary>
-    public override Tensor forward(Tensor hidden) => tanh(dense.forward(hidden.select(1, 0)));
+    public override Tensor forward(Tensor hidden) => HiddenMasking.Keep(tanh(dense.forward(hidden.select(1, 0))), KeptHidden);
 }
 
 /// <summary>Embeddings, encoder and (optionally) pooler: transformers' <c>BertModel</c>, the <c>bert.</c> prefix.</summary>

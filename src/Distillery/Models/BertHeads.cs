@@ -81,6 +81,20 @@ public abstract class BertTaskModel : nn.Module
     /// </summary>
     public virtual IReadOnlyCollection<string> TiedKeys => [];
 
+    /// <summary>
+    /// Restricts every LayerNorm (and the pooler's output) to the hidden dimensions <paramref name="keep"/> marks
+    /// (see <see cref="HiddenMasking"/>): with the pruned dimensions' weights zeroed too, this is the masked model that a
+    /// hidden-pruned model physically equals. Null (or all true) restores the full width. Not saved with the model.
+    /// </summary>
+    public void SetHiddenMask(bool[]? keep)
+    {
+        if (keep != null && keep.Length != Config.HiddenSize)
+            throw new ArgumentException($"hidden mask has {keep.Length} entries for hidden size {Config.HiddenSize}");
+        long[]? kept = keep == null || keep.All(k => k) ? null : keep.Select((k, i) => (k, (long)i)).Where(x => x.k).Select(x => x.Item2).ToArray();
+        foreach (var module in modules())
+            if (module is IHiddenMaskable maskable) maskable.KeptHidden = kept;
+    }
+
     /// <summary>Sets the matmul precision of every dense layer (see <see cref="ComputePrecision"/>).</summary>
     public void SetPrecision(ComputePrecision precision) => SetPrecision(this, precision);
 
@@ -145,9 +159,10 @@ public static class BertInit
 }
 
 /// <summary>dense → activation → LayerNorm before the vocabulary projection (<c>cls.predictions.transform</c>).</summary>
-public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
+public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>, IHiddenMaskable
 {
     private readonly Dense dense;
+    private readonly double eps;
     private readonly LayerNorm LayerNorm;
     private readonly HiddenActivation activation;
 
@@ -156,10 +171,14 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
         dense = new Dense(config.HiddenSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
         activation = config.HiddenAct;
+        eps = config.LayerNormEps;
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor hidden) => LayerNorm.forward(Activations.Apply(activation, dense.forward(hidden)));
+    /// <inheritdoc/>
+    public long[]? KeptHidden { get; set; }
+
+    public override Tensor forward(Tensor hidden) => HiddenMasking.Norm(LayerNorm, Activations.Apply(activation, dense.forward(hidden)), KeptHidden, eps);
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 // Importance scores for structured pruning, aggregated per attention head (its Q/K/V rows and output-projection
-// columns) and per FFN neuron (its intermediate row and output column):
+// columns), per FFN neuron (its intermediate row and output column) and per hidden dimension (its entries of every
+// weight that reads or writes the residual stream: HiddenDims.Axes lists them):
 //   magnitude:   Σ |θ| over the structure's weights;
 //   sensitivity: Σ |θ · ∂L/∂θ| (first-order Taylor estimate of the loss change when θ is zeroed; Molchanov et al. 2019,
 //                HomoDistil's choice), accumulated over steps;
@@ -22,8 +23,8 @@ public enum ImportanceScore
     Platon,
 }
 
-/// <summary>Scores per layer: one per head and one per FFN neuron.</summary>
-public sealed record StructureScores(IReadOnlyList<double[]> Heads, IReadOnlyList<double[]> Neurons);
+/// <summary>Scores per layer (one per head and one per FFN neuron) and one per hidden dimension.</summary>
+public sealed record StructureScores(IReadOnlyList<double[]> Heads, IReadOnlyList<double[]> Neurons, double[] Hidden);
 
 /// <summary>
 /// Tracks the importance of every head and neuron of a model. Call <see cref="Accumulate"/> after each backward (before
@@ -50,9 +51,9 @@ public sealed class ImportanceTracker : IDisposable
     /// <summary>Steps accumulated so far.</summary>
     public int Steps => steps;
 
-    static bool Tracked(string name) => name.StartsWith("bert.encoder.layer.", StringComparison.Ordinal) && name.EndsWith(".weight", StringComparison.Ordinal)
+    static bool Tracked(string name) => HiddenDims.Axes(name).Length > 0 || (name.StartsWith("bert.encoder.layer.", StringComparison.Ordinal) && name.EndsWith(".weight", StringComparison.Ordinal)
         && (name.Contains(".attention.self.", StringComparison.Ordinal) || name.Contains("attention.output.dense", StringComparison.Ordinal)
-            || name.Contains("intermediate.dense", StringComparison.Ordinal) || name.EndsWith(".output.dense.weight", StringComparison.Ordinal));
+            || name.Contains("intermediate.dense", StringComparison.Ordinal) || name.EndsWith(".output.dense.weight", StringComparison.Ordinal)));
 
     /// <summary>Adds this step's |θ · ∂L/∂θ| (sensitivity) or updates PLATON's averages; a no-op for magnitude.</summary>
     public void Accumulate()
@@ -91,7 +92,11 @@ public sealed class ImportanceTracker : IDisposable
         _ => score.TryGetValue(name, out var m) ? m * uncertainty[name] : zeros_like(weight),
     };
 
-    /// <summary>The scores of every head and neuron, summing the per-weight scores of the structure's rows and columns.</summary>
+    /// <summary>
+    /// The scores of every head, neuron and hidden dimension, summing the per-weight scores of the structure's rows and
+    /// columns (a hidden dimension's entries along every hidden axis of every parameter; an entry of a [H, H] matrix
+    /// counts for both its row's and its column's dimension).
+    /// </summary>
     public StructureScores Scores()
     {
         var c = model.Config;
@@ -115,7 +120,14 @@ public sealed class ImportanceTracker : IDisposable
             var perNeuron = S("intermediate.dense.weight").sum(dim: 1) + S("output.dense.weight").sum(dim: 0);  // [F]
             neurons[l] = f == 0 ? [] : perNeuron.to(ScalarType.Float64).data<double>().ToArray();
         }
-        return new StructureScores(heads, neurons);
+        var perDim = zeros(c.HiddenSize, dtype: ScalarType.Float64);   // [H]
+        foreach (var (name, weight) in weights)
+            foreach (int axis in HiddenDims.Axes(name))
+            {
+                var s = WeightScore(name, weight).to(ScalarType.Float64);
+                perDim.add_(s.dim() == 1 ? s : s.sum(dim: 1 - axis));   // [H]: sum over the other axis of a matrix
+            }
+        return new StructureScores(heads, neurons, perDim.data<double>().ToArray());
     }
 
     /// <inheritdoc/>
@@ -161,11 +173,22 @@ public static class MaskSelection
 {
     /// <summary>
     /// Keeps the highest-scoring <paramref name="keepHeads"/> heads and <paramref name="keepNeurons"/> neurons of every
-    /// layer (a per-layer target: the result has exactly these widths). Ties go to the lower index.
+    /// layer (a per-layer target: the result has exactly these widths), and the highest-scoring
+    /// <paramref name="keepHidden"/> hidden dimensions (null keeps them all). Ties go to the lower index.
     /// </summary>
-    public static PruningMask PerLayer(StructureScores scores, int keepHeads, int keepNeurons) => new(
+    public static PruningMask PerLayer(StructureScores scores, int keepHeads, int keepNeurons, int? keepHidden = null) => new(
         scores.Heads.Select(h => TopK(h, Math.Min(keepHeads, h.Length))).ToArray(),
-        scores.Neurons.Select(n => TopK(n, Math.Min(keepNeurons, n.Length))).ToArray());
+        scores.Neurons.Select(n => TopK(n, Math.Min(keepNeurons, n.Length))).ToArray(),
+        keepHidden is int k ? TopK(scores.Hidden, Math.Min(k, scores.Hidden.Length)) : null);
+
+    /// <summary>
+    /// Scores with the structures <paramref name="mask"/> already dropped pushed below every live one, so that a new
+    /// selection never revives them (masks only shrink).
+    /// </summary>
+    public static StructureScores Excluding(StructureScores scores, PruningMask mask) => new(
+        scores.Heads.Select((h, l) => h.Select((v, i) => mask.Heads[l][i] ? v : double.NegativeInfinity).ToArray()).ToArray(),
+        scores.Neurons.Select((n, l) => n.Select((v, i) => mask.Neurons[l][i] ? v : double.NegativeInfinity).ToArray()).ToArray(),
+        scores.Hidden.Select((v, i) => mask.Hidden == null || mask.Hidden[i] ? v : double.NegativeInfinity).ToArray());
 
     /// <summary>
     /// Keeps the highest-scoring structures across all layers (a global target), a fraction of each kind; scores are
@@ -181,7 +204,7 @@ public static class MaskSelection
             foreach (var (_, l, i) in all.Take(keep)) mask[l][i] = true;
             return mask;
         }
-        return new PruningMask(Choose(scores.Heads, keepHeadFraction), Choose(scores.Neurons, keepNeuronFraction));
+        return new PruningMask(Choose(scores.Heads, keepHeadFraction), Choose(scores.Neurons, keepNeuronFraction), Hidden: null);
     }
 
     static bool[] TopK(double[] values, int k)

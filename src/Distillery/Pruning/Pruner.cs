@@ -17,10 +17,17 @@ public sealed record PruneOptions
     public required string Data { get; init; }
     /// <summary>Output model folder (physically pruned).</summary>
     public required string Out { get; init; }
-    /// <summary>Heads to keep in every layer.</summary>
-    public required int KeepHeads { get; init; }
-    /// <summary>FFN neurons to keep in every layer.</summary>
-    public required int KeepNeurons { get; init; }
+    /// <summary>Heads to keep in every layer (null: all, or what <see cref="Target"/> says).</summary>
+    public int? KeepHeads { get; init; }
+    /// <summary>FFN neurons to keep in every layer (null: all, or what <see cref="Target"/> says).</summary>
+    public int? KeepNeurons { get; init; }
+    /// <summary>Hidden dimensions to keep (null: all, or what <see cref="Target"/> says).</summary>
+    public int? KeepHidden { get; init; }
+    /// <summary>
+    /// The target as an architecture (L4-H128-F512, -A optional; the depth must be the model's) or a parameter count
+    /// (<see cref="PruneTarget"/>); an alternative to the three keep counts.
+    /// </summary>
+    public string? Target { get; init; }
     /// <summary>How structures are scored.</summary>
     public ImportanceScore Score { get; init; } = ImportanceScore.Sensitivity;
     /// <summary>
@@ -43,30 +50,73 @@ public sealed record PruneOptions
     public int? MaxLength { get; init; }
     /// <summary>SQuAD: train on N articles, evaluate on the rest.</summary>
     public int SplitArticles { get; init; }
+
+    /// <summary>
+    /// The widths to keep for a model of <paramref name="config"/> with head <paramref name="task"/>: from
+    /// <see cref="Target"/> or the keep counts (not both); each within the model's widths.
+    /// </summary>
+    public TargetWidths Resolve(BertConfig config, BertTask task)
+    {
+        if (Target != null)
+        {
+            if (KeepHeads != null || KeepNeurons != null || KeepHidden != null) throw new ArgumentException("give either a target or keep counts (heads, neurons, hidden), not both");
+            var widths = PruneTarget.Parse(Target).Resolve(config, task);
+            if (widths.Layers != config.NumHiddenLayers) throw new ArgumentException($"pruning keeps every layer: target {Target} has {widths.Layers}, the model {config.NumHiddenLayers}");
+            return widths;
+        }
+        if (KeepHeads == null && KeepNeurons == null && KeepHidden == null) throw new ArgumentException("give a target (e.g. L4-H128-F512 or 5M) or at least one of keep-heads, keep-neurons, keep-hidden");
+        int heads = KeepHeads ?? config.NumAttentionHeads, neurons = KeepNeurons ?? config.IntermediateSize, hidden = KeepHidden ?? config.HiddenSize;
+        if (heads < 0 || heads > config.NumAttentionHeads) throw new ArgumentException($"keep-heads {heads} is outside 0..{config.NumAttentionHeads}");
+        if (neurons < 0 || neurons > config.IntermediateSize) throw new ArgumentException($"keep-neurons {neurons} is outside 0..{config.IntermediateSize}");
+        if (hidden < 1 || hidden > config.HiddenSize) throw new ArgumentException($"keep-hidden {hidden} is outside 1..{config.HiddenSize}");
+        return new TargetWidths(config.NumHiddenLayers, hidden, heads, neurons);
+    }
 }
 
 /// <summary>
-/// Iterative pruning during fine-tuning (no distillation): the cubic schedule sets how many heads and neurons are
-/// masked at each step; scores accumulate every step; masks only grow, and pruned weights are zeroed after every
-/// optimizer step so they cannot grow back.
+/// The mask schedule shared by iterative pruning and HomoDistil: every ΔT steps, the cubic curve's share of the way
+/// from the full widths to the target sets how many heads, neurons and hidden dimensions stay; the lowest-scoring
+/// live ones go; masks only shrink. The widths reach the target exactly once the curve reaches 1.
+/// </summary>
+public static class IterativeMask
+{
+    /// <summary>The next mask: <paramref name="current"/> narrowed to the widths at <paramref name="progress"/> (0..1) by <paramref name="scores"/>.</summary>
+    public static PruningMask Next(BertConfig config, PruningMask current, StructureScores scores, double progress, TargetWidths target)
+    {
+        int Width(int full, int goal) => (int)Math.Round(full - progress * (full - goal));
+        var live = MaskSelection.Excluding(scores, current);
+        return new PruningMask(
+            live.Heads.Select((h, l) => TopK(h, Math.Min(Width(config.HeadsInLayer(l), target.Heads), current.Heads[l].Count(k => k)))).ToArray(),
+            live.Neurons.Select((n, l) => TopK(n, Math.Min(Width(config.IntermediateSizeOf(l), target.Ffn), current.Neurons[l].Count(k => k)))).ToArray(),
+            TopK(live.Hidden, Math.Min(Width(config.HiddenSize, target.Hidden), current.KeptHidden(config))));
+    }
+
+    static bool[] TopK(double[] values, int k) => MaskSelection.PerLayer(new StructureScores([values], [], []), k, 0).Heads[0];
+}
+
+/// <summary>
+/// Iterative pruning during fine-tuning (no distillation): the cubic schedule sets how many heads, neurons and hidden
+/// dimensions are masked at each step; scores accumulate every step; masks only grow, and pruned weights are zeroed
+/// after every optimizer step so they cannot grow back.
 /// </summary>
 public sealed class IterativePruning : ITrainingObjective<TaskBatch>
 {
     private readonly BertTaskModel model;
     private readonly ImportanceTracker tracker;
     private readonly CubicSchedule schedule;
-    private readonly int pruneEvery, targetHeads, targetNeurons;
+    private readonly int pruneEvery;
+    private readonly TargetWidths target;
     private PruningMask mask;
 
-    public IterativePruning(BertTaskModel model, ImportanceScore score, CubicSchedule schedule, int pruneEvery, int keepHeads, int keepNeurons)
+    /// <summary>Prunes <paramref name="model"/> toward <paramref name="target"/> while it fine-tunes.</summary>
+    public IterativePruning(BertTaskModel model, ImportanceScore score, CubicSchedule schedule, int pruneEvery, TargetWidths target)
     {
         this.model = model;
         tracker = new ImportanceTracker(model, score);
         this.schedule = schedule;
         this.pruneEvery = Math.Max(1, pruneEvery);
         mask = PruningMask.KeepAll(model.Config);
-        targetHeads = keepHeads;
-        targetNeurons = keepNeurons;
+        this.target = target;
     }
 
     /// <summary>The current mask.</summary>
@@ -85,19 +135,7 @@ public sealed class IterativePruning : ITrainingObjective<TaskBatch>
     public void OnStepEnd(int step, int totalSteps)
     {
         if (step % pruneEvery == 0 || step == totalSteps)
-        {
-            // The cubic curve's share of the way from the full width to the target width.
-            double progress = schedule.Progress(step);
-            var c = model.Config;
-            int heads = (int)Math.Round(c.NumAttentionHeads - progress * (c.NumAttentionHeads - targetHeads));
-            int neurons = (int)Math.Round(c.IntermediateSize - progress * (c.IntermediateSize - targetNeurons));
-            var scores = tracker.Scores();
-            // Already-pruned structures stay pruned: their scores are pushed below every live one.
-            var masked = new StructureScores(
-                scores.Heads.Select((h, l) => h.Select((v, i) => mask.Heads[l][i] ? v : double.NegativeInfinity).ToArray()).ToArray(),
-                scores.Neurons.Select((n, l) => n.Select((v, i) => mask.Neurons[l][i] ? v : double.NegativeInfinity).ToArray()).ToArray());
-            mask = MaskSelection.PerLayer(masked, heads, neurons);
-        }
+            mask = IterativeMask.Next(model.Config, mask, tracker.Scores(), schedule.Progress(step), target);
         StructuredPruning.ZeroMasked(model, mask);
     }
 }
@@ -110,10 +148,8 @@ public static class Pruner
     {
         events ??= new RunEvents();
         var config = BertCheckpoint.ReadConfig(options.Model);
-        if (options.KeepHeads < 0 || options.KeepHeads > config.NumAttentionHeads)
-            throw new ArgumentException($"keep-heads {options.KeepHeads} is outside 0..{config.NumAttentionHeads}");
-        if (options.KeepNeurons < 0 || options.KeepNeurons > config.IntermediateSize)
-            throw new ArgumentException($"keep-neurons {options.KeepNeurons} is outside 0..{config.IntermediateSize}");
+        var head = options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification;
+        var target = options.Resolve(config, head);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
         var taskOptions = new FinetuneOptions
         {
@@ -140,10 +176,10 @@ public static class Pruner
                         model.zero_grad();
                     }
                 }
-                var mask = MaskSelection.PerLayer(tracker.Scores(), options.KeepHeads, options.KeepNeurons);
+                var mask = MaskSelection.PerLayer(tracker.Scores(), target.Heads, target.Ffn, target.Hidden);
                 tracker.Dispose();
                 using var pruned = StructuredPruning.Shrink(model, mask);
-                events.Message?.Invoke($"pruned to {options.KeepHeads} heads and {options.KeepNeurons} FFN neurons per layer: {ParameterCounts.Of(model).Total:N0} → {ParameterCounts.Of(pruned).Total:N0} parameters");
+                events.Message?.Invoke($"pruned to hidden {target.Hidden}, {target.Heads} heads and {target.Ffn} FFN neurons per layer: {ParameterCounts.Of(model).Total:N0} → {ParameterCounts.Of(pruned).Total:N0} parameters");
                 return FineTuning.TrainOnTask(pruned, new TaskObjective(pruned), () => pruned, data, tokenizer, options.Trainer, lengthBucketing: true,
                     options.Out, "prune", options.Task, new { command = "prune", options }, resume: false, events);
             }
@@ -152,7 +188,7 @@ public static class Pruner
                 var trainSource = new TaskBatchSource(data.Train, options.Trainer.BatchSize, options.Trainer.Seed, tokenizer.PadId);
                 int total = options.Trainer.MaxSteps ?? Math.Max(1, (int)Math.Ceiling(options.Trainer.Epochs * trainSource.BatchesPerEpoch / options.Trainer.GradientAccumulation));
                 var schedule = new CubicSchedule(0, total, (int)(options.WarmupFraction * total), (int)(options.FinalFraction * total));
-                var objective = new IterativePruning(model, options.Score, schedule, options.PruneEvery, options.KeepHeads, options.KeepNeurons);
+                var objective = new IterativePruning(model, options.Score, schedule, options.PruneEvery, target);
                 // Evaluated once, at the end (at the final width); the physically pruned model is what is saved.
                 var metrics = FineTuning.TrainOnTask(model, objective, () => StructuredPruning.Shrink(model, objective.Mask), data, tokenizer,
                     options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task, new { command = "prune", options }, resume: false, events);

@@ -15,8 +15,13 @@ public enum StageKind
     Pretrain,
     /// <summary>Fine-tuning (<see cref="FinetuneOptions"/>); its input is <c>model</c>.</summary>
     Finetune,
-    /// <summary>Distillation: <c>method</c> kd (<see cref="DistillOptions"/>, input <c>student</c>) or distilbert (<see cref="CorpusDistillOptions"/>).</summary>
+    /// <summary>
+    /// Distillation: <c>method</c> kd, theseus or homodistil on a task (<see cref="DistillOptions"/>; kd's input is
+    /// <c>student</c>), or distilbert, minilm or homodistil with a <c>corpus</c> (<see cref="CorpusDistillOptions"/>).
+    /// </summary>
     Distill,
+    /// <summary>Structured pruning with fine-tuning (<see cref="Pruning.PruneOptions"/>); its input is <c>model</c>.</summary>
+    Prune,
 }
 
 /// <summary>One validated stage: what it is, its typed options, and how to run it.</summary>
@@ -78,7 +83,7 @@ public sealed class Recipe
             string kindName = stage["stage"]?.GetValueKind() == JsonValueKind.String ? stage["stage"]!.GetValue<string>() : throw new InvalidDataException($"{where}: missing \"stage\"");
             stage.Remove("stage");
             if (!Enum.TryParse<StageKind>(kindName, ignoreCase: true, out var kind) || int.TryParse(kindName, out _))
-                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill)");
+                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill, prune)");
             where = $"{path}: stages[{i}] ({kindName})";
             try
             {
@@ -137,6 +142,16 @@ public sealed class Recipe
                 if (!o.IsSquad) Data.Glue.ParseTask(o.Task);
                 return (new RecipeStage(index, kind, o.Out, o, events => FineTuning.Run(o, events: events)), ConfigOf(o.Model, produced));
             }
+            case StageKind.Prune:
+            {
+                Default(options, "model", previousOut, where);
+                var o = Typed<Pruning.PruneOptions>(options);
+                o.Trainer.Validate();
+                bool squad = o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
+                if (!squad) Data.Glue.ParseTask(o.Task);
+                if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
+                return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events)), null);
+            }
             default:
             {
                 string method = options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : "kd";
@@ -144,11 +159,12 @@ public sealed class Recipe
                     throw new InvalidDataException($"{where}: unknown method \"{method}\" (known: {string.Join(", ", Enum.GetNames<DistillMethod>().Select(n => n.ToLowerInvariant()))})");
                 string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
                 var teacherConfig = ConfigOf(teacher, produced);
-                if (m is DistillMethod.DistilBert or DistillMethod.MiniLm)
+                if (m is DistillMethod.DistilBert or DistillMethod.MiniLm || (m == DistillMethod.HomoDistil && options["corpus"] != null))
                 {
                     var o = Typed<CorpusDistillOptions>(options);
                     o.DistilBert.Validate();
                     o.Trainer.Validate();
+                    if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, BertTask.MaskedLM);
                     CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: m == DistillMethod.DistilBert && o.DistilBert.AlphaCos > 0);
                     return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events)), null);
                 }
@@ -159,12 +175,25 @@ public sealed class Recipe
                     var o = Typed<DistillOptions>(options);
                     o.Kd.Validate();
                     o.Trainer.Validate();
-                    if (!o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase)) Data.Glue.ParseTask(o.Task);
+                    bool squad = o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
+                    if (!squad) Data.Glue.ParseTask(o.Task);
+                    if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
                     CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: false);
                     return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events)), null);
                 }
             }
         }
+    }
+
+    /// <summary>HomoDistil's options, and its target against the teacher where the teacher's config is known.</summary>
+    static void CheckHomoDistil(HomoDistilOptions options, StudentInit? student, BertConfig? teacher, BertTask task)
+    {
+        options.Validate();
+        if (student != null) throw new ArgumentException("homodistil builds its student from the teacher; leave out \"student\"");
+        if (teacher == null) return;
+        var target = Pruning.PruneTarget.Parse(options.Target!).Resolve(teacher, task);
+        if (teacher.NumHiddenLayers % target.Layers != 0)
+            throw new ArgumentException($"target {options.Target} has {target.Layers} layers, which do not divide the teacher's {teacher.NumHiddenLayers}");
     }
 
     /// <summary>Checks what can be checked of a student against its teacher (when its config is known) before anything runs.</summary>

@@ -107,10 +107,11 @@ public static class Pretraining
     /// <summary>
     /// The corpus loop shared by pre-training and task-agnostic distillation: tokenise and pack the corpus, hold out
     /// evaluation sequences, train <paramref name="objective"/>, evaluate <paramref name="model"/>'s masked-LM loss, and
-    /// save <paramref name="model"/> with run files to the output folder.
+    /// save <paramref name="model"/> (or what <paramref name="saved"/> builds from it, e.g. a physically pruned copy,
+    /// disposed after saving) with run files to the output folder.
     /// </summary>
     public static JsonObject RunOnCorpus(PretrainOptions options, BertTextTokenizer tokenizer, BertForMaskedLM model,
-        ITrainingObjective<MlmBatch> objective, string command, object runConfig, bool resume, RunEvents? events = null)
+        ITrainingObjective<MlmBatch> objective, string command, object runConfig, bool resume, RunEvents? events = null, Func<BertForMaskedLM>? saved = null)
     {
         options.Validate();
         events ??= new RunEvents();
@@ -146,7 +147,13 @@ public static class Pretraining
         events.StageStarted?.Invoke(command == "pretrain" ? "pre-training" : command, trainer.TotalSteps);
         var result = trainer.Run(resume);
         model.eval();
-        BertCheckpoint.Save(model, options.Out, tokenizer);
+        if (saved == null) BertCheckpoint.Save(model, options.Out, tokenizer);
+        else
+            using (var final = saved())
+            {
+                final.eval();
+                BertCheckpoint.Save(final, options.Out, tokenizer);
+            }
         var metrics = new JsonObject
         {
             ["command"] = command,
