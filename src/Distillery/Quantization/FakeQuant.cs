@@ -10,6 +10,7 @@
 // int8 per output channel, activations asymmetric uint8 per tensor with the range of the current tensor (no EMA, no
 // learned range), so QAT trains for exactly the int8 graph that is shipped. Because the activation range is always
 // the current tensor's, no value falls outside it and the STE has nothing to clip: its gradient is the identity.
+using Distillery.Export;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,79 +18,52 @@ namespace Distillery.Quantization;
 
 /// <summary>
 /// Quantize-dequantize functions with a straight-through estimator: forward = q(x) (values on the int8 grid, as fp32),
-/// backward = identity. Under <c>no_grad</c> (evaluation, export parity checks) they return q(x) without the STE graph.
+/// backward = identity. The values come from <see cref="Int8Quantization"/>, the functions the exporter quantizes with,
+/// so the simulation cannot drift from the graph. Under <c>no_grad</c> (evaluation, parity checks) they return q(x)
+/// without the STE graph.
 /// </summary>
 public static class FakeQuant
 {
-    /// <summary>Largest magnitude of a symmetric int8 weight: the grid is −127..127 (−128 unused, so it is symmetric).</summary>
-    public const int WeightQMax = 127;
-    /// <summary>Largest uint8 activation code: the grid is 0..255.</summary>
-    public const int ActivationQMax = 255;
-
     /// <summary>
     /// Symmetric int8 fake quantization per output channel of a weight [out, in]: for each row r,
-    /// scale_r = max|W_r| / 127, q = clamp(round(W / scale_r), −127, 127) (round half to even), result q · scale_r.
-    /// A row of zeros (a pruned unit) gets scale 1 and stays zero. Gradient: the identity (STE).
+    /// scale_r = max|W_r| / 127 (1 for an all-zero row), q = clamp(round(W / scale_r), −127, 127) with round half to
+    /// even, result q · scale_r (<see cref="Int8Quantization.FakeQuantizeRows"/>). Gradient: the identity (STE).
     /// </summary>
     public static Tensor WeightPerChannel(Tensor weight)
     {
         if (weight.dim() != 2) throw new ArgumentException($"a weight to quantize per output channel must be [out, in], got [{string.Join(", ", weight.shape)}]");
         if (weight.numel() == 0) return weight.alias();   // a layer pruned to nothing: no values to round
         using var scope = NewDisposeScope();
-        Tensor quantized;
-        using (no_grad())
-        {
-            var scale = WeightScales(weight).unsqueeze(1);                               // [out, 1]
-            quantized = weight.div(scale).round_().clamp_(-WeightQMax, WeightQMax).mul_(scale);   // [out, in]
-        }
+        var quantized = Int8Quantization.FakeQuantizeRows(weight);                       // [out, in], no graph
         return StraightThrough(weight, quantized).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Per-row scales [out] of a weight [out, in]: max|W_r| / 127, or 1 for an all-zero row.</summary>
-    public static Tensor WeightScales(Tensor weight)
-    {
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var absMax = weight.detach().abs().amax([1]);                                   // [out]
-        var scale = absMax / WeightQMax;
-        return where(absMax.gt(0), scale, ones_like(scale)).MoveToOuterDisposeScope();
-    }
-
     /// <summary>
-    /// Asymmetric uint8 fake quantization of a whole tensor with the range of this tensor, exactly as ONNX's
-    /// <c>DynamicQuantizeLinear</c> computes it: the range is widened to include 0 (so 0 is exact),
+    /// Asymmetric uint8 fake quantization of a whole tensor with the range of this tensor, as ONNX's
+    /// <c>DynamicQuantizeLinear</c> computes it at run time: the range is widened to include 0 (so 0 is exact),
     /// scale = (max(x, 0) − min(x, 0)) / 255, zero point = clamp(round(−min(x, 0) / scale), 0, 255),
-    /// q = clamp(round(x / scale) + zero point, 0, 255) (round half to even), result (q − zero point) · scale.
-    /// An all-zero tensor is returned as is. Gradient: the identity (STE).
+    /// q = clamp(round(x / scale) + zero point, 0, 255) with round half to even, result (q − zero point) · scale
+    /// (<see cref="Int8Quantization.FakeQuantizeActivations"/>). Gradient: the identity (STE).
     /// </summary>
     public static Tensor ActivationPerTensor(Tensor input)
     {
         if (input.numel() == 0) return input.alias();     // e.g. the context of a layer pruned to no heads
         using var scope = NewDisposeScope();
-        Tensor quantized;
-        using (no_grad())
-        {
-            var (scale, zeroPoint) = ActivationParameters(input);                       // scalars
-            quantized = input.div(scale).round_().add_(zeroPoint).clamp_(0, ActivationQMax).sub_(zeroPoint).mul_(scale);
-        }
+        var quantized = Int8Quantization.FakeQuantizeActivations(input);                 // same shape, no graph
         return StraightThrough(input, quantized).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// The scale and zero point (as fp32 scalars) <c>DynamicQuantizeLinear</c> would choose for <paramref name="input"/>.
-    /// The scale of an all-zero tensor is reported as 1 (any scale quantizes zeros exactly; this one avoids 0/0).
+    /// Weight-only int8 fake quantization of looked-up embedding rows [.., H]: each vector is a whole row of the table,
+    /// so quantizing it with its own max|·| / 127 is exactly the per-row quantization the exporter applies to the table
+    /// (and costs B·T rows instead of V). Gradient: the identity (STE), to the rows looked up.
     /// </summary>
-    public static (Tensor Scale, Tensor ZeroPoint) ActivationParameters(Tensor input)
+    public static Tensor EmbeddingRows(Tensor rows)
     {
+        if (rows.numel() == 0) return rows.alias();
         using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var x = input.detach();
-        var low = x.min().clamp_max(0);                                                 // min(x, 0)
-        var high = x.max().clamp_min(0);                                                // max(x, 0)
-        var range = high - low;
-        var scale = where(range.gt(0), range / ActivationQMax, ones_like(range));
-        var zeroPoint = low.neg().div(scale).round_().clamp_(0, ActivationQMax);
-        return (scale.MoveToOuterDisposeScope(), zeroPoint.MoveToOuterDisposeScope());
+        var flat = rows.reshape(-1, rows.shape[^1]);                                     // [N, H]
+        return WeightPerChannel(flat).reshape(rows.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>
