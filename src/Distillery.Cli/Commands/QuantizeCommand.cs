@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Distillery.Distillation;
+using Distillery.Export;
 using Distillery.Quantization;
 using Spectre.Console;
 
@@ -78,9 +78,10 @@ public static class QuantizeCommand
             {
                 foreach (var (name, given) in new[] { ("--teacher", parse.GetValue(teacher) != null), ("--max-train-examples", parse.GetValue(maxTrain) != null), ("--resume", parse.GetValue(resume)) })
                     if (given) throw new ArgumentException($"{name} applies to --mode qat only (dynamic quantization does not train)");
+                if (Directory.Exists(outPath)) throw new ArgumentException($"--mode dynamic writes one file: --out {outPath} is a folder (give e.g. {Path.Combine(outPath, QatOptions.OnnxFileName)})");
                 onnx = outPath;
-                DynamicQuantization.Export(modelDir, onnx, parse.GetValue(opset) ?? 17, new Training.RunEvents { Message = context.Warn });
-                context.Console.MarkupLineInterpolated($"Wrote [bold]{onnx}[/] (int8, {new FileInfo(onnx).Length:N0} bytes)");
+                var result = OnnxExportJob.Run(modelDir, onnx, new OnnxExportOptions { Int8 = true, Opset = parse.GetValue(opset) ?? 17 }, check: false);
+                context.Console.MarkupLineInterpolated($"Wrote [bold]{onnx}[/] (int8 dynamic quantization, {result.Bytes:N0} bytes){(result.CopiedFiles.Count > 0 ? $"; copied {string.Join(", ", result.CopiedFiles)} next to it" : "")}");
             }
             if (parse.GetValue(check))
             {

@@ -18,6 +18,7 @@
 // TernaryBERT (Zhang et al., 2020).
 using System.Text.Json.Nodes;
 using Distillery.Distillation;
+using Distillery.Export;
 using Distillery.Models;
 using Distillery.Training;
 using TorchSharp;
@@ -75,7 +76,7 @@ public sealed record QatOptions
         if (MaxTrainExamples is <= 0) throw new ArgumentException($"qat: max train examples must be positive (got {MaxTrainExamples})");
         Kd.Validate();
         Trainer.Validate();
-        new Export.OnnxExportOptions { Int8 = true, Opset = Opset }.Validate();
+        new OnnxExportOptions { Int8 = true, Opset = Opset }.Validate();
         // bf16 would round the simulated int8 values (8 significant bits) once more: the forward pass would no longer
         // be the int8 graph's arithmetic.
         if (Trainer.Precision != ComputePrecision.Float32)
@@ -193,7 +194,7 @@ public static class Qat
         if (options.ExportOnnx)
         {
             string onnx = Path.Combine(options.Out, QatOptions.OnnxFileName);
-            DynamicQuantization.Export(options.Out, onnx, options.Opset, events);
+            OnnxExportJob.Run(options.Out, onnx, new OnnxExportOptions { Int8 = true, Opset = options.Opset }, check: false);
             metrics["onnx"] = QatOptions.OnnxFileName;
             metrics["onnx_bytes"] = new FileInfo(onnx).Length;
         }
