@@ -31,6 +31,7 @@ public static class DistilleryCli
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(RunCommand.Create(context));
         root.Subcommands.Add(PruneCommand.Create(context));
+        root.Subcommands.Add(QuantizeCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));

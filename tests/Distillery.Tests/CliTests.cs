@@ -53,7 +53,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "bench", "inspect", "convert", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "bench", "inspect", "convert", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);

@@ -134,6 +134,11 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
     /// <inheritdoc/>
     public long[]? KeptHidden { get; set; }
     private readonly double eps;
+    /// <summary>
+    /// Quantization-aware training: when on, every looked-up word embedding is fake-quantized to int8 with its row's
+    /// scale, as the int8 exporter stores the table (see <see cref="Quantization.FakeQuant.EmbeddingRows"/>). Default off.
+    /// </summary>
+    public bool FakeQuantizeWords { get; set; }
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
     {
@@ -155,7 +160,9 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
         using var scope = NewDisposeScope();
         positionIds ??= arange(seqLength, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0);   // [1, T]
         tokenTypeIds ??= zeros_like(inputIds);
-        var sum = word_embeddings.forward(inputIds) + token_type_embeddings.forward(tokenTypeIds) + position_embeddings.forward(positionIds);
+        var words = word_embeddings.forward(inputIds);                                           // [B, T, H]
+        if (FakeQuantizeWords) words = Quantization.FakeQuant.EmbeddingRows(words);
+        var sum = words + token_type_embeddings.forward(tokenTypeIds) + position_embeddings.forward(positionIds);
         return dropout.forward(HiddenMasking.Norm(LayerNorm, sum, KeptHidden, eps)).MoveToOuterDisposeScope();
     }
 }

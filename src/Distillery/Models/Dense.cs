@@ -29,8 +29,8 @@ public interface IPrecisionSwitchable
 /// <summary>
 /// A fully connected layer, y = x Wᵀ + b, with the state-dict names of <c>torch.nn.Linear</c> (<c>weight</c> [out, in],
 /// <c>bias</c> [out]). Distillery uses it instead of <see cref="Linear"/> because every matmul of the model must be able
-/// to switch precision (bf16 training and inference) and, later, take a weight transform (fake quantization).
-/// Either dimension may be 0 (a layer pruned to no heads or no FFN neurons): the output is then the bias alone.
+/// to switch precision (bf16 training and inference) and to fake-quantize its weight and input (quantization-aware
+/// training, see <see cref="FakeQuantize"/>). Either dimension may be 0 (a layer pruned to no heads or no FFN neurons): the output is then the bias alone.
 /// </summary>
 public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
 {
@@ -47,6 +47,14 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
     public Parameter? Bias => bias;
     /// <summary>Arithmetic of the matrix product; see <see cref="ComputePrecision"/>.</summary>
     public ComputePrecision Precision { get; set; } = ComputePrecision.Float32;
+    /// <summary>
+    /// Quantization-aware training: when on, the forward pass multiplies int8 fake-quantized copies of the weight
+    /// (symmetric, per output channel) and of the input (asymmetric uint8, per tensor, range of the current input),
+    /// with a straight-through gradient to the fp32 weight and input; the bias stays fp32. This simulates the
+    /// exporter's dynamic int8 graph (see <see cref="Quantization.FakeQuant"/>). Default off: the layer is then exactly
+    /// <see cref="Linear(Tensor, Tensor, Tensor?, ComputePrecision)"/>.
+    /// </summary>
+    public bool FakeQuantize { get; set; }
 
     /// <summary>A layer with uninitialised (empty) parameters; models initialise them explicitly.</summary>
     public Dense(long inFeatures, long outFeatures, bool hasBias = true) : base(nameof(Dense))
@@ -57,7 +65,14 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor input) => Linear(input, weight, bias, Precision);
+    public override Tensor forward(Tensor input)
+    {
+        if (!FakeQuantize) return Linear(input, weight, bias, Precision);
+        using var scope = NewDisposeScope();
+        var x = Quantization.FakeQuant.ActivationPerTensor(input);   // [.., in] on the uint8 grid of this input
+        var w = Quantization.FakeQuant.WeightPerChannel(weight);     // [out, in] on the int8 grid of each row
+        return Linear(x, w, bias, Precision).MoveToOuterDisposeScope();
+    }
 
     /// <summary>
     /// y = x Wᵀ + b in <paramref name="precision"/>: for bf16, the product of bf16 copies of x [.., in] and W [out, in]

@@ -1,0 +1,173 @@
+// The int8 graph against the model it came from, on a task's dev set: ONNX Runtime runs the exported int8 graph, the
+// TorchSharp model runs in fp32 and with fake quantization (the QAT simulation), all on the same padded batches (the
+// run-time activation scales of dynamic quantization depend on the batch, so the batches must be the same).
+using Distillery.Export;
+using Distillery.Models;
+using Distillery.Text;
+using Distillery.Training;
+using Microsoft.ML.OnnxRuntime;
+using static TorchSharp.torch;
+
+namespace Distillery.Quantization;
+
+/// <summary>Options of <c>distillery quantize --check</c>.</summary>
+public sealed record Int8CheckOptions
+{
+    /// <summary>The fp32 model folder the graph was exported from (with a trained head for <see cref="Task"/>).</summary>
+    public required string Model { get; init; }
+    /// <summary>The int8 ONNX graph.</summary>
+    public required string Onnx { get; init; }
+    /// <summary>A GLUE task name or "squad".</summary>
+    public required string Task { get; init; }
+    /// <summary>Task data (its dev split is scored).</summary>
+    public required string Data { get; init; }
+    /// <summary>Longest input in tokens.</summary>
+    public int? MaxLength { get; init; }
+    /// <summary>SQuAD window stride.</summary>
+    public int DocStride { get; init; } = 128;
+    /// <summary>
+    /// Examples per batch; the same batches go to every runtime. Dynamic quantization takes each activation's scale from
+    /// the whole batch (padding included), so int8 results depend a little on batching; 64 is the batch the dev
+    /// evaluation of fine-tuning and QAT uses (<see cref="TaskObjective.Predict"/>), so the simulated column repeats
+    /// the metric QAT reported.
+    /// </summary>
+    public int BatchSize { get; init; } = 64;
+
+    /// <summary>Checks the fields; throws naming the bad one.</summary>
+    public Int8CheckOptions Validate()
+    {
+        if (BatchSize < 1) throw new ArgumentException($"check: batch size must be at least 1 (got {BatchSize})");
+        if (!File.Exists(Onnx)) throw new FileNotFoundException($"{Onnx}: ONNX graph not found", Onnx);
+        return this;
+    }
+}
+
+/// <summary>What <see cref="Int8Check.Run"/> measured on the dev set.</summary>
+/// <param name="PrimaryMetric">The task's model-selection metric.</param>
+/// <param name="Examples">Dev examples (SQuAD: windows) compared.</param>
+/// <param name="Fp32">Dev metrics of the TorchSharp model in fp32.</param>
+/// <param name="Int8">Dev metrics of the int8 graph in ONNX Runtime.</param>
+/// <param name="Simulated">Dev metrics of the TorchSharp model with fake quantization (what QAT trains).</param>
+/// <param name="AgreementWithFp32">Share of predictions whose argmax the int8 graph and the fp32 model agree on (NaN for regression).</param>
+/// <param name="AgreementWithSimulated">The same between the int8 graph and the fake-quantized model.</param>
+/// <param name="MeanAbsDiffFp32">Mean |int8 − fp32| over every logit of real positions.</param>
+/// <param name="MeanAbsDiffSimulated">Mean |int8 − simulated| over the same logits.</param>
+public sealed record Int8CheckReport(string PrimaryMetric, int Examples,
+    IReadOnlyDictionary<string, double> Fp32, IReadOnlyDictionary<string, double> Int8, IReadOnlyDictionary<string, double> Simulated,
+    double AgreementWithFp32, double AgreementWithSimulated, double MeanAbsDiffFp32, double MeanAbsDiffSimulated);
+
+/// <summary>Scores an int8 graph against its fp32 model on a task's dev set.</summary>
+public static class Int8Check
+{
+    /// <summary>Runs the dev set through the graph, the fp32 model and the fake-quantized model; see <see cref="Int8CheckReport"/>.</summary>
+    public static Int8CheckReport Run(Int8CheckOptions options, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        options.Validate();
+        var config = BertCheckpoint.ReadConfig(options.Model);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
+        var taskOptions = new FinetuneOptions
+        {
+            Task = options.Task, Model = options.Model, Data = options.Data, Out = "", MaxLength = options.MaxLength, DocStride = options.DocStride,
+        };
+        var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
+        using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
+        using var session = new InferenceSession(options.Onnx);
+        model.eval();
+        model.SetPrecision(ComputePrecision.Float32);
+
+        var fp32 = new List<float[]>();
+        var simulated = new List<float[]>();
+        var int8 = new List<float[]>();
+        int batches = (data.Eval.Count + options.BatchSize - 1) / options.BatchSize;
+        events.StageStarted?.Invoke("check int8", batches);
+        for (int b = 0; b < batches; b++)
+        {
+            var rows = data.Eval.Skip(b * options.BatchSize).Take(options.BatchSize).ToList();
+            var batch = TaskBatch.Collate(rows, tokenizer.PadId);
+            var tokenized = new TokenizedBatch(batch.Batch, batch.Length, batch.InputIds, batch.TokenTypeIds, batch.AttentionMask);
+            Qat.Disable(model);
+            fp32.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
+            Qat.Enable(model);
+            simulated.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
+            int8.AddRange(PerExample(OnnxParity.Run(session, tokenized), batch, model.Task));
+            events.StageProgress?.Invoke(b + 1, $"{int8.Count:N0} examples");
+        }
+        Qat.Disable(model);
+
+        var lengths = data.Eval.Select(e => e.InputIds.Length).ToList();
+        return new Int8CheckReport(data.PrimaryMetric, data.Eval.Count, data.Score(fp32), data.Score(int8), data.Score(simulated),
+            Agreement(int8, fp32, lengths, model.Task), Agreement(int8, simulated, lengths, model.Task),
+            MeanAbsDiff(int8, fp32, lengths, model.Task), MeanAbsDiff(int8, simulated, lengths, model.Task));
+    }
+
+    /// <summary>
+    /// The graph's outputs split per example in <see cref="TaskObjective.Predict"/>'s layout: classification [C];
+    /// QA [T, 2] (start, end interleaved) over the batch's padded length.
+    /// </summary>
+    static IEnumerable<float[]> PerExample(IReadOnlyDictionary<string, OnnxParity.OutputTensor> outputs, TaskBatch batch, BertTask task)
+    {
+        if (task == BertTask.QuestionAnswering)
+        {
+            var start = outputs[OnnxExporter.StartLogits].Data;   // [B, T]
+            var end = outputs[OnnxExporter.EndLogits].Data;       // [B, T]
+            for (int b = 0; b < batch.Batch; b++)
+            {
+                var row = new float[2 * batch.Length];
+                for (int t = 0; t < batch.Length; t++)
+                {
+                    row[2 * t] = start[b * batch.Length + t];
+                    row[2 * t + 1] = end[b * batch.Length + t];
+                }
+                yield return row;
+            }
+            yield break;
+        }
+        var logits = outputs[OnnxExporter.Logits].Data;           // [B, C]
+        int classes = logits.Length / batch.Batch;
+        for (int b = 0; b < batch.Batch; b++) yield return logits.AsSpan(b * classes, classes).ToArray();
+    }
+
+    /// <summary>Values of one example that are real outputs: every logit (classification), the real tokens' pairs (QA).</summary>
+    static ReadOnlySpan<float> Real(float[] row, int length, BertTask task) => task == BertTask.QuestionAnswering ? row.AsSpan(0, 2 * length) : row;
+
+    static double Agreement(List<float[]> a, List<float[]> b, List<int> lengths, BertTask task)
+    {
+        if (task != BertTask.QuestionAnswering && a.Count > 0 && a[0].Length < 2) return double.NaN;   // regression
+        int agree = 0;
+        for (int i = 0; i < a.Count; i++)
+        {
+            if (task == BertTask.QuestionAnswering)
+            {
+                var x = Real(a[i], lengths[i], task);
+                var y = Real(b[i], lengths[i], task);
+                if (Argmax(x, 0) == Argmax(y, 0) && Argmax(x, 1) == Argmax(y, 1)) agree++;
+            }
+            else if (Array.IndexOf(a[i], a[i].Max()) == Array.IndexOf(b[i], b[i].Max())) agree++;
+        }
+        return a.Count == 0 ? double.NaN : (double)agree / a.Count;
+    }
+
+    /// <summary>Argmax over every other value from <paramref name="offset"/> (QA start: 0, end: 1).</summary>
+    static int Argmax(ReadOnlySpan<float> pairs, int offset)
+    {
+        int best = 0;
+        for (int t = 1; t < pairs.Length / 2; t++)
+            if (pairs[2 * t + offset] > pairs[2 * best + offset]) best = t;
+        return best;
+    }
+
+    static double MeanAbsDiff(List<float[]> a, List<float[]> b, List<int> lengths, BertTask task)
+    {
+        double sum = 0;
+        long count = 0;
+        for (int i = 0; i < a.Count; i++)
+        {
+            var x = Real(a[i], lengths[i], task);
+            var y = Real(b[i], lengths[i], task);
+            for (int j = 0; j < x.Length; j++) sum += Math.Abs((double)x[j] - y[j]);
+            count += x.Length;
+        }
+        return count == 0 ? double.NaN : sum / count;
+    }
+}

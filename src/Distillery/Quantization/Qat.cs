@@ -1,0 +1,214 @@
+// Quantization-aware training (QAT) of a fine-tuned BERT for the dynamic int8 ONNX graph.
+//   Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference",
+//   CVPR 2018; Zafrir et al., "Q8BERT: Quantized 8Bit BERT", 2019 (fake quantization of every Linear's weight and
+//   input during fine-tuning, straight-through estimator).
+// What is simulated is exactly what the exporter quantizes: the six Linears of every encoder layer (query, key, value,
+// attention output, intermediate, output) and the pooler dense, weights int8 per output channel and inputs uint8 per
+// tensor (see FakeQuant), and the word-embedding table, weight-only int8 per row. Attention matmuls, LayerNorms, the
+// position and token-type embeddings and the task head's final layer stay fp32, in the graph and here. Without the
+// embedding rows the simulation is not the graph: per-tensor activation scales move with any perturbation of the
+// input, and on a small test model the fake-quantized forward was then no closer to the int8 graph than fp32 was;
+// with them it matches the graph to ~1e-6 (QuantizationTests).
+// Deviations from Q8BERT, and why: (1) QAT starts from an already fine-tuned fp32 model and trains briefly with a small
+// learning rate (Q8BERT fine-tunes from the pre-trained model with fake quantization throughout): the fp32 model is the
+// usual starting point here and the short run is cheap. (2) Activation ranges are the current tensor's, not an EMA, and
+// activations are asymmetric uint8: that is the dynamic quantization ONNX Runtime runs, so the model trains for the
+// graph that is shipped. (3) Optionally the loss is vanilla KD from a teacher (the fp32 model
+// itself, or a larger one) instead of the labels: the simplest form of the distillation-aware quantization of
+// TernaryBERT (Zhang et al., 2020).
+using System.Text.Json.Nodes;
+using Distillery.Distillation;
+using Distillery.Export;
+using Distillery.Models;
+using Distillery.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Distillery.Quantization;
+
+/// <summary>Options of <c>distillery quantize --mode qat</c>.</summary>
+public sealed record QatOptions
+{
+    /// <summary>The fine-tuned fp32 model folder (it must carry a trained head for <see cref="Task"/>).</summary>
+    public required string Model { get; init; }
+    /// <summary>A GLUE task name or "squad".</summary>
+    public required string Task { get; init; }
+    /// <summary>Task data (as for fine-tuning).</summary>
+    public required string Data { get; init; }
+    /// <summary>Output folder: the QAT checkpoint (fp32 safetensors, config marked <c>distillery_qat</c>) and its int8 ONNX graph.</summary>
+    public required string Out { get; init; }
+    /// <summary>
+    /// A fine-tuned teacher folder: when given, the loss is vanilla KD from it (<see cref="Kd"/>) instead of the labels
+    /// alone. The teacher may be the fp32 model itself (quantization distillation) or a larger model on the same vocabulary.
+    /// </summary>
+    public string? Teacher { get; init; }
+    /// <summary>KD temperature and soft-target weight (used with <see cref="Teacher"/>).</summary>
+    public KdOptions Kd { get; init; } = new();
+    /// <summary>Longest input in tokens.</summary>
+    public int? MaxLength { get; init; }
+    /// <summary>SQuAD window stride.</summary>
+    public int DocStride { get; init; } = 128;
+    /// <summary>SQuAD: train on this many articles, evaluate on the rest.</summary>
+    public int SplitArticles { get; init; }
+    /// <summary>GLUE: a seeded sample of at most this many training examples.</summary>
+    public int? MaxTrainExamples { get; init; }
+    /// <summary>
+    /// Optimisation. QAT continues from a fine-tuned model, so it is short and gentle: one epoch at a small peak rate
+    /// (2e-5, a fifth of Distillery's fine-tuning default), 10% warm-up, evaluated at the end. fp32 only (see <see cref="Validate"/>).
+    /// </summary>
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 2e-5, Epochs = 1, BatchSize = 32, WarmupRatio = 0.1, EvalEvery = 0 };
+    /// <summary>Write the int8 ONNX graph (<see cref="OnnxFileName"/>) next to the checkpoint.</summary>
+    public bool ExportOnnx { get; init; } = true;
+    /// <summary>The graph's ai.onnx opset.</summary>
+    public int Opset { get; init; } = 17;
+
+    /// <summary>The int8 graph's file name inside <see cref="Out"/>.</summary>
+    public const string OnnxFileName = "model.int8.onnx";
+
+    /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming it.</summary>
+    public QatOptions Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model)) throw new ArgumentException("qat: the model folder (--model) is empty");
+        if (string.IsNullOrWhiteSpace(Task)) throw new ArgumentException("qat: the task (--task) is empty");
+        if (string.IsNullOrWhiteSpace(Data)) throw new ArgumentException("qat: the data path (--data) is empty");
+        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("qat: the output folder (--out) is empty");
+        if (Teacher != null && string.IsNullOrWhiteSpace(Teacher)) throw new ArgumentException("qat: the teacher folder (--teacher) is empty");
+        if (MaxTrainExamples is <= 0) throw new ArgumentException($"qat: max train examples must be positive (got {MaxTrainExamples})");
+        Kd.Validate();
+        Trainer.Validate();
+        new OnnxExportOptions { Int8 = true, Opset = Opset }.Validate();
+        // bf16 would round the simulated int8 values (8 significant bits) once more: the forward pass would no longer
+        // be the int8 graph's arithmetic.
+        if (Trainer.Precision != ComputePrecision.Float32)
+            throw new ArgumentException("qat: precision must be fp32, not bf16: fake quantization simulates the int8 arithmetic in fp32");
+        return this;
+    }
+}
+
+/// <summary>Quantization-aware training: switch fake quantization on, train on the task, export the int8 graph.</summary>
+public static class Qat
+{
+    /// <summary>The key <see cref="Run"/> adds to the checkpoint's <c>config.json</c>.</summary>
+    public const string ConfigMarker = "distillery_qat";
+
+    /// <summary>
+    /// The dense layers the int8 exporter quantizes, by state-dict name: per encoder layer
+    /// <c>attention.self.{query,key,value}</c>, <c>attention.output.dense</c>, <c>intermediate.dense</c>,
+    /// <c>output.dense</c>, then <c>bert.pooler.dense</c> when the model has a pooler. The task head's final layer and
+    /// the MLM decoder are not among them (they stay fp32).
+    /// </summary>
+    public static IReadOnlyList<(string Name, Dense Layer)> Targets(BertTaskModel model)
+    {
+        var targets = new List<(string, Dense)>();
+        var layers = model.Bert.Encoder.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var l = layers[i];
+            string p = $"bert.encoder.layer.{i}.";
+            targets.Add((p + "attention.self.query", l.Attention.Self.Query));
+            targets.Add((p + "attention.self.key", l.Attention.Self.Key));
+            targets.Add((p + "attention.self.value", l.Attention.Self.Value));
+            targets.Add((p + "attention.output.dense", l.Attention.Output.Dense));
+            targets.Add((p + "intermediate.dense", l.Intermediate.Dense));
+            targets.Add((p + "output.dense", l.Output.Dense));
+        }
+        if (model.Bert.Pooler is { } pooler)
+        {
+            // BertPooler keeps its dense private; it is its only child, registered as "dense".
+            var dense = pooler.named_children().Single(c => c.name == "dense").module as Dense
+                ?? throw new InvalidOperationException("the pooler's dense layer is not a Dense");
+            targets.Add(("bert.pooler.dense", dense));
+        }
+        return targets;
+    }
+
+    /// <summary>
+    /// Switches fake quantization on for exactly what the int8 exporter quantizes: the dense layers of
+    /// <see cref="Targets"/> (weights and inputs) and the word-embedding lookup (weight only, per row). Returns how many
+    /// dense layers.
+    /// </summary>
+    public static int Enable(BertTaskModel model)
+    {
+        var targets = Targets(model);
+        foreach (var (_, layer) in targets) layer.FakeQuantize = true;
+        model.Bert.Embeddings.FakeQuantizeWords = true;
+        return targets.Count;
+    }
+
+    /// <summary>Switches fake quantization off everywhere in <paramref name="model"/> (plain fp32 forward again).</summary>
+    public static void Disable(BertTaskModel model)
+    {
+        foreach (var module in model.modules())
+            if (module is Dense dense) dense.FakeQuantize = false;
+        model.Bert.Embeddings.FakeQuantizeWords = false;
+    }
+
+    /// <summary>
+    /// Loads the fine-tuned model with its head, scores it on the dev data in fp32 and with fake quantization (the
+    /// post-training int8 accuracy, simulated), trains it with fake quantization on (labels, or KD from
+    /// <see cref="QatOptions.Teacher"/>), keeps the best dev checkpoint as measured with fake quantization on, writes
+    /// it as an ordinary fp32 checkpoint whose config is marked <c>"distillery_qat": true</c>, and (with
+    /// <see cref="QatOptions.ExportOnnx"/>) its int8 ONNX graph. Returns the run's metrics (also in <c>metrics.json</c>).
+    /// </summary>
+    public static JsonObject Run(QatOptions options, bool resume = false, RunEvents? events = null)
+    {
+        events ??= new RunEvents();
+        options.Validate();
+        var config = BertCheckpoint.ReadConfig(options.Model);
+        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
+        var taskOptions = new FinetuneOptions
+        {
+            Task = options.Task, Model = options.Model, Data = options.Data, Out = options.Out, MaxLength = options.MaxLength,
+            DocStride = options.DocStride, SplitArticles = options.SplitArticles, MaxTrainExamples = options.MaxTrainExamples, Trainer = options.Trainer,
+        };
+        var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
+        events.Message?.Invoke(data.Description);
+
+        using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
+        using var teacherModel = options.Teacher is string t ? FineTuning.LoadTrained(t, data, options.Task) : null;
+        ITrainingObjective<TaskBatch> objective = teacherModel is null
+            ? new TaskObjective(model)
+            : new KnowledgeDistillation(new Teacher(teacherModel), model, options.Kd);
+
+        // Where the run starts: the fp32 model, and the same weights through the simulated int8 graph (what dynamic
+        // post-training quantization alone would give).
+        var before = new JsonObject();
+        if (!resume)
+        {
+            before["fp32"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
+            Enable(model);
+            before["int8_simulated"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
+            events.Message?.Invoke($"before QAT: fp32 {before["fp32"]!.ToJsonString()}, int8 (simulated) {before["int8_simulated"]!.ToJsonString()}");
+        }
+        int quantized = Enable(model);
+        events.Message?.Invoke($"fake quantization on {quantized} dense layers{(teacherModel is null ? "" : $"; distilling from {options.Teacher}")}");
+
+        var metrics = FineTuning.TrainOnTask(model, objective, () => model, data, tokenizer, options.Trainer, lengthBucketing: true,
+            options.Out, "quantize", options.Task, new { command = "quantize", mode = "qat", options }, resume, events);
+
+        // The saved weights are the fp32 masters; the marker says they were trained for the int8 graph.
+        string configPath = Path.Combine(options.Out, BertCheckpoint.ConfigFile);
+        var saved = BertConfig.Load(configPath);
+        (saved with { Extra = new Dictionary<string, JsonNode?>(saved.Extra) { [ConfigMarker] = true } }).Save(configPath);
+
+        if (options.ExportOnnx)
+        {
+            string onnx = Path.Combine(options.Out, QatOptions.OnnxFileName);
+            OnnxExportJob.Run(options.Out, onnx, new OnnxExportOptions { Int8 = true, Opset = options.Opset }, check: false);
+            metrics["onnx"] = QatOptions.OnnxFileName;
+            metrics["onnx_bytes"] = new FileInfo(onnx).Length;
+        }
+        metrics["mode"] = "qat";
+        metrics["quantized_layers"] = quantized;
+        if (!resume) metrics["before"] = before;
+        RunFiles.Write(options.Out, "metrics.json", metrics);
+        return metrics;
+    }
+
+    /// <summary>Dev metrics of <paramref name="model"/> as it is now (eval mode, no gradients).</summary>
+    static IReadOnlyDictionary<string, double> Score(BertTaskModel model, FineTuning.TaskData data, int padId)
+    {
+        model.eval();
+        return data.Score(TaskObjective.Predict(model, data.Eval, padId));
+    }
+}
