@@ -1,0 +1,334 @@
+// ONNX export of any Distillery model (uniform or physically pruned; masked-LM, sequence classification/regression or
+// question-answering head), written with Google.Protobuf from our own subset of the ONNX schema (Export/onnx.proto).
+//
+// The graph mirrors Models/Bert.cs and Models/BertHeads.cs op for op, in eval mode (dropout is the identity):
+//   embeddings  Gather(word) + Gather(token type) + Slice(position table, 0..T) → LayerNormalization (opset 17)
+//   mask        (1 − float(attention_mask)) · float.MinValue → [B, 1, 1, T], added to the scores (transformers 4.30)
+//   attention   one fused Q|K|V projection [H, 3·h·d] → split → heads → QKᵀ / √d + mask → Softmax → ·V → output dense
+//   FFN         dense → activation (exact erf GELU as Div/Erf/Add/Mul/Mul, which ONNX Runtime fuses to its Gelu kernel;
+//               tanh GELU, ReLU, SiLU as written) → dense; each block adds the residual, then LayerNormalization
+//   heads       MLM: transform dense → activation → LayerNorm → Gemm with the word-embedding table (transB) + bias;
+//               classification: pooler tanh(dense(h[CLS])) → classifier; QA: qa_outputs → Split → start/end logits.
+// Per-layer head counts, FFN widths and the head size come from the config. A layer pruned to 0 heads (or 0 FFN
+// neurons) has empty weight matrices: its block outputs the bias alone (Dense's documented behaviour), so the graph
+// adds the bias to the residual directly instead of carrying zero-sized tensors, which runtimes handle unevenly.
+// Weights are written as fp32 initializers (raw_data, little-endian) whatever precision the model computes in (bf16
+// compute keeps fp32 master weights; those are exported).
+//
+// int8 (OnnxExportOptions.Int8), dynamic post-training quantization; the arithmetic is in Int8Quantization:
+//   * every encoder Linear (query|key|value fused, attention output, intermediate, output) and the pooler dense become
+//     com.microsoft.DynamicQuantizeMatMul nodes: int8 weights, symmetric, one scale per output channel, zero point 0;
+//     the fp32 input is quantized per tensor to uint8 at run time (asymmetric, DynamicQuantizeLinear's formula) and the
+//     bias is added in fp32. This is the node ONNX Runtime's own quantizer output (DynamicQuantizeLinear → MatMulInteger
+//     → Cast → Mul → Add) is fused into at load time; writing it directly means the fast kernel (MLAS u8·s8 GEMM, VNNI
+//     where the CPU has it, weights pre-packed once) is used without depending on the fusion pattern matching.
+//   * uint8 activations × int8 weights: on AVX2 CPUs without VNNI, MLAS's u8·s8 kernel (vpmaddubsw) can saturate int16
+//     intermediate sums, which costs accuracy on some models; AVX-512 VNNI / AVX-VNNI (vpdpbusd) does not saturate.
+//     Full 8-bit weights are used (no reduce_range) because the target CPUs (Zen 4) have VNNI.
+//   * attention score and probability matmuls, softmax, LayerNorms and activations stay fp32. The additive mask's
+//     float.MinValue would ruin any static activation range; dynamic per-call ranges never see it because the mask is
+//     added after the (fp32) score matmul.
+//   * the task head's final projection stays fp32: classifier, qa_outputs, and the MLM transform and decoder (the
+//     decoder multiplies by the fp32 word-embedding table, so an MLM int8 file carries that table twice: int8 rows for
+//     the lookup, fp32 for the decoder).
+//   * the word-embedding table is weight-only int8 (per row): the graph gathers int8 rows and their scales and multiplies,
+//     so the whole table is never dequantized; position and token-type tables stay fp32.
+using System.Globalization;
+using System.Text.Json;
+using Distillery.Export.Onnx;
+using Distillery.Models;
+using Google.Protobuf;
+using TorchSharp;
+using static TorchSharp.torch;
+using DataType = Distillery.Export.Onnx.TensorProto.Types.DataType;
+
+namespace Distillery.Export;
+
+/// <summary>How <see cref="OnnxExporter.Export"/> writes a graph.</summary>
+public sealed record OnnxExportOptions
+{
+    /// <summary>Lowest ai.onnx opset the exporter writes (LayerNormalization is an ONNX op from 17 on).</summary>
+    public const int MinOpset = 17;
+    /// <summary>Highest ai.onnx opset the exporter writes (every op used has the same semantics from 17 to 21).</summary>
+    public const int MaxOpset = 21;
+
+    /// <summary>
+    /// Dynamic int8 quantization (default false: fp32). Encoder Linear layers (query, key, value, attention output,
+    /// intermediate, output) and the pooler dense get int8 weights, symmetric per output channel (scale = max|row| / 127,
+    /// round half to even, clamp to ±127, zero point 0), and their inputs are quantized per tensor to uint8 at run time
+    /// (scale = (max(0, max x) − min(0, min x)) / 255, zero point = round(−min / scale)); products accumulate in int32
+    /// and are rescaled to fp32 before the fp32 bias. The word-embedding table is int8 per row (weight-only).
+    /// Attention matmuls, softmax, LayerNorms, activations, the classifier / qa_outputs and the MLM head stay fp32.
+    /// <see cref="Int8Quantization"/> gives the exact formulas and their TorchSharp simulation.
+    /// </summary>
+    public bool Int8 { get; init; }
+
+    /// <summary>The ai.onnx opset to declare, <see cref="MinOpset"/>..<see cref="MaxOpset"/> (default 17).</summary>
+    public int Opset { get; init; } = 17;
+
+    /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming the bad one.</summary>
+    public OnnxExportOptions Validate()
+    {
+        if (Opset < MinOpset || Opset > MaxOpset)
+            throw new ArgumentException($"Opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}", nameof(Opset));
+        return this;
+    }
+
+    /// <summary>The ONNX IR version that goes with <see cref="Opset"/> (IR 8 for 17-18, 9 for 19-20, 10 for 21).</summary>
+    internal long IrVersion => Opset switch { <= 18 => 8, <= 20 => 9, _ => 10 };
+}
+
+/// <summary>Writes a <see cref="BertTaskModel"/> as an ONNX graph that ONNX Runtime runs.</summary>
+public static class OnnxExporter
+{
+    /// <summary>Metadata key holding the head (<see cref="BertTask"/> name: MaskedLM, SequenceClassification, QuestionAnswering).</summary>
+    public const string TaskKey = "distillery.task";
+    /// <summary>Metadata key holding the model's config.json text.</summary>
+    public const string ConfigKey = "distillery.config";
+    /// <summary>Metadata key holding the weight format: "fp32" or "int8".</summary>
+    public const string QuantizationKey = "distillery.quantization";
+
+    /// <summary>Graph input names (int64 [batch, sequence]).</summary>
+    public const string InputIds = "input_ids", AttentionMask = "attention_mask", TokenTypeIds = "token_type_ids";
+    /// <summary>Graph output names: <c>logits</c> (MLM [B, T, V]; classification/regression [B, C]), or QA's two [B, T].</summary>
+    public const string Logits = "logits", StartLogits = "start_logits", EndLogits = "end_logits";
+
+    /// <summary>
+    /// Exports <paramref name="model"/> to <paramref name="path"/>: inputs <c>input_ids</c>, <c>attention_mask</c>,
+    /// <c>token_type_ids</c> (int64 [batch, sequence], dynamic axes "batch" and "sequence"); outputs <c>logits</c>
+    /// (masked LM [batch, sequence, vocab], sequence classification/regression [batch, num_labels]) or
+    /// <c>start_logits</c> and <c>end_logits</c> [batch, sequence] (question answering). Metadata: <see cref="TaskKey"/>,
+    /// <see cref="ConfigKey"/>, <see cref="QuantizationKey"/>. The file is written atomically: a failed export leaves no
+    /// file behind (and an existing one unchanged).
+    /// </summary>
+    public static void Export(BertTaskModel model, string path, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        options = (options ?? new OnnxExportOptions()).Validate();
+        model.Config.Validate();
+        var proto = Build(model, options);
+        AtomicFile.Write(path, stream => proto.WriteTo(stream));
+    }
+
+    /// <summary>The whole ModelProto (graph, opsets, metadata) for <paramref name="model"/>.</summary>
+    internal static ModelProto Build(BertTaskModel model, OnnxExportOptions options)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var writer = new GraphWriter(model, options.Int8);
+        writer.Write();
+        var g = writer.Builder;
+        var proto = new ModelProto
+        {
+            IrVersion = options.IrVersion,
+            ProducerName = "distillery",
+            ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0",
+            Graph = g.Graph,
+            DocString = $"{BertTasks.ArchitectureName(model.Task)} exported by Distillery ({(options.Int8 ? "int8 dynamic quantization" : "fp32")})",
+        };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
+        if (g.UsesMicrosoftDomain) proto.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraphBuilder.MicrosoftDomain, Version = 1 });
+        var config = model.Config with { Architectures = [BertTasks.ArchitectureName(model.Task)] };
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = TaskKey, Value = model.Task.ToString() });
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = ConfigKey, Value = config.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) });
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = QuantizationKey, Value = options.Int8 ? "int8" : "fp32" });
+        return proto;
+    }
+
+    /// <summary>Walks the model and emits its graph.</summary>
+    private sealed class GraphWriter(BertTaskModel model, bool int8)
+    {
+        public OnnxGraphBuilder Builder { get; } = new();
+        private OnnxGraphBuilder G => Builder;
+        private BertConfig Config => model.Config;
+        private readonly Dictionary<string, Tensor> parameters = model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
+
+        private Tensor Param(string name) => parameters.TryGetValue(name, out var p) ? p
+            : throw new InvalidOperationException($"model has no parameter {name} (is it a Distillery BERT?)");
+
+        private static float[] Floats(Tensor t) => t.detach().cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+        private static sbyte[] Bytes(Tensor t) => t.detach().cpu().contiguous().data<sbyte>().ToArray();
+
+        private readonly Dictionary<string, string> written = new(StringComparer.Ordinal);
+
+        /// <summary>An fp32 initializer, written once per name (the tied MLM decoder reuses the embedding table).</summary>
+        private string Weight(string name, Tensor t)
+        {
+            if (!written.TryGetValue(name, out var initializer)) written[name] = initializer = G.Initializer(name, Floats(t), t.shape);
+            return initializer;
+        }
+
+        public void Write()
+        {
+            string ids = G.Input(InputIds, DataType.Int64, "batch", "sequence");
+            string mask = G.Input(AttentionMask, DataType.Int64, "batch", "sequence");
+            string types = G.Input(TokenTypeIds, DataType.Int64, "batch", "sequence");
+
+            var hidden = Embeddings(ids, types);                                                     // [B, T, H]
+            // Additive mask [B, 1, 1, T]: 0 on real keys, float.MinValue on padding (BertModel.AdditiveMask).
+            var maskFloat = G.Node("Cast", [mask], "mask_float", OnnxGraphBuilder.Int("to", (long)DataType.Float));
+            var inverted = G.Node("Sub", [G.Scalar(1f), maskFloat], "mask_inverted");
+            var scaled = G.Node("Mul", [inverted, G.Scalar(float.MinValue)], "mask_scaled");
+            var additive = G.Node("Unsqueeze", [scaled, G.Int64s(1, 2)], "additive_mask");
+
+            var layers = model.Bert.Encoder.Layers;
+            for (int i = 0; i < layers.Count; i++) hidden = Layer(i, layers[i], hidden, additive);
+
+            switch (model.Task)
+            {
+                case BertTask.MaskedLM: MaskedLmHead(ids, hidden); break;
+                case BertTask.SequenceClassification: ClassificationHead(hidden); break;
+                case BertTask.QuestionAnswering: QuestionAnsweringHead(hidden); break;
+                default: throw new NotSupportedException($"no ONNX export for task {model.Task}");
+            }
+        }
+
+        private string Embeddings(string ids, string types)
+        {
+            const string p = "bert.embeddings.";
+            var table = Param(p + "word_embeddings.weight");                                     // [V, H]
+            string words;
+            if (int8)
+            {
+                var (values, scales) = Int8Quantization.QuantizeRows(table);                     // [V, H] int8, [V]
+                var q = G.Initializer(p + "word_embeddings.weight_int8", Bytes(values), values.shape);
+                var s = G.Initializer(p + "word_embeddings.row_scale", Floats(scales), scales.shape[0], 1);   // [V, 1]
+                var rows = G.Node("Gather", [q, ids], "word_rows_int8");                         // [B, T, H] int8
+                var rowScales = G.Node("Gather", [s, ids], "word_row_scales");                   // [B, T, 1]
+                var rowsFloat = G.Node("Cast", [rows], "word_rows", OnnxGraphBuilder.Int("to", (long)DataType.Float));
+                words = G.Node("Mul", [rowsFloat, rowScales], "word_embeddings");
+            }
+            else words = G.Node("Gather", [Weight(p + "word_embeddings.weight", table), ids], "word_embeddings");
+
+            var typeTable = Weight(p + "token_type_embeddings.weight", Param(p + "token_type_embeddings.weight"));
+            var typeEmb = G.Node("Gather", [typeTable, types], "token_type_embeddings");         // [B, T, H]
+            // Positions 0..T-1: the first T rows of the table, broadcast over the batch. More than max_position_embeddings
+            // tokens leave fewer rows than T and the Add fails, as the TorchSharp model refuses such input.
+            var posTable = Weight(p + "position_embeddings.weight", Param(p + "position_embeddings.weight"));
+            var length = G.Node("Shape", [ids], "sequence_length", OnnxGraphBuilder.Int("start", 1), OnnxGraphBuilder.Int("end", 2));   // [1]
+            var positions = G.Node("Slice", [posTable, G.Int64s(0), length, G.Int64s(0)], "position_embeddings");               // [T, H]
+            var sum = G.Node("Add", [words, typeEmb], "embeddings_sum");
+            sum = G.Node("Add", [sum, positions], "embeddings_sum");
+            return LayerNorm(sum, p + "LayerNorm", "embeddings");
+        }
+
+        private string LayerNorm(string x, string prefix, string hint) =>
+            G.Node("LayerNormalization",
+                [x, Weight(prefix + ".weight", Param(prefix + ".weight")), Weight(prefix + ".bias", Param(prefix + ".bias"))],
+                hint, OnnxGraphBuilder.Int("axis", -1), OnnxGraphBuilder.Float("epsilon", (float)Config.LayerNormEps));
+
+        /// <summary>y = x Wᵀ + b for W [out, in] (out, in &gt; 0): fp32 MatMul + Add, or int8 DynamicQuantizeMatMul.</summary>
+        private string Linear(string x, Tensor weight, Tensor? bias, string name, bool quantize)
+        {
+            if (quantize)
+            {
+                var (values, scales) = Int8Quantization.QuantizeRows(weight);                   // [out, in] int8, [out]
+                var b = G.Initializer(name + ".weight_int8_t", Bytes(values.t().contiguous()), values.shape[1], values.shape[0]);   // [in, out]
+                var s = G.Initializer(name + ".weight_scale", Floats(scales), scales.shape[0]);
+                var inputs = bias is null ? new[] { x, b, s } : new[] { x, b, s, "", Weight(name + ".bias", bias) };   // "" = no zero point (0)
+                return G.MicrosoftNode("DynamicQuantizeMatMul", inputs, name);
+            }
+            var wt = Weight(name + ".weight_t", weight.t().contiguous());                         // [in, out]
+            var product = G.Node("MatMul", [x, wt], name + "_matmul");
+            return bias is null ? product : G.Node("Add", [product, Weight(name + ".bias", bias)], name);
+        }
+
+        private string Dense(string x, string prefix, bool quantize) =>
+            Linear(x, Param(prefix + ".weight"), parameters.GetValueOrDefault(prefix + ".bias"), prefix, quantize);
+
+        private string Activation(string x, string hint) => Config.HiddenAct switch
+        {
+            // x · Φ(x) = x · 0.5 · (1 + erf(x / √2)), in the order ONNX Runtime's Gelu fusion recognises.
+            HiddenActivation.Gelu => G.Node("Mul", [
+                G.Node("Mul", [x, G.Node("Add", [G.Node("Erf", [G.Node("Div", [x, G.Scalar(MathF.Sqrt(2f))], hint + "_div")], hint + "_erf"), G.Scalar(1f)], hint + "_add")], hint + "_mul"),
+                G.Scalar(0.5f)], hint),
+            // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), as torch's gelu(approximate="tanh").
+            HiddenActivation.GeluTanh => GeluTanh(x, hint),
+            HiddenActivation.Relu => G.Node("Relu", [x], hint),
+            _ => G.Node("Mul", [x, G.Node("Sigmoid", [x], hint + "_sigmoid")], hint),
+        };
+
+        private string GeluTanh(string x, string hint)
+        {
+            var cube = G.Node("Mul", [G.Node("Mul", [x, x], hint + "_sq"), x], hint + "_cube");
+            var inner = G.Node("Add", [x, G.Node("Mul", [cube, G.Scalar(0.044715f)], hint + "_c")], hint + "_inner");
+            var t = G.Node("Tanh", [G.Node("Mul", [inner, G.Scalar(MathF.Sqrt(2f / MathF.PI))], hint + "_scaled")], hint + "_tanh");
+            var half = G.Node("Mul", [x, G.Scalar(0.5f)], hint + "_half");
+            return G.Node("Mul", [half, G.Node("Add", [t, G.Scalar(1f)], hint + "_one_plus")], hint);
+        }
+
+        private string Layer(int index, BertLayer layer, string hidden, string additive)
+        {
+            string p = $"bert.encoder.layer.{index}.";
+            int heads = layer.NumHeads, d = layer.Attention.Self.HeadSize, width = layer.FfnWidth;
+
+            // Attention block: LayerNorm(dense(context) + hidden); with no heads the block's output is its bias alone.
+            string attentionOut;
+            if (heads == 0) attentionOut = G.Node("Add", [hidden, Weight(p + "attention.output.dense.bias", Param(p + "attention.output.dense.bias"))], p + "attention_out");
+            else
+            {
+                // One projection for Q, K and V ([3·h·d, H] rows stacked), then split: one activation quantization, one GEMM.
+                var qkvWeight = cat([Param(p + "attention.self.query.weight"), Param(p + "attention.self.key.weight"), Param(p + "attention.self.value.weight")], 0);
+                var qkvBias = cat([Param(p + "attention.self.query.bias"), Param(p + "attention.self.key.bias"), Param(p + "attention.self.value.bias")], 0);
+                var qkv = Linear(hidden, qkvWeight, qkvBias, p + "attention.self.qkv", int8);                 // [B, T, 3·h·d]
+                long hd = (long)heads * d;
+                var parts = G.NodeMulti("Split", [qkv, G.Int64s(hd, hd, hd)], [p + "q", p + "k", p + "v"], OnnxGraphBuilder.Int("axis", -1));
+                var headShape = G.Int64s(0, 0, heads, d);                                                     // [B, T, h, d]
+                var q = G.Node("Transpose", [G.Node("Reshape", [parts[0], headShape], p + "q_heads")], p + "q_t", OnnxGraphBuilder.Ints("perm", 0, 2, 1, 3));   // [B, h, T, d]
+                var kT = G.Node("Transpose", [G.Node("Reshape", [parts[1], headShape], p + "k_heads")], p + "k_t", OnnxGraphBuilder.Ints("perm", 0, 2, 3, 1)); // [B, h, d, T]
+                var v = G.Node("Transpose", [G.Node("Reshape", [parts[2], headShape], p + "v_heads")], p + "v_t", OnnxGraphBuilder.Ints("perm", 0, 2, 1, 3));   // [B, h, T, d]
+                var scores = G.Node("Div", [G.Node("MatMul", [q, kT], p + "qk"), G.Scalar(MathF.Sqrt(d))], p + "scores");   // [B, h, T, T]
+                var probs = G.Node("Softmax", [G.Node("Add", [scores, additive], p + "masked_scores")], p + "probs", OnnxGraphBuilder.Int("axis", -1));
+                var context = G.Node("MatMul", [probs, v], p + "context_heads");                             // [B, h, T, d]
+                context = G.Node("Transpose", [context], p + "context_t", OnnxGraphBuilder.Ints("perm", 0, 2, 1, 3));   // [B, T, h, d]
+                context = G.Node("Reshape", [context, G.Int64s(0, 0, hd)], p + "context");                    // [B, T, h·d]
+                var projected = Dense(context, p + "attention.output.dense", int8);
+                attentionOut = G.Node("Add", [projected, hidden], p + "attention_out");
+            }
+            var attended = LayerNorm(attentionOut, p + "attention.output.LayerNorm", p + "attention_ln");
+
+            // FFN block: LayerNorm(dense(act(dense(x))) + x); with no neurons the block's output is its bias alone.
+            string ffnOut;
+            if (width == 0) ffnOut = G.Node("Add", [attended, Weight(p + "output.dense.bias", Param(p + "output.dense.bias"))], p + "ffn_out");
+            else
+            {
+                var inner = Activation(Dense(attended, p + "intermediate.dense", int8), p + "intermediate");  // [B, T, F]
+                ffnOut = G.Node("Add", [Dense(inner, p + "output.dense", int8), attended], p + "ffn_out");
+            }
+            return LayerNorm(ffnOut, p + "output.LayerNorm", p + "output");
+        }
+
+        private void MaskedLmHead(string ids, string hidden)
+        {
+            const string p = "cls.predictions.";
+            var transformed = LayerNorm(Activation(Dense(hidden, p + "transform.dense", quantize: false), "mlm_transform_act"), p + "transform.LayerNorm", "mlm_transform");
+            // Decoder tied to the word embeddings [V, H]: Gemm(transB) on [B·T, H] avoids storing a transposed copy.
+            var flat = G.Node("Reshape", [transformed, G.Int64s(-1, Config.HiddenSize)], "mlm_flat");   // [B·T, H]
+            var table = Weight("bert.embeddings.word_embeddings.weight", Param("bert.embeddings.word_embeddings.weight"));
+            var logits = G.Node("Gemm", [flat, table, Weight(p + "bias", Param(p + "bias"))], "mlm_logits_flat", OnnxGraphBuilder.Int("transB", 1));   // [B·T, V]
+            var shape = G.Node("Concat", [G.Node("Shape", [ids], "batch_sequence"), G.Int64s(Config.VocabSize)], "logits_shape", OnnxGraphBuilder.Int("axis", 0));
+            G.Node("Reshape", [logits, shape], Logits);                                                     // [B, T, V]
+            G.Output(Logits, DataType.Float, "batch", "sequence", Config.VocabSize);
+        }
+
+        private void ClassificationHead(string hidden)
+        {
+            var cls = G.Node("Gather", [hidden, G.Int64Scalar(0)], "cls_hidden", OnnxGraphBuilder.Int("axis", 1));   // [B, H]
+            var pooled = G.Node("Tanh", [Dense(cls, "bert.pooler.dense", int8)], "pooler_output");
+            var logits = Dense(pooled, "classifier", quantize: false);                                       // [B, C]
+            G.Node("Identity", [logits], Logits);
+            G.Output(Logits, DataType.Float, "batch", Config.NumLabels);
+        }
+
+        private void QuestionAnsweringHead(string hidden)
+        {
+            var logits = Dense(hidden, "qa_outputs", quantize: false);                                       // [B, T, 2]
+            var parts = G.NodeMulti("Split", [logits, G.Int64s(1, 1)], ["start_split", "end_split"], OnnxGraphBuilder.Int("axis", -1));
+            G.Node("Squeeze", [parts[0], G.Int64s(-1)], StartLogits);
+            G.Node("Squeeze", [parts[1], G.Int64s(-1)], EndLogits);
+            G.Output(StartLogits, DataType.Float, "batch", "sequence");
+            G.Output(EndLogits, DataType.Float, "batch", "sequence");
+        }
+    }
+}
