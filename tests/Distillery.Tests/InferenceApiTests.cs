@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Distillery.Export;
 using Distillery.Inference;
 using Distillery.IO;
 using Distillery.Models;
@@ -41,6 +42,20 @@ public sealed class InferenceApiTests
         using var model = BertTaskModel.Create(Tiny(labels), task);
         BertCheckpoint.Save(model, dir, withTokenizer ? tokenizer : null);
         if (!withTokenizer) File.Delete(Path.Combine(dir, "vocab.txt"));
+    }
+
+    /// <summary>
+    /// Exports the model folder <paramref name="dir"/> to <paramref name="onnxPath"/> with its tokenizer files beside it
+    /// (as <c>distillery export onnx</c> lays them out), unless <paramref name="withTokenizer"/> is false.
+    /// </summary>
+    internal static void ExportTiny(string dir, string onnxPath, bool int8 = false, bool withTokenizer = true)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(onnxPath)!);
+        var (model, _) = BertCheckpoint.Load(dir);
+        using (model) OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = int8 });
+        if (withTokenizer)
+            foreach (string file in new[] { "vocab.txt", "tokenizer_config.json" })
+                if (File.Exists(Path.Combine(dir, file))) File.Copy(Path.Combine(dir, file), Path.Combine(Path.GetDirectoryName(onnxPath)!, file), overwrite: true);
     }
 
     static readonly string[] Sentences =
@@ -312,5 +327,82 @@ public sealed class InferenceApiTests
         // Options: bf16 with ONNX Runtime, a bad thread count.
         Assert.Contains("bf16", Assert.Throws<ArgumentException>(() => TextClassifier.Load(tmp["bad.onnx"], new InferenceOptions { Precision = ComputePrecision.BFloat16 })).Message);
         Assert.Contains("IntraOpThreads", Assert.Throws<ArgumentException>(() => TextClassifier.Load(tmp["qa"], new InferenceOptions { IntraOpThreads = 0 })).Message);
+    }
+
+    [Fact]
+    public void OnnxRuntimeBackendMatchesTorchSharp()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveTiny(tmp["cls"], BertTask.SequenceClassification);
+        SaveTiny(tmp["qa"], BertTask.QuestionAnswering);
+        ExportTiny(tmp["cls"], tmp["onnx/cls.onnx"]);
+        ExportTiny(tmp["qa"], tmp["onnx/qa.onnx"]);
+        using var torchClassifier = TextClassifier.Load(tmp["cls"]);
+        using var onnxClassifier = TextClassifier.Load(tmp["onnx/cls.onnx"], new InferenceOptions { IntraOpThreads = 1 });
+        Assert.Equal(InferenceBackend.OnnxRuntime, onnxClassifier.Backend);
+        Assert.Equal("ONNX Runtime fp32", onnxClassifier.Description);
+        Assert.Equal(torchClassifier.Labels, onnxClassifier.Labels);
+        var torchResults = torchClassifier.PredictBatch(Sentences);
+        var onnxResults = onnxClassifier.PredictBatch(Sentences);
+        for (int i = 0; i < Sentences.Length; i++)
+        {
+            AssertClose(torchResults[i], onnxResults[i], 1e-4);
+            AssertClose(onnxClassifier.Predict(Sentences[i]), onnxResults[i], 1e-5);
+        }
+
+        using var torchAnswerer = QuestionAnswerer.Load(tmp["qa"]);
+        using var onnxAnswerer = QuestionAnswerer.Load(tmp["onnx/qa.onnx"]);
+        string context = string.Join(" ", Enumerable.Repeat("the novel was written by jane austen in london .", 6));
+        foreach (string question in new[] { "who wrote it ?", "where was it written ?" })
+        {
+            var expected = torchAnswerer.Answer(question, context);
+            var actual = onnxAnswerer.Answer(question, context);
+            Assert.Equal((expected.Text, expected.Start, expected.End, expected.Windows), (actual.Text, actual.Start, actual.End, actual.Windows));
+            Assert.Equal(expected.Score, actual.Score, 3);
+        }
+
+        // Many threads on one session: the sequential results.
+        var parallel = new Classification[200];
+        Parallel.For(0, parallel.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = onnxClassifier.Predict(Sentences[i % Sentences.Length]));
+        for (int i = 0; i < parallel.Length; i++) AssertClose(onnxResults[i % Sentences.Length], parallel[i], 1e-5);
+    }
+
+    [Fact]
+    public void Int8OnnxIsCloseToFp32()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveTiny(tmp["cls"], BertTask.SequenceClassification);
+        ExportTiny(tmp["cls"], tmp["int8/cls.onnx"], int8: true);
+        using var fp32 = TextClassifier.Load(tmp["cls"]);
+        using var int8 = TextClassifier.Load(tmp["int8/cls.onnx"]);
+        Assert.Equal("ONNX Runtime int8", int8.Description);
+        double largest = 0;
+        foreach (var (a, b) in fp32.PredictBatch(Sentences).Zip(int8.PredictBatch(Sentences)))
+            for (int i = 0; i < a.Probabilities.Count; i++)
+                largest = Math.Max(largest, Math.Abs(a.Probabilities[i].Probability - b.Probabilities[i].Probability));
+        Assert.True(largest < 0.05, $"int8 probabilities differ from fp32 by {largest}");
+    }
+
+    [Fact]
+    public void OnnxErrorsGiveOneClearLine()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveTiny(tmp["cls"], BertTask.SequenceClassification);
+        SaveTiny(tmp["mlm"], BertTask.MaskedLM);
+        ExportTiny(tmp["cls"], tmp["bare/cls.onnx"], withTokenizer: false);
+        var noVocab = Assert.Throws<FileNotFoundException>(() => TextClassifier.Load(tmp["bare/cls.onnx"]));
+        Assert.StartsWith($"{Path.Combine(tmp["bare"], "vocab.txt")}: missing", noVocab.Message);
+
+        ExportTiny(tmp["mlm"], tmp["mlm-onnx/mlm.onnx"]);
+        var mlm = Assert.Throws<InvalidDataException>(() => TextClassifier.Load(tmp["mlm-onnx/mlm.onnx"]));
+        Assert.Contains("is a BertForMaskedLM export, not BertForSequenceClassification", mlm.Message);
+
+        // A valid protobuf that is not a model (an empty file parses as an empty ModelProto).
+        File.WriteAllBytes(tmp["empty.onnx"], []);
+        var empty = Assert.Throws<InvalidDataException>(() => TextClassifier.Load(tmp["empty.onnx"]));
+        Assert.StartsWith($"{tmp["empty.onnx"]}: not an ONNX model (", empty.Message);
+
+        // A folder named like a file, and bf16 with ONNX Runtime.
+        Assert.Contains("bf16", Assert.Throws<ArgumentException>(() => TextClassifier.Load(tmp["bare/cls.onnx"], new InferenceOptions { Precision = ComputePrecision.BFloat16 })).Message);
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Distillery.Export;
 using Distillery.Models;
 using Distillery.Text;
 using Microsoft.ML.OnnxRuntime;
@@ -16,14 +17,15 @@ namespace Distillery.Inference;
 internal sealed class OnnxRuntimeBackend : IInferenceBackend
 {
     /// <summary>The graph inputs of a Distillery export.</summary>
-    public static readonly string[] InputNames = ["input_ids", "attention_mask", "token_type_ids"];
+    public static readonly string[] InputNames = [OnnxExporter.InputIds, OnnxExporter.AttentionMask, OnnxExporter.TokenTypeIds];
 
     private readonly InferenceSession session;
     private readonly string[] inputs;
     private readonly string[] outputs;
 
-    private OnnxRuntimeBackend(InferenceSession session, BertTask task, BertConfig config, string[] inputs, string[] outputs)
+    private OnnxRuntimeBackend(InferenceSession session, BertTask task, BertConfig config, string[] inputs, string[] outputs, string description)
     {
+        Description = description;
         this.session = session;
         this.inputs = inputs;
         this.outputs = outputs;
@@ -33,7 +35,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
 
     public BertTask Task { get; }
     public BertConfig Config { get; }
-    public string Description => "ONNX Runtime";
+    public string Description { get; }
 
     /// <summary>
     /// Opens <paramref name="path"/>. A file ONNX Runtime cannot parse is an <see cref="InvalidDataException"/>
@@ -61,7 +63,8 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
                 if (!session.OutputMetadata.ContainsKey(name))
                     throw new InvalidDataException($"{path}: a {BertTasks.ArchitectureName(task)} export needs the output \"{name}\" (outputs: {string.Join(", ", session.OutputMetadata.Keys)})");
             var config = ConfigOf(path, metadata);
-            return new OnnxRuntimeBackend(session, task, config, inputs, outputs);
+            string weights = metadata.TryGetValue(OnnxExporter.QuantizationKey, out var q) && q == "int8" ? "int8" : "fp32";
+            return new OnnxRuntimeBackend(session, task, config, inputs, outputs, $"ONNX Runtime {weights}");
         }
         catch
         {
@@ -73,7 +76,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
     /// <summary>The head: <c>distillery.task</c> (a <see cref="BertTask"/> or transformers class name), else from the output names and ranks.</summary>
     private static BertTask TaskOf(string path, IReadOnlyDictionary<string, string> metadata, IReadOnlyDictionary<string, NodeMetadata> outputs)
     {
-        if (metadata.TryGetValue("distillery.task", out var named))
+        if (metadata.TryGetValue(OnnxExporter.TaskKey, out var named))
         {
             if (Enum.TryParse<BertTask>(named, ignoreCase: true, out var task) && Enum.IsDefined(task)) return task;
             if (BertTasks.FromArchitecture(named) is BertTask fromClass) return fromClass;
@@ -87,7 +90,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
     /// <summary>The config: <c>distillery.config</c> metadata (config.json text), else <c>config.json</c> beside the file.</summary>
     private static BertConfig ConfigOf(string path, IReadOnlyDictionary<string, string> metadata)
     {
-        if (metadata.TryGetValue("distillery.config", out var text))
+        if (metadata.TryGetValue(OnnxExporter.ConfigKey, out var text))
         {
             string where = $"{path} (metadata distillery.config)";
             JsonNode? root;
