@@ -206,6 +206,12 @@ public sealed class InferenceApiTests
                 largest = Math.Max(largest, Math.Abs(a.Probabilities[i].Probability - b.Probabilities[i].Probability));
         Assert.True(largest > 0, "bf16 gave bit-identical results: the precision switch did nothing");
         Assert.True(largest < 0.02, $"bf16 probabilities differ from fp32 by {largest}");
+
+        // bf16 casts weights per call: many threads at once still give the sequential results.
+        var sequential = Sentences.Select(s => bf16.Predict(s)).ToArray();
+        var parallel = new Classification[120];
+        Parallel.For(0, parallel.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = bf16.Predict(Sentences[i % Sentences.Length]));
+        for (int i = 0; i < parallel.Length; i++) AssertClose(sequential[i % Sentences.Length], parallel[i], 1e-5);
     }
 
     [Fact]
@@ -285,6 +291,20 @@ public sealed class InferenceApiTests
             Assert.Contains("limit of 40", e.Message);
             Assert.False(strict.Predict("a good film").Truncated);
         }
+        // QA: the context is windowed, never cut; a question longer than its share of the window follows the policy.
+        SaveTiny(tmp["qa"], BertTask.QuestionAnswering);
+        string longQuestion = string.Join(" ", Enumerable.Repeat("who wrote it", 10)) + " ?";   // 31 tokens > 18 = (40 - 3) / 2
+        var qaWarnings = new ConcurrentQueue<string>();
+        using (var answerer = QuestionAnswerer.Load(tmp["qa"], new InferenceOptions { Warning = qaWarnings.Enqueue }))
+        {
+            Assert.Equal(9, answerer.DocStride);   // half of the 19 context tokens per window
+            var answer = answerer.Answer(longQuestion, "jane austen wrote it in london .");
+            Assert.True(answer.Truncated);
+            Assert.Equal("question of 31 tokens truncated to 18", Assert.Single(qaWarnings));
+        }
+        using (var strictAnswerer = QuestionAnswerer.Load(tmp["qa"], new InferenceOptions { OverlongInput = OverlongInput.Error }))
+            Assert.Contains("question is 31 tokens, longer than the limit of 18", Assert.Throws<ArgumentException>(() => strictAnswerer.Answer(longQuestion, "jane austen wrote it .")).Message);
+
         var tooLong = Assert.Throws<ArgumentException>(() => TextClassifier.Load(tmp["cls"], new InferenceOptions { MaxLength = 64 }));
         Assert.Contains("MaxLength 64 exceeds the model's 40 positions", tooLong.Message);
         using var shorter = TextClassifier.Load(tmp["cls"], new InferenceOptions { MaxLength = 8, OverlongInput = OverlongInput.Error });
