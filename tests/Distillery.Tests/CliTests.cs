@@ -9,7 +9,7 @@ namespace Distillery.Tests;
 /// </summary>
 public sealed class CliTests
 {
-    sealed record Result(int ExitCode, string Out, string Err);
+    internal sealed record Result(int ExitCode, string Out, string Err);
 
     static readonly Lazy<string> CliDll = new(() =>
     {
@@ -24,7 +24,7 @@ public sealed class CliTests
         return dll;
     });
 
-    static Result Run(string workDir, params string[] args)
+    internal static Result Run(string workDir, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(CliDll.Value);
@@ -37,7 +37,7 @@ public sealed class CliTests
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
 
-    static void AssertOneLineError(Result r, params string[] fragments)
+    internal static void AssertOneLineError(Result r, params string[] fragments)
     {
         Assert.Equal(1, r.ExitCode);
         var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);

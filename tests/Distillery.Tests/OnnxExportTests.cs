@@ -85,6 +85,27 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal(1.0, report.ArgmaxAgreement);
     }
 
+    [Theory]
+    [InlineData(HiddenActivation.GeluTanh, null)]
+    [InlineData(HiddenActivation.Relu, null)]
+    [InlineData(HiddenActivation.Silu, 6)]      // head size 6 with 4 heads: h·d = 24 ≠ hidden 32
+    [InlineData(HiddenActivation.Gelu, 12)]
+    public void OtherActivationsAndHeadSizesMatch(HiddenActivation activation, int? headSize)
+    {
+        using var model = Model(BertTask.SequenceClassification, Config() with { HiddenAct = activation, AttentionHeadSize = headSize });
+        var report = ExportAndCompare(model, null, Batch(120, 6, ShapeA));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{activation}, d={headSize}: max |diff| {report.MaxAbsDiff:G3}");
+    }
+
+    [Fact]
+    public void RegressionHeadMatches()
+    {
+        using var model = Model(BertTask.SequenceClassification, Config() with { Labels = ["score"], ProblemType = ProblemType.Regression });
+        var report = ExportAndCompare(model, null, Batch(120, 8, ShapeA), Batch(120, 9, ShapeB));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"max |diff| {report.MaxAbsDiff:G3}");
+        Assert.True(double.IsNaN(report.ArgmaxAgreement));   // one output: no argmax to agree on
+    }
+
     [Fact]
     public void PhysicallyPrunedGraphMatchesTorchSharp()
     {
@@ -202,10 +223,10 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         using (var optimizer = optim.AdamW(model.parameters(), lr: 3e-3))
         {
             model.train();
-            for (int step = 0; step < 120; step++)
+            for (int step = 0; step < 80; step++)
             {
                 using var scope = NewDisposeScope();
-                var (batch, labels) = SignalBatch(random, 32);
+                var (batch, labels) = SignalBatch(random, 24);
                 long[] shape = [batch.Count, batch.Length];
                 var logits = model.forward(new BertInputs(tensor(batch.InputIds, shape), tensor(batch.AttentionMask, shape), tensor(batch.TokenTypeIds, shape))).Logits;
                 var loss = nn.functional.cross_entropy(logits, tensor(labels));
@@ -258,5 +279,119 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
             // worst case for int8 (measured: max |diff| 0.2, 96% agreement); the trained-classifier test holds the 99% bar.
             Assert.True(int8.MaxAbsDiff < 0.5 && int8.ArgmaxAgreement >= 0.9, $"int8 max |diff| {int8.MaxAbsDiff:G3}, agreement {int8.ArgmaxAgreement:P1}");
         }
+    }
+
+    [Fact]
+    public void GraphDeclaresDynamicAxesMetadataAndQuantizedLayers()
+    {
+        using var model = Model(BertTask.SequenceClassification);
+        using var tmp = new TestData.TempDir();
+        OnnxExporter.Export(model, tmp["f.onnx"]);
+        OnnxExporter.Export(model, tmp["q.onnx"], new OnnxExportOptions { Int8 = true, Opset = 19 });
+        var fp32 = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["f.onnx"]));
+        var int8 = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["q.onnx"]));
+
+        Assert.Equal(8, fp32.IrVersion);
+        Assert.Equal(17, fp32.OpsetImport.Single(o => o.Domain == "").Version);
+        Assert.DoesNotContain(fp32.OpsetImport, o => o.Domain == "com.microsoft");
+        Assert.Equal(["input_ids", "attention_mask", "token_type_ids"], fp32.Graph.Input.Select(i => i.Name));
+        foreach (var input in fp32.Graph.Input)
+        {
+            Assert.Equal((int)TensorProto.Types.DataType.Int64, input.Type.TensorType.ElemType);
+            Assert.Equal(["batch", "sequence"], input.Type.TensorType.Shape.Dim.Select(d => d.DimParam));
+        }
+        var logits = Assert.Single(fp32.Graph.Output);
+        Assert.Equal("logits", logits.Name);
+        Assert.Equal("batch", logits.Type.TensorType.Shape.Dim[0].DimParam);
+        Assert.Equal(3, logits.Type.TensorType.Shape.Dim[1].DimValue);
+        // Every fp32 weight is a raw little-endian initializer; no int8 and no contrib op in the fp32 graph.
+        Assert.All(fp32.Graph.Initializer, t => Assert.Equal(t.Dims.Aggregate(1L, (a, b) => a * b) * (t.DataType == (int)TensorProto.Types.DataType.Int64 ? 8 : 4), t.RawData.Length));
+        Assert.DoesNotContain(fp32.Graph.Node, n => n.Domain == "com.microsoft");
+
+        var meta = fp32.MetadataProps.ToDictionary(m => m.Key, m => m.Value);
+        Assert.Equal("SequenceClassification", meta[OnnxExporter.TaskKey]);
+        Assert.Equal("fp32", meta[OnnxExporter.QuantizationKey]);
+        var info = OnnxModelInfo.Read(tmp["f.onnx"]);
+        Assert.Equal(BertTask.SequenceClassification, info.Task);
+        Assert.Equal(model.Config.Labels, info.Config.Labels);
+        Assert.Equal(model.Config.HiddenSize, info.Config.HiddenSize);
+        Assert.False(info.Int8);
+
+        // int8: per layer one fused QKV, attention output, intermediate and output DynamicQuantizeMatMul, plus the pooler.
+        Assert.Equal(9, int8.IrVersion);
+        Assert.Equal(1, int8.OpsetImport.Single(o => o.Domain == "com.microsoft").Version);
+        var quantized = int8.Graph.Node.Where(n => n.OpType == "DynamicQuantizeMatMul").ToList();
+        Assert.Equal(4 * model.Config.NumHiddenLayers + 1, quantized.Count);
+        Assert.All(quantized, n => Assert.Equal("com.microsoft", n.Domain));
+        var initializers = int8.Graph.Initializer.ToDictionary(t => t.Name);
+        Assert.All(quantized, n => Assert.Equal((int)TensorProto.Types.DataType.Int8, initializers[n.Input[1]].DataType));
+        Assert.Equal(2 * model.Config.NumHiddenLayers + 1, int8.Graph.Node.Count(n => n.OpType == "MatMul"));   // fp32: QKᵀ and probs·V per layer, the classifier
+        // The word-embedding table is stored int8 only, and only ever gathered (never dequantized whole).
+        var table = Assert.Single(int8.Graph.Initializer, t => t.Name.StartsWith("bert.embeddings.word_embeddings", StringComparison.Ordinal) && t.DataType == (int)TensorProto.Types.DataType.Int8);
+        Assert.All(int8.Graph.Node.Where(n => n.Input.Contains(table.Name)), n => Assert.Equal("Gather", n.OpType));
+        Assert.DoesNotContain(int8.Graph.Initializer, t => t.Name == "bert.embeddings.word_embeddings.weight");
+        Assert.True(OnnxModelInfo.Read(tmp["q.onnx"]).Int8);
+        Assert.True(new FileInfo(tmp["q.onnx"]).Length < new FileInfo(tmp["f.onnx"]).Length);
+    }
+
+    [Fact]
+    public void BadOptionsAndUnknownGraphFilesAreRejectedClearly()
+    {
+        using var model = Model(BertTask.QuestionAnswering);
+        using var tmp = new TestData.TempDir();
+        foreach (int opset in new[] { 16, 99 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => OnnxExporter.Export(model, tmp["bad.onnx"], new OnnxExportOptions { Opset = opset }));
+            Assert.Contains("Opset", e.Message);
+            Assert.False(File.Exists(tmp["bad.onnx"]));
+        }
+        Assert.Empty(Directory.GetFiles(tmp.Dir));   // nothing half-written left behind
+
+        // A graph whose metadata names an export option this version does not know is refused, naming file and option.
+        OnnxExporter.Export(model, tmp["qa.onnx"]);
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["qa.onnx"]));
+        proto.MetadataProps.Single(m => m.Key == OnnxExporter.QuantizationKey).Value = "int4";
+        File.WriteAllBytes(tmp["int4.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        var unknown = Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(tmp["int4.onnx"]));
+        Assert.Contains("int4.onnx", unknown.Message);
+        Assert.Contains("\"int4\" is not an export option", unknown.Message);
+        proto.MetadataProps.Single(m => m.Key == OnnxExporter.QuantizationKey).Value = "fp32";
+        proto.MetadataProps.Single(m => m.Key == OnnxExporter.TaskKey).Value = "TokenClassification";
+        File.WriteAllBytes(tmp["task.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        Assert.Contains("\"TokenClassification\" is not a task", Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(tmp["task.onnx"])).Message);
+        File.WriteAllText(tmp["text.onnx"], "not a protobuf at all");
+        Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(tmp["text.onnx"]));
+        Assert.Throws<FileNotFoundException>(() => OnnxModelInfo.Read(tmp["missing.onnx"]));
+    }
+
+    [Fact]
+    public void Bf16ModelExportsItsFp32Weights()
+    {
+        using var model = Model(BertTask.MaskedLM);
+        model.SetPrecision(ComputePrecision.BFloat16);
+        var report = ExportAndCompare(model, null, Batch(120, 5, ShapeA));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"max |diff| {report.MaxAbsDiff:G3}");
+        Assert.All(model.modules().OfType<IPrecisionSwitchable>(), m => Assert.Equal(ComputePrecision.BFloat16, m.Precision));   // restored
+    }
+
+    [Fact]
+    public void CliExportsChecksAndCopiesTheTokenizer()
+    {
+        using var tmp = new TestData.TempDir();
+        string fixture = TestData.Path("fixtures", "hf-bert-parity");
+        var r = CliTests.Run(tmp.Dir, "export", "onnx", "--model", fixture, "--out", "deploy/model.onnx", "--int8");
+        Assert.True(r.ExitCode == 0, r.Err + r.Out);
+        Assert.Contains("int8", r.Out);
+        Assert.Contains("argmax agreement", r.Out);
+        foreach (var name in new[] { "model.onnx", "vocab.txt", "config.json" }) Assert.True(File.Exists(tmp[$"deploy/{name}"]), name);
+        Assert.True(OnnxModelInfo.Read(tmp["deploy/model.onnx"]).Int8);
+
+        // A folder whose config names a head its weights lack is refused (it would export a random head).
+        using (var qa = Model(BertTask.QuestionAnswering))
+            BertCheckpoint.Save(qa, tmp["qa"], tokenizer: null);
+        (BertConfig.Load(tmp["qa/config.json"]) with { Architectures = ["BertForSequenceClassification"] }).Save(tmp["qa/config.json"]);
+        var missing = CliTests.Run(tmp.Dir, "export", "onnx", "--model", "qa", "--out", "qa.onnx", "--no-check");
+        CliTests.AssertOneLineError(missing, "no trained BertForSequenceClassification head");
+        Assert.False(File.Exists(tmp["qa.onnx"]));
     }
 }

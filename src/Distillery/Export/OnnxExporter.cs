@@ -70,7 +70,7 @@ public sealed record OnnxExportOptions
     public OnnxExportOptions Validate()
     {
         if (Opset < MinOpset || Opset > MaxOpset)
-            throw new ArgumentException($"Opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}", nameof(Opset));
+            throw new ArgumentException($"Opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}");
         return this;
     }
 

@@ -1,0 +1,60 @@
+// Reads back what the exporter recorded in an .onnx file (head, config, weight format), checking that the file is one
+// this version of Distillery wrote and can serve: a graph written with an export option this version does not know is
+// rejected with one line naming the file and the option, rather than run with the wrong assumptions.
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Distillery.Export.Onnx;
+using Distillery.Models;
+using Google.Protobuf;
+
+namespace Distillery.Export;
+
+/// <summary>What an exported graph is: its head, the config of the model it came from, and how its weights are stored.</summary>
+/// <param name="Task">The head (decides the outputs: <c>logits</c>, or <c>start_logits</c>/<c>end_logits</c>).</param>
+/// <param name="Config">The model's config.json, as recorded at export.</param>
+/// <param name="Int8">Whether the graph is the int8 dynamic-quantized one.</param>
+/// <param name="Opset">The ai.onnx opset the graph declares.</param>
+public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, bool Int8, int Opset)
+{
+    /// <summary>
+    /// Reads <paramref name="path"/>'s metadata. Throws <see cref="FileNotFoundException"/> when it is missing and
+    /// <see cref="InvalidDataException"/> (one line, naming the file) when it is not an ONNX model, was not written by
+    /// Distillery, or records a task or weight format this version does not know.
+    /// </summary>
+    public static OnnxModelInfo Read(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: ONNX file not found", path);
+        ModelProto model;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            model = ModelProto.Parser.ParseFrom(stream);
+        }
+        catch (InvalidProtocolBufferException e) { throw new InvalidDataException($"{path}: not an ONNX model ({e.Message.Split('\n')[0]})"); }
+        if (model.Graph is null) throw new InvalidDataException($"{path}: not an ONNX model (no graph)");
+
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in model.MetadataProps) metadata[entry.Key] = entry.Value;
+        string Require(string key) => metadata.TryGetValue(key, out var value) ? value
+            : throw new InvalidDataException($"{path}: no {key} metadata (not exported by Distillery)");
+
+        string taskName = Require(OnnxExporter.TaskKey);
+        if (!Enum.TryParse<BertTask>(taskName, ignoreCase: false, out var task) || !Enum.IsDefined(task) || int.TryParse(taskName, out _))
+            throw new InvalidDataException($"{path}: {OnnxExporter.TaskKey} \"{taskName}\" is not a task this version knows ({string.Join(", ", Enum.GetNames<BertTask>())})");
+        string quantization = Require(OnnxExporter.QuantizationKey);
+        bool int8 = quantization switch
+        {
+            "fp32" => false,
+            "int8" => true,
+            _ => throw new InvalidDataException($"{path}: {OnnxExporter.QuantizationKey} \"{quantization}\" is not an export option this version knows (fp32, int8)"),
+        };
+        JsonNode? json;
+        try { json = JsonNode.Parse(Require(OnnxExporter.ConfigKey), documentOptions: new JsonDocumentOptions { MaxDepth = 32 }); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        if (json is not JsonObject obj) throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not a JSON object");
+        var config = BertConfig.FromJson(obj, $"{path} ({OnnxExporter.ConfigKey})");
+        var opset = model.OpsetImport.FirstOrDefault(o => string.IsNullOrEmpty(o.Domain))
+            ?? throw new InvalidDataException($"{path}: declares no ai.onnx opset");
+        return new OnnxModelInfo(task, config, int8, (int)opset.Version);
+    }
+}
