@@ -422,7 +422,14 @@ public sealed class InferenceApiTests
         var empty = Assert.Throws<InvalidDataException>(() => TextClassifier.Load(tmp["empty.onnx"]));
         Assert.StartsWith($"{tmp["empty.onnx"]}: not an ONNX model (", empty.Message);
 
-        // A folder named like a file, and bf16 with ONNX Runtime.
+        // An ONNX model Distillery did not write (no metadata naming its head and config).
+        var foreign = new Distillery.Export.Onnx.ModelProto { IrVersion = 8, Graph = new Distillery.Export.Onnx.GraphProto { Name = "g" } };
+        foreign.OpsetImport.Add(new Distillery.Export.Onnx.OperatorSetIdProto { Domain = "", Version = 17 });
+        File.WriteAllBytes(tmp["foreign.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(foreign));
+        var notOurs = Assert.Throws<InvalidDataException>(() => TextClassifier.Load(tmp["foreign.onnx"]));
+        Assert.Equal($"{tmp["foreign.onnx"]}: no distillery.task metadata (not exported by Distillery)", notOurs.Message);
+
+        // bf16 with ONNX Runtime.
         Assert.Contains("bf16", Assert.Throws<ArgumentException>(() => TextClassifier.Load(tmp["bare/cls.onnx"], new InferenceOptions { Precision = ComputePrecision.BFloat16 })).Message);
     }
 }
