@@ -107,6 +107,16 @@ public sealed class CliTests
         Assert.Contains("| small | L1-H32-A2 |", table);
         Assert.Contains("| 100.0% |", table);   // the first row is the reference
         Assert.Contains("speed-up b1", table);
+
+        // Across backends, with the plot; an unknown backend is one line.
+        var across = Run(tmp.Dir, "bench", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--iterations", "2", "--seq-length", "16",
+            "--backends", "torch-fp32,onnx-int8", "--out", "across.md", "--plot", "across.png");
+        Assert.True(across.ExitCode == 0, across.Err + across.Out);
+        string acrossTable = File.ReadAllText(Path.Combine(tmp.Dir, "across.md"));
+        Assert.Contains("| small | L1-H32-A2 | torch-fp32 |", acrossTable);
+        Assert.Contains("| small | L1-H32-A2 | onnx-int8 |", acrossTable);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(tmp.Dir, "across.png"))[..4]);
+        AssertOneLineError(Run(tmp.Dir, "bench", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--backends", "onnx-fp16"), "unknown backend \"onnx-fp16\"");
     }
 
     [Fact]

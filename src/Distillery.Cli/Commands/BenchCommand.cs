@@ -16,12 +16,17 @@ public static class BenchCommand
         var splitArticles = new Option<int>("--split-articles") { Description = "SQuAD: evaluate on the articles not among the first N (as fine-tuned).", DefaultValueFactory = _ => 0 };
         var seqLength = new Option<int>("--seq-length") { Description = "Tokens per sequence in the latency runs.", DefaultValueFactory = _ => 128 };
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards at batch 1.", DefaultValueFactory = _ => 20 };
-        var precision = new Option<string>("--precision") { Description = "fp32 or bf16 matmuls.", DefaultValueFactory = _ => "fp32" };
-        precision.AcceptOnlyFromAmong("fp32", "bf16");
-        var output = new Option<string?>("--out", "-o") { Description = "Also write the table as markdown to this file." };
-        var command = new Command("bench", "Measure models on one task in one run: parameters, bytes on disk, dev score, CPU latency (batch 1) and throughput (batch 32), with ratios to the first.")
+        var backends = new Option<string>("--backends", "-b")
         {
-            models, task, data, splitArticles, seqLength, iterations, precision, output,
+            Description = "Comma-separated: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (ONNX backends export each model to a temporary file first). One row per model × backend.",
+            DefaultValueFactory = _ => "torch-fp32",
+        };
+        var output = new Option<string?>("--out", "-o") { Description = "Also write the table as markdown to this file." };
+        var plot = new Option<string?>("--plot") { Description = "Also draw dev score against batch-1 latency, one labelled point per model × backend, to this PNG file." };
+        var command = new Command("bench", "Measure models on one task in one run: parameters, bytes on disk, dev score, CPU latency (batch 1) and throughput (batch 32), with ratios to the first row; optionally across backends (TorchSharp fp32/bf16, ONNX Runtime fp32/int8) and as a plot.\n\n" +
+            "Example: distillery bench runs/sst2 runs/sst2-kd --task sst2 --data ../shared/data/glue --backends torch-fp32,torch-bf16,onnx-fp32,onnx-int8 --out bench.md --plot bench.png")
+        {
+            models, task, data, splitArticles, seqLength, iterations, backends, output, plot,
         };
         command.SetAction(parse =>
         {
@@ -29,12 +34,20 @@ public static class BenchCommand
             {
                 Models = parse.GetValue(models)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, SplitArticles = parse.GetValue(splitArticles),
                 SeqLength = parse.GetValue(seqLength), Iterations = parse.GetValue(iterations),
-                Precision = parse.GetValue(precision) == "bf16" ? ComputePrecision.BFloat16 : ComputePrecision.Float32,
+                Backends = BenchBackends.ParseList(parse.GetValue(backends)!),
             };
+            string? plotPath = parse.GetValue(plot);
+            if (plotPath != null && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"--plot {plotPath}: the plot is a PNG; name the file *.png");
             var results = ModelBench.Run(options, m => context.Console.MarkupLineInterpolated($"[grey]> {m}[/]"));
             string markdown = ModelBench.Markdown(results, options);
             context.Console.WriteLine(markdown);
             if (parse.GetValue(output) is string path) AtomicFile.WriteAllText(path, markdown);
+            if (plotPath != null)
+            {
+                BenchPlot.SavePng(results, plotPath, options.Task);
+                context.Console.MarkupLineInterpolated($"[grey]plot written to {plotPath}[/]");
+            }
             return 0;
         });
         return command;

@@ -1,9 +1,59 @@
 using System.Globalization;
 using System.Text;
+using Distillery.Export;
+using Distillery.Inference;
 using Distillery.Models;
+using Distillery.Text;
 using Distillery.Training;
+using TorchSharp;
 
 namespace Distillery.Bench;
+
+/// <summary>One way of running a model in <c>distillery bench</c>.</summary>
+public enum BenchBackend
+{
+    /// <summary>TorchSharp, fp32 matmuls (<c>torch-fp32</c>).</summary>
+    TorchFp32,
+    /// <summary>TorchSharp, bf16 matmuls with fp32 weights (<c>torch-bf16</c>).</summary>
+    TorchBf16,
+    /// <summary>ONNX Runtime on the fp32 export (<c>onnx-fp32</c>).</summary>
+    OnnxFp32,
+    /// <summary>ONNX Runtime on the dynamically quantized int8 export (<c>onnx-int8</c>).</summary>
+    OnnxInt8,
+}
+
+/// <summary>Names of <see cref="BenchBackend"/> on the command line and in tables.</summary>
+public static class BenchBackends
+{
+    /// <summary>Every backend, in the order they are listed.</summary>
+    public static readonly IReadOnlyList<BenchBackend> All = Enum.GetValues<BenchBackend>();
+
+    /// <summary>torch-fp32, torch-bf16, onnx-fp32, onnx-int8.</summary>
+    public static string Name(BenchBackend backend) => backend switch
+    {
+        BenchBackend.TorchFp32 => "torch-fp32",
+        BenchBackend.TorchBf16 => "torch-bf16",
+        BenchBackend.OnnxFp32 => "onnx-fp32",
+        _ => "onnx-int8",
+    };
+
+    /// <summary>Parses a comma-separated list ("torch-fp32,onnx-int8"); an unknown name is one line listing the known ones.</summary>
+    public static IReadOnlyList<BenchBackend> ParseList(string text)
+    {
+        var result = new List<BenchBackend>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var match = All.Where(b => Name(b).Equals(part, StringComparison.OrdinalIgnoreCase)).ToList();
+            if (match.Count == 0) throw new ArgumentException($"--backends: unknown backend \"{part}\" (known: {string.Join(", ", All.Select(Name))})");
+            if (!result.Contains(match[0])) result.Add(match[0]);
+        }
+        if (result.Count == 0) throw new ArgumentException($"--backends: give at least one of {string.Join(", ", All.Select(Name))}");
+        return result;
+    }
+
+    /// <summary>Whether the backend runs an ONNX export.</summary>
+    public static bool IsOnnx(BenchBackend backend) => backend is BenchBackend.OnnxFp32 or BenchBackend.OnnxInt8;
+}
 
 /// <summary>Options of <c>distillery bench</c>.</summary>
 public sealed record BenchOptions
@@ -22,45 +72,141 @@ public sealed record BenchOptions
     public int SeqLength { get; init; } = 128;
     /// <summary>Timed forwards at batch 1 (batch 32 runs half as many).</summary>
     public int Iterations { get; init; } = 20;
-    /// <summary>Matmul precision of the timing and scoring.</summary>
-    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
+    /// <summary>
+    /// How each model is run, scored and timed: one row per model × backend, models outer. ONNX backends export the model
+    /// to a temporary folder first. Default: TorchSharp fp32 alone.
+    /// </summary>
+    public IReadOnlyList<BenchBackend> Backends { get; init; } = [BenchBackend.TorchFp32];
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
+    public BenchOptions Validate()
+    {
+        if (Models.Count == 0) throw new ArgumentException("give at least one model folder", nameof(Models));
+        if (Backends.Count == 0) throw new ArgumentException("give at least one backend", nameof(Backends));
+        if (Backends.Distinct().Count() != Backends.Count) throw new ArgumentException("Backends lists one backend twice", nameof(Backends));
+        if (SeqLength < 1) throw new ArgumentException($"SeqLength must be positive, got {SeqLength}", nameof(SeqLength));
+        if (Iterations < 1) throw new ArgumentException($"Iterations must be positive, got {Iterations}", nameof(Iterations));
+        return this;
+    }
 }
 
-/// <summary>One model's measurements.</summary>
-public sealed record BenchResult(string Model, string Arch, long Parameters, long BytesOnDisk, IReadOnlyDictionary<string, double> Scores,
-    string PrimaryMetric, LatencyResult Batch1, LatencyResult Batch32);
+/// <summary>One model run one way.</summary>
+/// <param name="Model">The model folder.</param>
+/// <param name="Arch">Its shape name (L4-H256...).</param>
+/// <param name="Backend">How it ran.</param>
+/// <param name="Parameters">Parameter count.</param>
+/// <param name="BytesOnDisk">What the backend loads: config + safetensors + vocab (TorchSharp), or the .onnx file + vocab (ONNX Runtime).</param>
+/// <param name="Scores">Dev metrics computed by this backend.</param>
+/// <param name="PrimaryMetric">The task's headline metric (a key of <paramref name="Scores"/>).</param>
+/// <param name="Batch1">Latency at batch 1.</param>
+/// <param name="Batch32">Latency (throughput) at batch 32.</param>
+public sealed record BenchResult(string Model, string Arch, BenchBackend Backend, long Parameters, long BytesOnDisk, IReadOnlyDictionary<string, double> Scores,
+    string PrimaryMetric, LatencyResult Batch1, LatencyResult Batch32)
+{
+    /// <summary>The headline score.</summary>
+    public double Score => Scores[PrimaryMetric];
+}
 
-/// <summary>Measures several models on one task in one run: size, dev score, CPU latency and throughput.</summary>
+/// <summary>
+/// Measures several models on one task in one run, each through one or more backends: size, dev score (computed by
+/// that backend, so int8's accuracy change shows), CPU latency at batch 1 and throughput at batch 32.
+/// </summary>
 public static class ModelBench
 {
-    /// <summary>Runs the measurements; <paramref name="progress"/> hears about each model.</summary>
+    /// <summary>Runs the measurements; <paramref name="progress"/> hears about each model and backend.</summary>
     public static IReadOnlyList<BenchResult> Run(BenchOptions options, Action<string>? progress = null)
     {
-        if (options.Models.Count == 0) throw new ArgumentException("give at least one model folder");
+        options.Validate();
         var results = new List<BenchResult>();
-        foreach (string dir in options.Models)
+        string? exportDir = null;
+        // Both runtimes get the same intra-op thread count (ONNX Runtime would otherwise pick its own).
+        int threads = torch.get_num_threads();
+        try
         {
-            progress?.Invoke($"scoring {dir}");
-            var taskOptions = new FinetuneOptions
+            foreach (string dir in options.Models)
             {
-                Task = options.Task, Model = dir, Data = options.Data, Out = dir, SplitArticles = options.SplitArticles,
-                Trainer = new TrainerOptions { Seed = options.Seed },
-            };
-            var scores = FineTuning.Evaluate(taskOptions, options.Precision);
-            string primary = taskOptions.IsSquad ? "f1" : Data.Glue.Info(Data.Glue.ParseTask(options.Task)).PrimaryMetric;
-            var (model, _) = BertCheckpoint.Load(dir);
-            using (model)
-            {
-                model.eval();
-                model.SetPrecision(options.Precision);
-                progress?.Invoke($"timing {dir}");
-                var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 5, iterations: options.Iterations, seed: options.Seed);
-                var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                long bytes = BertCheckpoint.BytesOnDisk(dir);
-                results.Add(new BenchResult(dir, BertArch.NameOf(model.Config), ParameterCounts.Of(model).Total, bytes, scores, primary, b1, b32));
+                var taskOptions = new FinetuneOptions
+                {
+                    Task = options.Task, Model = dir, Data = options.Data, Out = dir, SplitArticles = options.SplitArticles,
+                    Trainer = new TrainerOptions { Seed = options.Seed },
+                };
+                var config = BertCheckpoint.ReadConfig(dir);
+                var tokenizer = BertCheckpoint.LoadTokenizer(dir, config);
+                var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
+                string primary = data.PrimaryMetric;
+                using var model = FineTuning.LoadTrained(dir, data, options.Task);
+                string arch = BertArch.NameOf(model.Config);
+                long parameters = ParameterCounts.Of(model).Total;
+                foreach (var backendKind in options.Backends)
+                {
+                    string name = BenchBackends.Name(backendKind);
+                    string? onnxPath = null;
+                    long bytes;
+                    IInferenceBackend backend;
+                    if (BenchBackends.IsOnnx(backendKind))
+                    {
+                        exportDir ??= Directory.CreateTempSubdirectory("distillery-bench-").FullName;
+                        onnxPath = Path.Combine(exportDir, $"{results.Count}-{name}.onnx");
+                        progress?.Invoke($"exporting {dir} ({name})");
+                        OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = backendKind == BenchBackend.OnnxInt8 });
+                        bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
+                        backend = OnnxRuntimeBackend.Load(onnxPath, threads);
+                    }
+                    else
+                    {
+                        bytes = BertCheckpoint.BytesOnDisk(dir);
+                        backend = new TorchSharpBackend(model, backendKind == BenchBackend.TorchBf16 ? ComputePrecision.BFloat16 : ComputePrecision.Float32, ownsModel: false);
+                    }
+                    using (backend)
+                    {
+                        progress?.Invoke($"scoring {dir} ({name})");
+                        var scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
+                        progress?.Invoke($"timing {dir} ({name})");
+                        var b1 = Latency.Measure(backend, 1, options.SeqLength, warmup: 5, iterations: options.Iterations, seed: options.Seed);
+                        var b32 = Latency.Measure(backend, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
+                        results.Add(new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32));
+                    }
+                    if (onnxPath != null) File.Delete(onnxPath);
+                }
+                model.SetPrecision(ComputePrecision.Float32);
             }
         }
+        finally
+        {
+            if (exportDir != null) try { Directory.Delete(exportDir, recursive: true); } catch (IOException) { }
+        }
         return results;
+    }
+
+    /// <summary>
+    /// Head outputs of every example through <paramref name="backend"/>, in batches of 64, in the layout the task's
+    /// scorer reads (the same as <see cref="TaskObjective.Predict"/>): classification [C] per example; QA [T, 2]
+    /// (start, end interleaved) per window, T the batch's padded length.
+    /// </summary>
+    internal static List<float[]> Predict(IInferenceBackend backend, IReadOnlyList<EncodedExample> examples, int padId, int batchSize = 64)
+    {
+        var result = new List<float[]>(examples.Count);
+        for (int start = 0; start < examples.Count; start += batchSize)
+        {
+            var rows = examples.Skip(start).Take(batchSize).ToList();
+            var batch = TaskBatch.Collate(rows, padId);
+            var logits = backend.Run(new TokenizedBatch(batch.Batch, batch.Length, batch.InputIds, batch.TokenTypeIds, batch.AttentionMask));
+            for (int i = 0; i < rows.Count; i++)
+            {
+                if (backend.Task != BertTask.QuestionAnswering)
+                {
+                    result.Add(BatchLogits.Row(logits.Logits!, logits.Batch, i));
+                    continue;
+                }
+                var interleaved = new float[2 * batch.Length];   // [T, 2]
+                for (int t = 0; t < batch.Length; t++)
+                {
+                    interleaved[2 * t] = logits.StartLogits![i * batch.Length + t];
+                    interleaved[2 * t + 1] = logits.EndLogits![i * batch.Length + t];
+                }
+                result.Add(interleaved);
+            }
+        }
+        return result;
     }
 
     /// <summary>The results as a markdown table, ratios against the first row.</summary>
@@ -69,14 +215,14 @@ public static class ModelBench
         var c = CultureInfo.InvariantCulture;
         var first = results[0];
         var md = new StringBuilder();
-        md.AppendLine(c, $"Task {options.Task}, {options.Precision}, latency at length {options.SeqLength} (random ids, no padding); {Machine.Describe()}.");
+        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; dev score computed by each backend; {Machine.Describe()}, ONNX Runtime.");
         md.AppendLine();
-        md.AppendLine($"| model | arch | params | disk MB | {first.PrimaryMetric} | % of first | batch 1 median ms | batch 1 p90 ms | speed-up b1 | batch 32 seq/s | speed-up b32 |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine($"| model | arch | backend | params | disk MB | {first.PrimaryMetric} | % of first | batch 1 median ms | batch 1 p90 ms | speed-up b1 | batch 32 seq/s | speed-up b32 |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
-            double score = r.Scores[r.PrimaryMetric], reference = first.Scores[first.PrimaryMetric];
-            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {100 * score / reference:0.0}% | " +
+            double score = r.Score, reference = first.Score;
+            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {BenchBackends.Name(r.Backend)} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {100 * score / reference:0.0}% | " +
                 $"{r.Batch1.MedianMs:0.00} | {r.Batch1.P90Ms:0.00} | {first.Batch1.MedianMs / r.Batch1.MedianMs:0.00}x | {r.Batch32.SequencesPerSecond:0.0} | {r.Batch32.SequencesPerSecond / first.Batch32.SequencesPerSecond:0.00}x |");
         }
         return md.ToString();

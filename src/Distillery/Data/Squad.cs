@@ -46,6 +46,13 @@ public sealed record SquadFeature(int QuestionIndex, int WindowIndex, int[] Inpu
     public bool IsContext(int i) => (uint)i < (uint)ContextOffsets.Length && ContextOffsets[i].Start >= 0;
 }
 
+/// <summary>A decoded answer span.</summary>
+/// <param name="Start">First character of the answer in the context.</param>
+/// <param name="End">One past its last character.</param>
+/// <param name="Score">Start logit + end logit of the span.</param>
+/// <param name="NullScore">The question's lowest [CLS] start + end logit over its windows (SQuAD v2.0's no-answer score).</param>
+public sealed record SquadSpan(int Start, int End, double Score, double NullScore);
+
 /// <summary>Windowing and decoding settings (the defaults are Hugging Face run_qa's).</summary>
 public sealed record SquadOptions
 {
@@ -394,6 +401,26 @@ public static class Squad
     public static IReadOnlyDictionary<string, string> Decode(IReadOnlyList<SquadQuestion> questions, IReadOnlyList<SquadFeature> features,
         IReadOnlyList<float[]> startLogits, IReadOnlyList<float[]> endLogits, SquadOptions options)
     {
+        var spans = BestSpans(questions, features, startLogits, endLogits, options);
+        var result = new Dictionary<string, string>(questions.Count, StringComparer.Ordinal);
+        for (int qi = 0; qi < questions.Count; qi++)
+        {
+            var q = questions[qi];
+            string text = spans[qi] is { } span ? q.Context[span.Start..span.End] : "";
+            if (options.Version2 && spans[qi] is { } s && s.NullScore - s.Score > options.NullScoreDiffThreshold) text = "";
+            result[q.Id] = text;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// The best answer span of each question (see <see cref="Decode"/> for the search), or null where no window has a
+    /// valid span: its character range in the context, its score (start + end logit) and the question's null score
+    /// (lowest [CLS] start + end logit over its windows).
+    /// </summary>
+    public static IReadOnlyList<SquadSpan?> BestSpans(IReadOnlyList<SquadQuestion> questions, IReadOnlyList<SquadFeature> features,
+        IReadOnlyList<float[]> startLogits, IReadOnlyList<float[]> endLogits, SquadOptions options)
+    {
         ArgumentNullException.ThrowIfNull(questions);
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(startLogits);
@@ -419,10 +446,9 @@ public static class Squad
             (byQuestion[feature.QuestionIndex] ??= []).Add(f);
         }
 
-        var result = new Dictionary<string, string>(questions.Count, StringComparer.Ordinal);
+        var result = new SquadSpan?[questions.Count];
         for (int qi = 0; qi < questions.Count; qi++)
         {
-            var q = questions[qi];
             double best = double.NegativeInfinity, nullScore = double.PositiveInfinity;
             (int Start, int End)? bestSpan = null;
             foreach (int f in byQuestion[qi] ?? [])
@@ -447,10 +473,7 @@ public static class Squad
                     }
                 }
             }
-
-            string text = bestSpan is { } span ? q.Context[span.Start..span.End] : "";
-            if (options.Version2 && bestSpan is not null && nullScore - best > options.NullScoreDiffThreshold) text = "";
-            result[q.Id] = text;
+            if (bestSpan is { } span) result[qi] = new SquadSpan(span.Start, span.End, best, nullScore);
         }
         return result;
     }

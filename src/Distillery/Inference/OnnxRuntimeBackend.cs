@@ -1,0 +1,100 @@
+using Distillery.Export;
+using Distillery.Models;
+using Distillery.Text;
+using Microsoft.ML.OnnxRuntime;
+
+namespace Distillery.Inference;
+
+/// <summary>
+/// A BERT exported by <c>distillery export onnx</c>, run by an ONNX Runtime <see cref="InferenceSession"/> on the CPU.
+/// <see cref="InferenceSession.Run(RunOptions, IReadOnlyDictionary{string, OrtValue}, IReadOnlyCollection{string})"/> is
+/// thread-safe, so calls are not serialised. The graph takes <c>input_ids</c>, <c>attention_mask</c> and
+/// <c>token_type_ids</c> (int64 [B, T]); the head and the config come from the file's metadata
+/// (<c>distillery.task</c>, <c>distillery.config</c>).
+/// </summary>
+internal sealed class OnnxRuntimeBackend : IInferenceBackend
+{
+    /// <summary>The graph inputs of a Distillery export.</summary>
+    public static readonly string[] InputNames = [OnnxExporter.InputIds, OnnxExporter.AttentionMask, OnnxExporter.TokenTypeIds];
+
+    private readonly InferenceSession session;
+    private readonly string[] inputs;
+    private readonly string[] outputs;
+
+    private OnnxRuntimeBackend(InferenceSession session, BertTask task, BertConfig config, string[] inputs, string[] outputs, string description)
+    {
+        Description = description;
+        this.session = session;
+        this.inputs = inputs;
+        this.outputs = outputs;
+        Task = task;
+        Config = config;
+    }
+
+    public BertTask Task { get; }
+    public BertConfig Config { get; }
+    public string Description { get; }
+
+    /// <summary>
+    /// Opens <paramref name="path"/>. Its head, config and weight format come from the exporter's metadata
+    /// (<see cref="OnnxModelInfo.Read"/>). A file that is not an ONNX model is an <see cref="InvalidDataException"/>
+    /// "<c>FILE: not an ONNX model (...)</c>"; an ONNX model Distillery did not export, or whose graph lacks the inputs
+    /// and outputs of its head, says what it lacks.
+    /// </summary>
+    public static OnnxRuntimeBackend Load(string path, int? intraOpThreads)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"{path}: is a folder; the ONNX Runtime backend needs the .onnx file");
+        var info = OnnxModelInfo.Read(path);
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (intraOpThreads is int threads) sessionOptions.IntraOpNumThreads = threads;
+        InferenceSession session;
+        try { session = new InferenceSession(path, sessionOptions); }
+        catch (OnnxRuntimeException e) { throw new InvalidDataException($"{path}: not an ONNX model ({OneLine(e.Message)})", e); }
+        try
+        {
+            foreach (string name in new[] { OnnxExporter.InputIds, OnnxExporter.AttentionMask })
+                if (!session.InputMetadata.ContainsKey(name))
+                    throw new InvalidDataException($"{path}: not a BERT export (no graph input \"{name}\"; inputs: {string.Join(", ", session.InputMetadata.Keys)})");
+            string[] inputs = InputNames.Where(session.InputMetadata.ContainsKey).ToArray();
+            string[] outputs = info.Task == BertTask.QuestionAnswering ? [OnnxExporter.StartLogits, OnnxExporter.EndLogits] : [OnnxExporter.Logits];
+            foreach (string name in outputs)
+                if (!session.OutputMetadata.ContainsKey(name))
+                    throw new InvalidDataException($"{path}: a {BertTasks.ArchitectureName(info.Task)} export needs the output \"{name}\" (outputs: {string.Join(", ", session.OutputMetadata.Keys)})");
+            return new OnnxRuntimeBackend(session, info.Task, info.Config, inputs, outputs, $"ONNX Runtime {(info.Int8 ? "int8" : "fp32")}");
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private static string OneLine(string message) => message.Split('\n')[0].Trim();
+
+    public BatchLogits Run(TokenizedBatch batch)
+    {
+        long[] shape = [batch.Count, batch.Length];
+        var values = new Dictionary<string, OrtValue>(inputs.Length);
+        try
+        {
+            foreach (string name in inputs)
+            {
+                long[] data = name switch { OnnxExporter.InputIds => batch.InputIds, OnnxExporter.AttentionMask => batch.AttentionMask, _ => batch.TokenTypeIds };
+                values[name] = OrtValue.CreateTensorValueFromMemory(data, shape);
+            }
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, values, outputs);
+            if (Task == BertTask.QuestionAnswering)
+                return new BatchLogits(batch.Count, batch.Length, null,
+                    results[0].GetTensorDataAsSpan<float>().ToArray(),    // [B, T]
+                    results[1].GetTensorDataAsSpan<float>().ToArray());   // [B, T]
+            return new BatchLogits(batch.Count, batch.Length, results[0].GetTensorDataAsSpan<float>().ToArray());   // [B, C] or [B, T, V]
+        }
+        finally
+        {
+            foreach (var value in values.Values) value.Dispose();
+        }
+    }
+
+    public void Dispose() => session.Dispose();
+}
