@@ -25,7 +25,7 @@ public sealed record QuickstartOptions
 }
 
 /// <summary>One row of the quickstart's bench table.</summary>
-public sealed record BenchRow(string Model, string Method, string Precision, long Parameters, long BytesOnDisk, double DevScore,
+public sealed record BenchRow(string Model, string Method, string Backend, long Parameters, long BytesOnDisk, double DevScore,
     LatencyResult Batch1, LatencyResult Batch32);
 
 /// <summary>What the quickstart did.</summary>
@@ -123,32 +123,19 @@ public static class Quickstart
         notes.Add($"vanilla KD (T 2, alpha 0.5) into teacher layers {string.Join(",", init.TeacherLayers!)} in {kd["wall_seconds"]} s");
         notes.Add("DistilBERT and Pre-trained Distillation train on the corpus (recipes/, docs/results.md): too long for the quickstart");
 
-        var rows = new List<BenchRow>();
-        foreach (var (name, method, dir, precisions) in new[]
+        // One bench run over both models and every backend, so the latencies compare: TorchSharp fp32 and bf16, and
+        // ONNX Runtime on the fp32 and the dynamically quantized int8 export. Each row is scored by its own backend.
+        progress("exporting to ONNX, scoring and timing every model on every backend");
+        var bench = ModelBench.Run(new BenchOptions
         {
-            ("teacher", "none", fineTuned, new[] { ComputePrecision.Float32, ComputePrecision.BFloat16 }),
-            ("student", "vanilla KD", kdDir, new[] { ComputePrecision.Float32 }),
-        })
-        {
-            var (model, _) = BertCheckpoint.Load(dir);
-            using (model)
-            {
-                model.eval();
-                long bytes = BertCheckpoint.BytesOnDisk(dir);
-                long parameters = ParameterCounts.Of(model).Total;
-                foreach (var precision in precisions)
-                {
-                    string p = precision == ComputePrecision.Float32 ? "fp32" : "bf16";
-                    progress($"scoring and timing the {name} ({p})");
-                    double score = FineTuning.Evaluate(finetune with { Model = dir }, precision)["accuracy"];
-                    model.SetPrecision(precision);
-                    var b1 = Latency.Measure(model, 1, options.SeqLength, warmup: 3, iterations: options.Iterations, seed: options.Seed);
-                    var b32 = Latency.Measure(model, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                    rows.Add(new BenchRow($"{name} {BertArch.NameOf(model.Config)}", method, p, parameters, bytes, score, b1, b32));
-                }
-            }
-        }
-        notes.Add($"latency: random token ids, length {options.SeqLength}, no padding; disk: config + weights + vocab");
+            Models = [fineTuned, kdDir], Task = "sst2", Data = glueDir, SeqLength = options.SeqLength, Iterations = options.Iterations,
+            Seed = options.Seed, Backends = BenchBackends.All,
+        }, progress);
+        var rows = bench.Select(r => new BenchRow(
+            $"{(r.Model == fineTuned ? "teacher" : "student")} {r.Arch}",
+            r.Model == fineTuned ? (r.Backend == BenchBackend.OnnxInt8 ? "int8 (dynamic)" : "none") : (r.Backend == BenchBackend.OnnxInt8 ? "vanilla KD + int8" : "vanilla KD"),
+            BenchBackends.Name(r.Backend), r.Parameters, r.BytesOnDisk, r.Score, r.Batch1, r.Batch32)).ToList();
+        notes.Add($"latency: random token ids, length {options.SeqLength}, no padding; disk: config + weights + vocab (ONNX rows: the .onnx file + vocab)");
         return new QuickstartResult(dataSource, "SST-2 dev accuracy", notes, rows, Machine.Describe());
     }
 

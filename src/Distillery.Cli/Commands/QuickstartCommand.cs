@@ -28,13 +28,13 @@ public static class QuickstartCommand
             console.MarkupLineInterpolated($"[bold]data:[/] {result.DataSource}");
             foreach (var note in result.Notes) console.MarkupLineInterpolated($"- {note}");
             var table = new Table().Title(Markup.Escape($"bench: {result.Machine}"))
-                .AddColumn("model").AddColumn("method").AddColumn("precision")
+                .AddColumn("model").AddColumn("method").AddColumn("backend")
                 .AddColumn(new TableColumn(Markup.Escape(result.Metric)).RightAligned())
                 .AddColumn(new TableColumn("params").RightAligned()).AddColumn(new TableColumn("disk").RightAligned())
                 .AddColumn(new TableColumn("batch 1 median ms").RightAligned()).AddColumn(new TableColumn("batch 1 p90 ms").RightAligned())
                 .AddColumn(new TableColumn("batch 32 seq/s").RightAligned());
             foreach (var r in result.Rows)
-                table.AddRow(Markup.Escape(r.Model), Markup.Escape(r.Method), r.Precision, $"{100 * r.DevScore:0.0}", InspectCommand.Count(r.Parameters), InspectCommand.Bytes(r.BytesOnDisk),
+                table.AddRow(Markup.Escape(r.Model), Markup.Escape(r.Method), r.Backend, $"{100 * r.DevScore:0.0}", InspectCommand.Count(r.Parameters), InspectCommand.Bytes(r.BytesOnDisk),
                     $"{r.Batch1.MedianMs:0.00}", $"{r.Batch1.P90Ms:0.00}", $"{r.Batch32.SequencesPerSecond:0.0}");
             console.Write(table);
             return 0;
