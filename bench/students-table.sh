@@ -4,8 +4,8 @@
 # of its recipe's stages (a stage shared by several recipes, like the pre-trained student, counts in each).
 # Run it on an otherwise idle machine: latency at batch 1 is ruined by another process on the two cores.
 #
-#   bench/students-table.sh                 # tables in runs/tables/
-#   TASKS=sst2 BACKENDS=torch-fp32 bench/students-table.sh
+#   bench/students-table.sh                 # tables and plots in runs/tables/
+#   TASKS=sst2 BENCH_ARGS="--backends torch-fp32,onnx-int8" bench/students-table.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,7 +22,7 @@ for task in $TASKS; do
     out="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][-1]["out"])' "$recipe")"
     if [[ -f "$out/config.json" ]]; then models+=("$out"); recipes+=("$recipe"); else echo "students-table.sh: $out not made yet, left out" >&2; fi
   done
-  $DISTILLERY bench "${models[@]}" --task "$task" --data "$DATA/glue" $BENCH_ARGS --out "runs/tables/$task.md"
+  $DISTILLERY bench "${models[@]}" --task "$task" --data "$DATA/glue" $BENCH_ARGS --out "runs/tables/$task.md" --plot "runs/tables/$task.png"
   python3 - "${recipes[@]}" > "runs/tables/$task-wall.md" <<'PY'
 import json, os, sys
 print("| recipe | stages (wall s each) | compression wall s |")
