@@ -37,6 +37,10 @@ public sealed class BertModelTests
         Assert.Equal((4, 128, 2, 384), (d.NumHiddenLayers, d.HiddenSize, d.NumAttentionHeads, d.IntermediateSize));
         Assert.Equal(24, BertArch.GridNames.Count());
         Assert.Equal("L4-H128-F384", BertArch.NameOf(d with { NumAttentionHeads = 2 }));
+        // Pruned models: the name says what the layers have, not the pre-pruning config fields.
+        var pruned = BertArch.Parse("L2-H256") with { HiddenSize = 224, LayerHeads = [4, 4], LayerIntermediateSizes = [896, 896] };
+        Assert.Equal("L2-H224-A4", BertArch.NameOf(pruned));
+        Assert.Equal("L2-H224-A[4,0]-F[40,0]", BertArch.NameOf(pruned with { LayerHeads = [4, 0], LayerIntermediateSizes = [40, 0] }));
         var e = Assert.Throws<FormatException>(() => BertArch.Parse("L4H256"));
         Assert.Contains("L4-H256", e.Message);
     }

@@ -34,9 +34,15 @@ public static partial class BertArch
     /// <summary>The short name of a uniform config (with -A/-F only where they differ from the grid's rule).</summary>
     public static string NameOf(BertConfig c)
     {
+        // Pruned models carry per-layer head counts and FFN widths: name what the layers have, not the config's
+        // pre-pruning fields; widths that differ between layers are listed ("-F[40,22,0]").
         string name = $"L{c.NumHiddenLayers}-H{c.HiddenSize}";
-        if (c.NumAttentionHeads != Math.Max(1, c.HiddenSize / 64)) name += $"-A{c.NumAttentionHeads}";
-        if (c.IntermediateSize != 4 * c.HiddenSize) name += $"-F{c.IntermediateSize}";
+        var heads = Enumerable.Range(0, c.NumHiddenLayers).Select(c.HeadsInLayer).ToList();
+        var ffn = Enumerable.Range(0, c.NumHiddenLayers).Select(c.IntermediateSizeOf).ToList();
+        string Part(List<int> values) => values.Count > 0 && values.All(v => v == values[0]) ? values[0].ToString() : $"[{string.Join(",", values)}]";
+        int headsDefault = Math.Max(1, c.HiddenSize / 64), ffnDefault = 4 * c.HiddenSize;
+        if (!(heads.Count == 0 ? c.NumAttentionHeads == headsDefault : heads.All(h => h == headsDefault))) name += $"-A{(heads.Count == 0 ? c.NumAttentionHeads.ToString() : Part(heads))}";
+        if (!(ffn.Count == 0 ? c.IntermediateSize == ffnDefault : ffn.All(f => f == ffnDefault))) name += $"-F{(ffn.Count == 0 ? c.IntermediateSize.ToString() : Part(ffn))}";
         return name;
     }
 }
