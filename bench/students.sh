@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the student recipes behind docs/results.md's distillation tables (issues: Pre-trained Distillation, MiniLM),
+# Runs the student recipes behind docs/results.md's tables (Pre-trained Distillation, MiniLM, HomoDistil and pruning),
 # one after another, each recipe's log in runs/students-logs/. Recipes share stages (the pre-trained L2-H256 student,
 # the corpus-distilled students): `distillery run` skips a stage whose output is complete and resumes one that left a
 # checkpoint, so re-running this script continues where it stopped. Needs the teacher from bench/teacher.sh
@@ -36,6 +36,8 @@ if [[ ${#recipes[@]} -eq 0 ]]; then
   for task in sst2 mrpc; do
     for r in basic kd pf pd distilbert minilm minilm-half minilm-assistant; do recipes+=("recipes/$task-$r.json"); done
   done
+  # HomoDistil and the pruning comparison (SST-2).
+  recipes+=(recipes/sst2-homodistil.json recipes/sst2-prune-oneshot.json recipes/sst2-prune-iterative-{sensitivity,magnitude,platon}.json)
 fi
 mkdir -p runs/students-logs
 for r in "${recipes[@]}"; do
