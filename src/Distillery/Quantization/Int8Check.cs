@@ -3,9 +3,7 @@
 // run-time activation scales of dynamic quantization depend on the batch, so the batches must be the same).
 using Distillery.Export;
 using Distillery.Models;
-using Distillery.Text;
 using Distillery.Training;
-using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
 namespace Distillery.Quantization;
@@ -72,7 +70,7 @@ public static class Int8Check
         };
         var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
         using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
-        using var session = new InferenceSession(options.Onnx);
+        using var graph = Inference.OnnxRuntimeBackend.Load(options.Onnx, intraOpThreads: null);   // validates the file: a Distillery export of this head
         model.eval();
         model.SetPrecision(ComputePrecision.Float32);
 
@@ -84,13 +82,11 @@ public static class Int8Check
         for (int b = 0; b < batches; b++)
         {
             var rows = data.Eval.Skip(b * options.BatchSize).Take(options.BatchSize).ToList();
-            var batch = TaskBatch.Collate(rows, tokenizer.PadId);
-            var tokenized = new TokenizedBatch(batch.Batch, batch.Length, batch.InputIds, batch.TokenTypeIds, batch.AttentionMask);
             Qat.Disable(model);
             fp32.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
             Qat.Enable(model);
             simulated.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
-            int8.AddRange(PerExample(OnnxParity.Run(session, tokenized), batch, model.Task));
+            int8.AddRange(Bench.ModelBench.Predict(graph, rows, tokenizer.PadId, options.BatchSize));
             events.StageProgress?.Invoke(b + 1, $"{int8.Count:N0} examples");
         }
         Qat.Disable(model);
@@ -99,33 +95,6 @@ public static class Int8Check
         return new Int8CheckReport(data.PrimaryMetric, data.Eval.Count, data.Score(fp32), data.Score(int8), data.Score(simulated),
             Agreement(int8, fp32, lengths, model.Task), Agreement(int8, simulated, lengths, model.Task),
             MeanAbsDiff(int8, fp32, lengths, model.Task), MeanAbsDiff(int8, simulated, lengths, model.Task));
-    }
-
-    /// <summary>
-    /// The graph's outputs split per example in <see cref="TaskObjective.Predict"/>'s layout: classification [C];
-    /// QA [T, 2] (start, end interleaved) over the batch's padded length.
-    /// </summary>
-    static IEnumerable<float[]> PerExample(IReadOnlyDictionary<string, OnnxParity.OutputTensor> outputs, TaskBatch batch, BertTask task)
-    {
-        if (task == BertTask.QuestionAnswering)
-        {
-            var start = outputs[OnnxExporter.StartLogits].Data;   // [B, T]
-            var end = outputs[OnnxExporter.EndLogits].Data;       // [B, T]
-            for (int b = 0; b < batch.Batch; b++)
-            {
-                var row = new float[2 * batch.Length];
-                for (int t = 0; t < batch.Length; t++)
-                {
-                    row[2 * t] = start[b * batch.Length + t];
-                    row[2 * t + 1] = end[b * batch.Length + t];
-                }
-                yield return row;
-            }
-            yield break;
-        }
-        var logits = outputs[OnnxExporter.Logits].Data;           // [B, C]
-        int classes = logits.Length / batch.Batch;
-        for (int b = 0; b < batch.Batch; b++) yield return logits.AsSpan(b * classes, classes).ToArray();
     }
 
     /// <summary>Values of one example that are real outputs: every logit (classification), the real tokens' pairs (QA).</summary>
