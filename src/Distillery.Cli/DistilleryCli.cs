@@ -37,6 +37,7 @@ public static class DistilleryCli
         root.Subcommands.Add(FillMaskCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));
         root.Subcommands.Add(ExportCommand.Create(context));
+        root.Subcommands.Add(ImportCommand.Create(context));
         return root;
     }
 

@@ -27,10 +27,11 @@ public static class PretrainCommand
         var cacheDir = new Option<string?>("--cache-dir") { Description = "Cache of tokenised corpus files (default ~/.cache/distillery)." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
+        var freezeEncoder = new Option<bool>("--freeze-encoder") { Description = "Train only the MLM head (cls.*) of --init-from on a frozen encoder: gives an encoder that shipped without one a head." };
         var training = new TrainingCliOptions();
         var command = new Command("pretrain", "Pre-train a BERT with masked-LM (15% masking, 80/10/10, dynamic) on text files.")
         {
-            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, documentSplit, cacheDir, config, resume,
+            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, documentSplit, cacheDir, config, resume, freezeEncoder,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -49,6 +50,7 @@ public static class PretrainCommand
             if (parse.GetValue(evalSequences) is int es) options = options with { EvalSequences = es };
             if (parse.GetValue(cacheDir) is string c) options = options with { CacheDir = c };
             if (parse.GetValue(documentSplit) is string ds) options = options with { DocumentSplit = ds == "file" ? DocumentSplit.File : DocumentSplit.BlankLine };
+            if (parse.GetValue(freezeEncoder)) options = options with { FreezeEncoder = true };
             if (parse.GetValue(invalidUtf8) is string u) options = options with { InvalidUtf8 = u == "latin1" ? InvalidUtf8.Latin1 : InvalidUtf8.Error };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             options.Validate();

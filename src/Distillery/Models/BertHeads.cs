@@ -242,6 +242,9 @@ public sealed class BertForMaskedLM : BertTaskModel
 
     /// <summary>MLM logits for selected hidden states only ([N, H] → [N, V]): avoids the [B, T, V] tensor in training.</summary>
     public Tensor PredictTokens(Tensor hidden) => cls.forward(hidden, bert.Embeddings.WordEmbeddingWeight);
+
+    /// <summary>The MLM head (<c>cls.*</c>: transform dense, LayerNorm, output bias; the decoder is the tied word embeddings).</summary>
+    public nn.Module MlmHead => cls;
 }
 
 /// <summary>transformers' <c>BertForSequenceClassification</c>: pooler → dropout → classifier.</summary>

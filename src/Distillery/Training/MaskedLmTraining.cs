@@ -89,11 +89,14 @@ public sealed class MlmObjective(BertForMaskedLM model) : ITrainingObjective<Mlm
     }
 
     /// <summary>Loss, number of predicted positions and how many of them the argmax got right.</summary>
-    public static (Tensor Loss, long Predicted, Tensor Correct) Compute(BertForMaskedLM model, MlmBatch batch)
+    public static (Tensor Loss, long Predicted, Tensor Correct) Compute(BertForMaskedLM model, MlmBatch batch, bool frozenEncoder = false)
     {
         var ids = tensor(batch.InputIds, [batch.Batch, batch.Length]);
         var labels = tensor(batch.Labels, [batch.Batch, batch.Length]);
-        var hidden = model.Bert.forward(new BertInputs(ids)).LastHiddenState;   // [B, T, H]
+        Tensor hidden;                                                           // [B, T, H]
+        if (frozenEncoder)
+            using (no_grad()) hidden = model.Bert.forward(new BertInputs(ids)).LastHiddenState;
+        else hidden = model.Bert.forward(new BertInputs(ids)).LastHiddenState;
         var selected = labels.ne(MlmMasking.IgnoreIndex);                        // [B, T]
         var targets = labels.masked_select(selected);                            // [N]
         var chosen = hidden[selected];                                           // [N, H]
@@ -119,5 +122,23 @@ public sealed class MlmObjective(BertForMaskedLM model) : ITrainingObjective<Mlm
         }
         double mean = lossSum / Math.Max(1, predicted);
         return new Dictionary<string, double> { ["mlm_loss"] = mean, ["mlm_accuracy"] = (double)correct / Math.Max(1, predicted), ["perplexity"] = Math.Exp(mean) };
+    }
+}
+
+/// <summary>
+/// The masked-LM loss with only the head training (<see cref="PretrainOptions.FreezeEncoder"/>): the encoder runs in eval
+/// mode under no_grad, so its weights, the tied decoder included, never change; the trainer sees only <c>cls.*</c>.
+/// </summary>
+public sealed class MlmHeadObjective(BertForMaskedLM model) : ITrainingObjective<MlmBatch>
+{
+    /// <inheritdoc/>
+    public nn.Module Module => model.MlmHead;
+
+    /// <inheritdoc/>
+    public (Tensor Loss, long Tokens) Loss(MlmBatch batch)
+    {
+        model.Bert.eval();   // no dropout in the frozen encoder: the head learns the features the encoder gives at inference
+        var (loss, _, _) = MlmObjective.Compute(model, batch, frozenEncoder: true);
+        return (loss, (long)batch.Batch * batch.Length);
     }
 }

@@ -37,6 +37,12 @@ public sealed record PretrainOptions
     public InvalidUtf8 InvalidUtf8 { get; init; } = InvalidUtf8.Error;
     /// <summary>Where tokenised corpus files are cached.</summary>
     public string? CacheDir { get; init; }
+    /// <summary>
+    /// Train only the MLM head (<c>cls.*</c>) on a frozen encoder (needs <see cref="InitFrom"/>): fits a head to an
+    /// encoder that shipped without one, leaving every encoder weight (and the tied decoder, the word embeddings)
+    /// exactly as it was. The encoder runs in eval mode (no dropout) and without gradients.
+    /// </summary>
+    public bool FreezeEncoder { get; init; }
     /// <summary>Optimisation (pre-training defaults: lr 5e-4, 6% warm-up, as compact-model recipes use).</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 5e-4, WarmupRatio = 0.06, Epochs = 1, BatchSize = 32 };
 
@@ -46,6 +52,7 @@ public sealed record PretrainOptions
         if (Corpus.Count == 0) throw new ArgumentException("give at least one corpus file or folder");
         if (SeqLength < 8) throw new ArgumentException($"sequence length must be at least 8 (got {SeqLength})");
         if (EvalSequences < 0) throw new ArgumentException($"eval sequences must not be negative (got {EvalSequences})");
+        if (FreezeEncoder && InitFrom == null) throw new ArgumentException("freeze-encoder trains only the MLM head of an existing encoder: give init-from");
         Masking.Validate();
         Trainer.Validate();
         return this;
@@ -96,7 +103,8 @@ public static class Pretraining
         }
         try
         {
-            return RunOnCorpus(options, tokenizer, model, new MlmObjective(model), "pretrain", new { command = "pretrain", options }, resume, events);
+            ITrainingObjective<MlmBatch> objective = options.FreezeEncoder ? new MlmHeadObjective(model) : new MlmObjective(model);
+            return RunOnCorpus(options, tokenizer, model, objective, "pretrain", new { command = "pretrain", options }, resume, events);
         }
         finally
         {
