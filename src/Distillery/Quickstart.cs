@@ -12,10 +12,11 @@ public sealed record QuickstartOptions
 {
     /// <summary>Work folder for the models it makes.</summary>
     public string Out { get; init; } = Path.Combine("runs", "quickstart");
-    /// <summary>A pre-trained (masked-LM) teacher folder; default: the one committed under models/, if found.</summary>
+    /// <summary>A pre-trained teacher folder; default: the real teacher (all-MiniLM-L6-v2 from NuGet, imported into
+    /// models/minilm-l6-h384 on first use by <see cref="Import.RealTeacher.Ensure"/>).</summary>
     public string? Teacher { get; init; }
-    /// <summary>SST-2 training examples used for the quick fine-tuning (a seeded sample).</summary>
-    public int TrainExamples { get; init; } = 8000;
+    /// <summary>SST-2 training examples used for the quick fine-tuning and distillation (a seeded sample).</summary>
+    public int TrainExamples { get; init; } = 10000;
     /// <summary>Sequence length for the latency measurements.</summary>
     public int SeqLength { get; init; } = 128;
     /// <summary>Timed forwards per latency measurement.</summary>
@@ -37,27 +38,12 @@ public sealed record BenchRow(string Model, string Method, string Backend, long 
 public sealed record QuickstartResult(string DataSource, string Metric, IReadOnlyList<string> Notes, IReadOnlyList<BenchRow> Rows, string Machine);
 
 /// <summary>
-/// The main job, end to end on what exists so far: take a small pre-trained teacher (the one committed under
-/// <c>models/</c>, made by <c>bench/teacher.sh</c>), fine-tune it quickly on SST-2, compress it with every method
-/// available, and measure every result (dev score, size, CPU latency) in one run.
+/// The main job, end to end in a few minutes: get the real pre-trained teacher (all-MiniLM-L6-v2, imported from its NuGet
+/// package on first use), fine-tune it quickly on an SST-2 sample, distil it into half its depth, and measure every
+/// result (dev score, size, CPU latency, on every backend) in one run.
 /// </summary>
 public static class Quickstart
 {
-    /// <summary>Folder name of the committed teacher under <c>models/</c>.</summary>
-    public const string CommittedTeacher = "teacher-L4-H256";
-
-    /// <summary>The committed teacher, searched upwards from the working directory and the program's folder.</summary>
-    public static string? FindCommittedTeacher()
-    {
-        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "models", CommittedTeacher);
-                if (File.Exists(Path.Combine(candidate, BertCheckpoint.ConfigFile))) return candidate;
-            }
-        return null;
-    }
-
     /// <summary>Runs the quickstart.</summary>
     public static QuickstartResult Run(QuickstartOptions options, Action<string>? progress = null, RunEvents? events = null)
     {
@@ -82,21 +68,23 @@ public static class Quickstart
         }
         progress($"data: {dataSource}");
 
-        // Teacher: the committed pre-trained one, else a random L2-H128 (said plainly).
-        string? teacher = options.Teacher ?? FindCommittedTeacher();
-        if (teacher != null && !real)
+        // Teacher: the real pre-trained one (imported from NuGet on first use, then reused), unless one is given.
+        string teacher;
+        if (options.Teacher != null)
         {
-            notes.Add("the committed teacher's vocabulary is bert-base-uncased; it is used with the generated task too");
+            teacher = options.Teacher;
+            notes.Add($"teacher: {teacher} (given)");
         }
-        if (teacher == null)
+        else
         {
-            teacher = Path.Combine(options.Out, "random-teacher");
-            string vocab = real ? SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt") : Path.Combine(options.Out, "generated-vocab.txt");
-            if (!real) AtomicFile.WriteAllText(vocab, string.Join("\n", GeneratedVocabulary()) + "\n");
-            ModelInit.Run(new InitOptions { Arch = "L2-H128", VocabPath = vocab, Out = teacher, Seed = options.Seed });
-            notes.Add("no pre-trained teacher found (models/" + CommittedTeacher + "): a random L2-H128 stands in, so scores are near chance");
+            string folder = Import.RealTeacher.DefaultFolder() ?? Path.Combine(options.Out, Import.RealTeacher.FolderName);
+            progress($"teacher: all-MiniLM-L6-v2 from NuGet ({Import.RealTeacher.Package} {Import.RealTeacher.Version}) at {folder}");
+            var import = Import.RealTeacher.Ensure(folder, progress);
+            teacher = folder;
+            notes.Add(import.Reused
+                ? $"teacher: {folder} (all-MiniLM-L6-v2, L6-H384, pre-trained; imported earlier by `distillery import teacher`)"
+                : $"teacher: all-MiniLM-L6-v2 imported from NuGet into {folder}; last_hidden_state equals ONNX Runtime on the original graph to {import.Parity!.MaxHiddenDiff:G2}");
         }
-        else notes.Add($"teacher: {teacher} (pre-trained with masked-LM by bench/teacher.sh; see docs/results.md)");
 
         string fineTuned = Path.Combine(options.Out, "teacher-sst2");
         progress($"fine-tuning the teacher on SST-2 into {fineTuned}");
@@ -106,7 +94,7 @@ public static class Quickstart
             Trainer = new TrainerOptions { BatchSize = 32, LearningRate = 1e-4, Epochs = 1, WarmupRatio = 0.1, LogEvery = 25, CheckpointEvery = 0, Seed = options.Seed },
         };
         var metrics = FineTuning.Run(finetune, events: events);
-        notes.Add($"fine-tuned 1 epoch on {options.TrainExamples:N0} SST-2 sentences in {metrics["wall_seconds"]} s (bench/teacher.sh does the full runs)");
+        notes.Add($"fine-tuned 1 epoch on {options.TrainExamples:N0} SST-2 sentences in {metrics["wall_seconds"]} s (bench/real-teacher.sh does the full runs)");
 
         // Compression: every method that fits in a few minutes. Vanilla KD into half the depth (DistilBERT's
         // every-other-layer initialisation), on the same sample.

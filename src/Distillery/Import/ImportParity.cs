@@ -29,15 +29,30 @@ public static class ImportParity
 
     /// <summary>
     /// Real dev sentences for the check: the first <paramref name="perTask"/> examples of SST-2 dev (single sentences)
-    /// and of MRPC dev (pairs), from the shared data.
+    /// and of MRPC dev (pairs), from the shared data; without the shared data, a few fixed sentences and pairs (said in
+    /// the description).
     /// </summary>
     public static (IReadOnlyList<(string A, string? B)> Texts, string Description) DevSentences(int perTask = 128)
     {
-        var sst2 = Glue.Load(GlueTask.Sst2, SharedData.Resolve("glue", "SST-2", "dev.tsv")).Take(perTask).Select(e => (e.TextA, e.TextB));
-        var mrpc = Glue.Load(GlueTask.Mrpc, SharedData.Resolve("glue", "MRPC", "dev.tsv")).Take(perTask).Select(e => (e.TextA, e.TextB));
+        if (SharedData.TryFind() is not { } shared || !File.Exists(Path.Combine(shared, "glue", "SST-2", "dev.tsv")) || !File.Exists(Path.Combine(shared, "glue", "MRPC", "dev.tsv")))
+            return (FallbackSentences, $"{FallbackSentences.Count} built-in sentences and pairs (no shared data found), padded batches of 32");
+        var sst2 = Glue.Load(GlueTask.Sst2, Path.Combine(shared, "glue", "SST-2", "dev.tsv")).Take(perTask).Select(e => (e.TextA, e.TextB));
+        var mrpc = Glue.Load(GlueTask.Mrpc, Path.Combine(shared, "glue", "MRPC", "dev.tsv")).Take(perTask).Select(e => (e.TextA, e.TextB));
         var texts = sst2.Concat(mrpc).ToList();
         return (texts, $"first {perTask} of SST-2 dev and of MRPC dev, padded batches of 32, up to 128 tokens");
     }
+
+    static readonly IReadOnlyList<(string A, string? B)> FallbackSentences =
+    [
+        ("it's a charming and often affecting journey.", null),
+        ("the movie is a disaster from start to finish, with nothing to recommend it.", null),
+        ("unflinchingly bleak and desperate", null),
+        ("a gorgeous, witty, seductive movie.", null),
+        ("The company said its profit rose 12 percent in the third quarter.", "Third-quarter profit at the company rose by 12 percent, it said."),
+        ("He was arrested on Tuesday in Boston.", "Police in Boston detained the man on Tuesday afternoon after a long search."),
+        ("Distillation makes a small model learn from a large one.", "A compact student imitates its teacher's predictions."),
+        ("short", "a much longer second sentence that makes the padding matter for the first rows of the batch"),
+    ];
 
     /// <summary>
     /// Runs the graph <paramref name="onnx"/> (bytes of the original file) and the folder <paramref name="folder"/> on

@@ -343,7 +343,7 @@ public static class OnnxBertImporter
         var consumer = graph.ConsumersOfInitializer("embeddings.LayerNorm.weight", "bert.embeddings.LayerNorm.weight").FirstOrDefault()
             ?? throw new InvalidDataException($"{where}: nothing reads embeddings.LayerNorm.weight; cannot find the LayerNorm epsilon");
         if (consumer.OpType == "LayerNormalization")
-            return consumer.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5;
+            return Decimal(consumer.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f);
         if (consumer.OpType == "Mul")
         {
             var div = consumer.Input.Select(graph.Producer).FirstOrDefault(n => n?.OpType == "Div");
@@ -351,10 +351,13 @@ public static class OnnxBertImporter
             var add = sqrt?.OpType == "Sqrt" ? graph.Producer(sqrt.Input[0]) : null;
             if (add?.OpType == "Add")
                 foreach (var input in add.Input)
-                    if (graph.ScalarFloat(input) is float eps) return eps;
+                    if (graph.ScalarFloat(input) is float eps) return Decimal(eps);
         }
         throw new InvalidDataException($"{where}: node {Describe(consumer)}: not a LayerNorm pattern Distillery knows (LayerNormalization, or Div by Sqrt(variance + eps))");
     }
+
+    /// <summary>A float32 constant as the decimal it was written from (1e-12f, not 9.99999996e-13): its shortest round-trip form.</summary>
+    static double Decimal(float value) => double.Parse(value.ToString(System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The FFN activation: the ops between the first intermediate bias Add and the output dense's MatMul.</summary>
     static HiddenActivation ActivationOf(GraphIndex graph, string where)
