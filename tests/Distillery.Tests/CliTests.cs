@@ -101,7 +101,10 @@ public sealed class CliTests
         Assert.Contains("real data: SST-2", r.Out);
         Assert.Contains("SST-2 dev accuracy", r.Out);
         string table = r.Out.Replace('│', '|');
-        foreach (var backend in new[] { "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8" }) Assert.Contains("| " + backend, table);
+        // Every backend worth running here; torch-bf16 only where the CPU has native bf16 (emulated, it is slower than fp32).
+        foreach (var backend in Bench.BenchBackends.Recommended) Assert.Contains("| " + Bench.BenchBackends.Name(backend) + " ", table);
+        Assert.Equal(Runtime.CpuFeatures.Current.HasNativeBf16, table.Contains("| torch-bf16"));
+        Assert.Contains("onnx-int8", table);
         Assert.Contains("vanilla KD + int8", r.Out);
         Assert.True(File.Exists(Path.Combine(tmp.Dir, "qs", "teacher-sst2", "config.json")));
     }
@@ -120,12 +123,16 @@ public sealed class CliTests
         Assert.Contains("| small | L1-H32-A2 |", table);
         Assert.Contains("| 100.0% |", table);   // the first row is the reference
         Assert.Contains("speed-up b1", table);
+        Assert.Contains($"features {Runtime.CpuFeatures.Current.Describe()}", table);   // the header says what the CPU can do
+        Assert.Contains("torch threads", table);
 
         // Across backends, with the plot; an unknown backend is one line.
         var across = Run(tmp.Dir, "bench", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--iterations", "2", "--seq-length", "16",
             "--backends", "torch-fp32,onnx-int8", "--out", "across.md", "--plot", "across.png");
         Assert.True(across.ExitCode == 0, across.Err + across.Out);
         string acrossTable = File.ReadAllText(Path.Combine(tmp.Dir, "across.md"));
+        Assert.Contains("onnx-int8: 7bit weights", acrossTable);
+        Assert.Contains("ONNX Runtime threads", acrossTable);
         Assert.Contains("| small | L1-H32-A2 | torch-fp32 |", acrossTable);
         Assert.Contains("| small | L1-H32-A2 | onnx-int8 |", acrossTable);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(tmp.Dir, "across.png"))[..4]);
