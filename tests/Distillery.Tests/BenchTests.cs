@@ -61,7 +61,8 @@ public sealed class BenchTests
 
         string markdown = ModelBench.Markdown(results, options);
         Assert.Contains("| backend |", markdown);
-        foreach (string name in new[] { "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8" }) Assert.Contains($"| {tmp["big"]} | {results[0].Arch} | {name} |", markdown);
+        // Rows are labelled by backend; torch-bf16 says "(emulated)" on a CPU without native bf16.
+        foreach (var backend in BenchBackends.All) Assert.Contains($"| {tmp["big"]} | {results[0].Arch} | {BenchBackends.Label(backend, Runtime.CpuFeatures.Current)} |", markdown);
         Assert.Contains("| 100.0% | ", markdown);
         Assert.Contains("| 1.00x |", markdown);
 
@@ -82,6 +83,15 @@ public sealed class BenchTests
         var e = Assert.Throws<ArgumentException>(() => BenchBackends.ParseList("torch-fp32,onnx-fp16"));
         Assert.Equal("--backends: unknown backend \"onnx-fp16\" (known: torch-fp32, torch-bf16, onnx-fp32, onnx-int8)", e.Message);
         Assert.Throws<ArgumentException>(() => BenchBackends.ParseList(" , "));
+
+        // Emulated bf16 is marked, and left out of the recommended list (the quickstart's), only where the CPU lacks bf16.
+        var avx2 = Runtime.CpuFeatures.FromCpuInfo("flags : avx2\n");
+        var native = Runtime.CpuFeatures.FromCpuInfo("flags : avx2 avx512f avx512_vnni avx512_bf16\n");
+        Assert.Equal("torch-bf16 (emulated)", BenchBackends.Label(BenchBackend.TorchBf16, avx2));
+        Assert.Equal("torch-bf16", BenchBackends.Label(BenchBackend.TorchBf16, native));
+        Assert.Equal("torch-fp32", BenchBackends.Label(BenchBackend.TorchFp32, avx2));
+        Assert.Equal([BenchBackend.TorchFp32, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8], BenchBackends.RecommendedFor(avx2));
+        Assert.Equal(BenchBackends.All, BenchBackends.RecommendedFor(native));
         Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = "sst2", Data = "d", Backends = [] }.Validate());
     }
 }

@@ -24,6 +24,15 @@ public sealed class CliTests
         return dll;
     });
 
+    /// <summary>The repository root (the folder holding Distillery.slnx), found from the test binaries.</summary>
+    static string RepositoryRoot()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root != null && !File.Exists(Path.Combine(root.FullName, "Distillery.slnx"))) root = root.Parent;
+        Assert.NotNull(root);
+        return root!.FullName;
+    }
+
     internal static Result Run(string workDir, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -92,7 +101,10 @@ public sealed class CliTests
         Assert.Contains("real data: SST-2", r.Out);
         Assert.Contains("SST-2 dev accuracy", r.Out);
         string table = r.Out.Replace('│', '|');
-        foreach (var backend in new[] { "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8" }) Assert.Contains("| " + backend, table);
+        // Every backend worth running here; torch-bf16 only where the CPU has native bf16 (emulated, it is slower than fp32).
+        foreach (var backend in Bench.BenchBackends.Recommended) Assert.Contains("| " + Bench.BenchBackends.Name(backend) + " ", table);
+        Assert.Equal(Runtime.CpuFeatures.Current.HasNativeBf16, table.Contains("| torch-bf16"));
+        Assert.Contains("onnx-int8", table);
         Assert.Contains("vanilla KD + int8", r.Out);
         Assert.True(File.Exists(Path.Combine(tmp.Dir, "qs", "teacher-sst2", "config.json")));
     }
@@ -111,12 +123,16 @@ public sealed class CliTests
         Assert.Contains("| small | L1-H32-A2 |", table);
         Assert.Contains("| 100.0% |", table);   // the first row is the reference
         Assert.Contains("speed-up b1", table);
+        Assert.Contains($"features {Runtime.CpuFeatures.Current.Describe()}", table);   // the header says what the CPU can do
+        Assert.Contains("torch threads", table);
 
         // Across backends, with the plot; an unknown backend is one line.
         var across = Run(tmp.Dir, "bench", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--iterations", "2", "--seq-length", "16",
             "--backends", "torch-fp32,onnx-int8", "--out", "across.md", "--plot", "across.png");
         Assert.True(across.ExitCode == 0, across.Err + across.Out);
         string acrossTable = File.ReadAllText(Path.Combine(tmp.Dir, "across.md"));
+        Assert.Contains("onnx-int8: 7bit weights", acrossTable);
+        Assert.Contains("ONNX Runtime threads", acrossTable);
         Assert.Contains("| small | L1-H32-A2 | torch-fp32 |", acrossTable);
         Assert.Contains("| small | L1-H32-A2 | onnx-int8 |", acrossTable);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(tmp.Dir, "across.png"))[..4]);
@@ -185,6 +201,91 @@ public sealed class CliTests
         var cut = Run(tmp.Dir, "fill-mask", "short", "[MASK] " + string.Join(' ', Enumerable.Repeat("word", 40)));
         Assert.True(cut.ExitCode == 0, cut.Err);
         Assert.Contains("warning: input truncated to 16 tokens", cut.Err);
+    }
+
+    /// <summary>
+    /// The repository's <c>./distillery</c> wrapper, run in a copy of the repository's layout with a stand-in <c>dotnet</c>
+    /// on PATH that counts builds and writes a stand-in executable (a real Release build would take a minute): it
+    /// builds when there is no binary, not again when only generated files under obj/ and bin/ are newer (what a Debug
+    /// build, e.g. <c>dotnet test</c>, leaves behind), once when a compiled source changed, and not after that.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]   // a bash script, like the linux-x64 build it wraps
+    public void WrapperScriptRebuildsOnlyWhenACompiledSourceChanges()
+    {
+        using var tmp = new TestData.TempDir();
+        string root = tmp["repo"], log = tmp["builds.log"], fakeBin = tmp["fake-bin"];
+        foreach (var dir in new[] { "src/Distillery/Export", "src/Distillery.Cli", "build", "fake-bin" }) Directory.CreateDirectory(Path.Combine(root, dir));
+        Directory.CreateDirectory(fakeBin);
+        File.Copy(Path.Combine(RepositoryRoot(), "distillery"), Path.Combine(root, "distillery"));
+        string[] sources = ["src/Distillery/Quickstart.cs", "src/Distillery/Export/onnx.proto", "src/Distillery.Cli/Distillery.Cli.csproj", "build/PatchLibTorchSharp.cs",
+            "Directory.Build.props", "Directory.Packages.props", "Directory.Build.targets"];
+        foreach (var source in sources) File.WriteAllText(Path.Combine(root, source), "// source\n");
+        // `dotnet build <project dir> -c Release ...`: record the call, write the executable where the wrapper runs it.
+        File.WriteAllText(Path.Combine(fakeBin, "dotnet"), $$"""
+            #!/usr/bin/env bash
+            echo "$*" >> '{{log}}'
+            out="$2/bin/Release/net10.0/linux-x64"
+            mkdir -p "$out"
+            printf '#!/usr/bin/env bash\necho "distillery usage $*"\n' > "$out/Distillery.Cli"
+            chmod +x "$out/Distillery.Cli"
+            """);
+        File.SetUnixFileMode(Path.Combine(fakeBin, "dotnet"), (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(Path.Combine(root, "distillery"), (UnixFileMode)0b111_101_101);
+
+        (string Out, string Err) Wrapper()
+        {
+            var start = new ProcessStartInfo("bash") { WorkingDirectory = tmp.Dir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            start.ArgumentList.Add(Path.Combine(root, "distillery"));
+            start.ArgumentList.Add("--help");
+            start.Environment["PATH"] = fakeBin + ":" + Environment.GetEnvironmentVariable("PATH");
+            using var process = Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "./distillery did not finish");
+            Assert.True(process.ExitCode == 0, stderr.Result);
+            Assert.Contains("distillery usage --help", stdout.Result);
+            return (stdout.Result, stderr.Result);
+        }
+        int Builds() => File.Exists(log) ? File.ReadAllLines(log).Length : 0;
+        // Sources and the last build well in the past, so that "newer" below never depends on clock granularity.
+        void Age()
+        {
+            var past = DateTime.UtcNow.AddMinutes(-30);
+            foreach (var source in sources) File.SetLastWriteTimeUtc(Path.Combine(root, source), past.AddMinutes(-1));
+            foreach (var built in Directory.GetFiles(Path.Combine(root, "src/Distillery.Cli/bin/Release"), "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+                File.SetLastWriteTimeUtc(built, past);
+        }
+
+        Assert.Contains("building", Wrapper().Err);   // no binary yet
+        Assert.Equal(1, Builds());
+        Assert.Contains("src/Distillery.Cli -c Release", File.ReadAllText(log));
+        Age();
+        Assert.DoesNotContain("building", Wrapper().Err);
+        Assert.Equal(1, Builds());
+
+        // What `dotnet test` leaves behind: generated .cs (and other files) under obj/ and bin/ of Debug builds, all newer.
+        foreach (var generated in new[] { "src/Distillery/obj/Debug/net10.0/linux-x64/Distillery.AssemblyInfo.cs", "src/Distillery/obj/Debug/net10.0/linux-x64/Onnx.cs",
+            "src/Distillery.Cli/obj/Debug/net10.0/linux-x64/Distillery.Cli.GlobalUsings.g.cs", "src/Distillery/bin/Debug/net10.0/linux-x64/Distillery.deps.json",
+            "src/Distillery.Cli/obj/project.assets.json", "src/Distillery/obj/Distillery.csproj.nuget.g.props" })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(root, generated))!);
+            File.WriteAllText(Path.Combine(root, generated), "// generated\n");
+        }
+        for (int call = 0; call < 2; call++) Assert.DoesNotContain("building", Wrapper().Err);
+        Assert.Equal(1, Builds());
+
+        // A compiled source changes: one build, then none.
+        foreach (var changed in new[] { "src/Distillery/Quickstart.cs", "src/Distillery/Export/onnx.proto", "Directory.Packages.props" })
+        {
+            File.SetLastWriteTimeUtc(Path.Combine(root, changed), DateTime.UtcNow);
+            int before = Builds();
+            Assert.Contains("building", Wrapper().Err);
+            Assert.Equal(before + 1, Builds());
+            Assert.DoesNotContain("building", Wrapper().Err);
+            Assert.Equal(before + 1, Builds());
+            Age();
+        }
     }
 
     [Fact]

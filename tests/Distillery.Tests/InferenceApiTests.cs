@@ -48,11 +48,11 @@ public sealed class InferenceApiTests
     /// Exports the model folder <paramref name="dir"/> to <paramref name="onnxPath"/> with its tokenizer files beside it
     /// (as <c>distillery export onnx</c> lays them out), unless <paramref name="withTokenizer"/> is false.
     /// </summary>
-    internal static void ExportTiny(string dir, string onnxPath, bool int8 = false, bool withTokenizer = true)
+    internal static void ExportTiny(string dir, string onnxPath, bool int8 = false, bool withTokenizer = true, Int8Scheme scheme = Int8Quantization.DefaultScheme)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(onnxPath)!);
         var (model, _) = BertCheckpoint.Load(dir);
-        using (model) OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = int8 });
+        using (model) OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = int8, Int8Scheme = scheme });
         if (withTokenizer)
             foreach (string file in new[] { "vocab.txt", "tokenizer_config.json" })
                 if (File.Exists(Path.Combine(dir, file))) File.Copy(Path.Combine(dir, file), Path.Combine(Path.GetDirectoryName(onnxPath)!, file), overwrite: true);
@@ -395,12 +395,23 @@ public sealed class InferenceApiTests
         ExportTiny(tmp["cls"], tmp["int8/cls.onnx"], int8: true);
         using var fp32 = TextClassifier.Load(tmp["cls"]);
         using var int8 = TextClassifier.Load(tmp["int8/cls.onnx"]);
-        Assert.Equal("ONNX Runtime int8", int8.Description);
+        Assert.Equal("ONNX Runtime int8 (7bit weights)", int8.Description);
         double largest = 0;
         foreach (var (a, b) in fp32.PredictBatch(Sentences).Zip(int8.PredictBatch(Sentences)))
             for (int i = 0; i < a.Probabilities.Count; i++)
                 largest = Math.Max(largest, Math.Abs(a.Probabilities[i].Probability - b.Probabilities[i].Probability));
         Assert.True(largest < 0.05, $"int8 probabilities differ from fp32 by {largest}");
+
+        // An 8-bit graph loads everywhere, and says when this CPU cannot compute it exactly (no VNNI / AMX-INT8); the
+        // default 7-bit graph never warns.
+        ExportTiny(tmp["cls"], tmp["int8-full/cls.onnx"], int8: true, scheme: Int8Scheme.Full8Bit);
+        var warnings = new List<string>();
+        using (var full = TextClassifier.Load(tmp["int8-full/cls.onnx"], new InferenceOptions { Warning = warnings.Add }))
+            Assert.Equal("ONNX Runtime int8 (8bit weights)", full.Description);
+        bool exactHere = Runtime.CpuFeatures.Current.HasInt8DotProduct;
+        Assert.Equal(exactHere ? 0 : 1, warnings.Count(w => w.Contains("cls.onnx") && w.Contains("without VNNI")));
+        warnings.Clear();
+        using (TextClassifier.Load(tmp["int8/cls.onnx"], new InferenceOptions { Warning = warnings.Add })) Assert.Empty(warnings);
     }
 
     [Fact]

@@ -283,6 +283,28 @@ public sealed class TrainingTests
         // The run config re-reads into the same options.
         var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["ft"], "run_config.json")))!["options"]!;
         Assert.Equal("sst2", saved["task"]!.GetValue<string>());
+        // Precision "auto" (the default) was resolved at the start, and the run files say what ran: bf16 where this CPU has
+        // native bf16, fp32 elsewhere.
+        var ran = Runtime.CpuFeatures.Current.HasNativeBf16 ? ComputePrecision.BFloat16 : ComputePrecision.Float32;
+        Assert.Equal(ComputePrecision.Auto, options.Trainer.Precision);
+        Assert.Equal(ComputePrecisions.Name(ran), saved["trainer"]!["precision"]!.GetValue<string>());
+        Assert.Equal(ran.ToString(), metrics["precision"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void PrecisionReadsFromOldAndNewRunFiles()
+    {
+        // Run files and recipes written before "auto" existed say fp32 or bf16 and still load; a missing key is auto.
+        TrainerOptions Read(string json) => System.Text.Json.JsonSerializer.Deserialize<TrainerOptions>(json, RunFiles.Json)!;
+        Assert.Equal(ComputePrecision.Float32, Read("{\"precision\": \"fp32\"}").Precision);
+        Assert.Equal(ComputePrecision.BFloat16, Read("{\"precision\": \"bf16\"}").Precision);
+        Assert.Equal(ComputePrecision.Auto, Read("{\"precision\": \"auto\"}").Precision);
+        Assert.Equal(ComputePrecision.Auto, Read("{}").Precision);
+        Assert.Contains("\"precision\": \"auto\"", System.Text.Json.JsonSerializer.Serialize(new TrainerOptions(), RunFiles.Json));
+        Assert.Throws<System.Text.Json.JsonException>(() => Read("{\"precision\": \"fp16\"}"));
+        // Resolving leaves explicit choices alone and turns auto into what this CPU runs natively.
+        Assert.Equal(ComputePrecision.Float32, new TrainerOptions { Precision = ComputePrecision.Float32 }.WithResolvedPrecision(null).Precision);
+        Assert.NotEqual(ComputePrecision.Auto, new TrainerOptions().WithResolvedPrecision(null).Precision);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Distillery.Bench;
+using Distillery.Export;
 using Distillery.Models;
 using Spectre.Console;
 
@@ -18,15 +19,17 @@ public static class BenchCommand
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards at batch 1.", DefaultValueFactory = _ => 20 };
         var backends = new Option<string>("--backends", "-b")
         {
-            Description = "Comma-separated: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (ONNX backends export each model to a temporary file first). One row per model × backend.",
+            Description = "Comma-separated: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (ONNX backends export each model to a temporary file first). One row per model × backend. " +
+                "On a CPU without native bf16, torch-bf16 is emulated: its rows say so.",
             DefaultValueFactory = _ => "torch-fp32",
         };
         var output = new Option<string?>("--out", "-o") { Description = "Also write the table as markdown to this file." };
         var plot = new Option<string?>("--plot") { Description = "Also draw dev score against batch-1 latency, one labelled point per model × backend, to this PNG file." };
+        var int8Weights = ExportCommand.Int8WeightsOption();
         var command = new Command("bench", "Measure models on one task in one run: parameters, bytes on disk, dev score, CPU latency (batch 1) and throughput (batch 32), with ratios to the first row; optionally across backends (TorchSharp fp32/bf16, ONNX Runtime fp32/int8) and as a plot.\n\n" +
             "Example: distillery bench runs/sst2 runs/sst2-kd --task sst2 --data ../shared/data/glue --backends torch-fp32,torch-bf16,onnx-fp32,onnx-int8 --out bench.md --plot bench.png")
         {
-            models, task, data, splitArticles, seqLength, iterations, backends, output, plot,
+            models, task, data, splitArticles, seqLength, iterations, backends, output, plot, int8Weights,
         };
         command.SetAction(parse =>
         {
@@ -35,11 +38,16 @@ public static class BenchCommand
                 Models = parse.GetValue(models)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, SplitArticles = parse.GetValue(splitArticles),
                 SeqLength = parse.GetValue(seqLength), Iterations = parse.GetValue(iterations),
                 Backends = BenchBackends.ParseList(parse.GetValue(backends)!),
+                Int8Scheme = ExportCommand.Int8Weights(parse, int8Weights) ?? Int8Quantization.DefaultScheme,
             };
             string? plotPath = parse.GetValue(plot);
             if (plotPath != null && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"--plot {plotPath}: the plot is a PNG; name the file *.png");
-            var results = ModelBench.Run(options, m => context.Console.MarkupLineInterpolated($"[grey]> {m}[/]"));
+            var results = ModelBench.Run(options, m =>
+            {
+                if (m.StartsWith("warning: ", StringComparison.Ordinal)) context.Warn(m["warning: ".Length..]);
+                else context.Console.MarkupLineInterpolated($"[grey]> {m}[/]");
+            });
             string markdown = ModelBench.Markdown(results, options);
             context.Console.WriteLine(markdown);
             if (parse.GetValue(output) is string path) AtomicFile.WriteAllText(path, markdown);

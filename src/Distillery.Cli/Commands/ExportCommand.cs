@@ -10,6 +10,22 @@ public static class ExportCommand
     /// <summary>fp32 graphs must match the TorchSharp forward this closely on the check sentences.</summary>
     const double Fp32Tolerance = 1e-4;
 
+    /// <summary>The <c>--int8-weights 7bit|8bit</c> flag that export, quantize and bench share.</summary>
+    internal static Option<string?> Int8WeightsOption()
+    {
+        var option = new Option<string?>("--int8-weights")
+        {
+            Description = "int8 weight grid: 7bit (default; |q| <= 64, exact in ONNX Runtime on every x86-64 CPU) or 8bit (|q| <= 127, finer, but exact only on " +
+                "CPUs with VNNI or AMX-INT8: AVX2-only CPUs saturate and lose accuracy). Default: the scheme a QAT checkpoint was trained for, else 7bit.",
+        };
+        option.AcceptOnlyFromAmong(Enum.GetValues<Int8Scheme>().Select(Int8Quantization.Name).ToArray());
+        return option;
+    }
+
+    /// <summary>The scheme <paramref name="option"/> names, or null when it was not given.</summary>
+    internal static Int8Scheme? Int8Weights(ParseResult parse, Option<string?> option) =>
+        parse.GetValue(option) is string name ? Int8Quantization.Parse(name, "--int8-weights") : null;
+
     public static Command Create(CliContext context)
     {
         var model = new Option<string>("--model", "-m") { Description = "Model folder (config.json, model.safetensors, vocab.txt); its config names the head.", Required = true };
@@ -17,17 +33,26 @@ public static class ExportCommand
         var int8 = new Option<bool>("--int8") { Description = "Dynamic int8 quantization: int8 per-channel weights for the encoder and pooler Linears, int8 word-embedding rows." };
         var opset = new Option<int>("--opset") { Description = $"ai.onnx opset ({OnnxExportOptions.MinOpset}-{OnnxExportOptions.MaxOpset}).", DefaultValueFactory = _ => 17 };
         var noCheck = new Option<bool>("--no-check") { Description = "Skip running the graph in ONNX Runtime against the TorchSharp model." };
+        var int8Weights = Int8WeightsOption();
         var onnx = new Command("onnx", "Export a model folder to ONNX (dynamic batch and sequence axes) and check it in ONNX Runtime.\n\n" +
             "Example:\n  distillery export onnx --model runs/sst2-student --out deploy/model.onnx --int8")
         {
-            model, output, int8, opset, noCheck,
+            model, output, int8, opset, noCheck, int8Weights,
         };
         onnx.SetAction(parse =>
         {
-            var options = new OnnxExportOptions { Int8 = parse.GetValue(int8), Opset = parse.GetValue(opset) }.Validate();
-            var result = OnnxExportJob.Run(parse.GetValue(model)!, parse.GetValue(output)!, options, check: !parse.GetValue(noCheck));
+            string modelDir = parse.GetValue(model)!;
+            var scheme = Int8Weights(parse, int8Weights);
+            if (scheme != null && !parse.GetValue(int8)) throw new ArgumentException("--int8-weights applies to --int8 exports");
+            var options = new OnnxExportOptions
+            {
+                Int8 = parse.GetValue(int8), Opset = parse.GetValue(opset), Int8Scheme = scheme ?? (parse.GetValue(int8) ? OnnxExportJob.DefaultScheme(modelDir) : Int8Quantization.DefaultScheme),
+            }.Validate();
+            var result = OnnxExportJob.Run(modelDir, parse.GetValue(output)!, options, check: !parse.GetValue(noCheck));
+            foreach (var warning in result.Warnings) context.Warn(warning);
             var console = context.Console;
-            console.MarkupLineInterpolated($"Wrote [bold]{result.Path}[/] ({result.Task}, {(options.Int8 ? "int8" : "fp32")}, opset {options.Opset}, {InspectCommand.Bytes(result.Bytes)})");
+            string format = options.Int8 ? $"int8, {Int8Quantization.Name(options.Int8Scheme)} weights" : "fp32";
+            console.MarkupLineInterpolated($"Wrote [bold]{result.Path}[/] ({result.Task}, {format}, opset {options.Opset}, {InspectCommand.Bytes(result.Bytes)})");
             if (result.CopiedFiles.Count > 0) console.MarkupLineInterpolated($"  copied next to it: {string.Join(", ", result.CopiedFiles)}");
             if (result.Check is { } check)
             {

@@ -68,15 +68,21 @@ public static class FinetuneCommand
     {
         var args = new TaskArguments();
         var model = new Argument<string>("model") { Description = "Fine-tuned model folder." };
-        var precision = new Option<string>("--precision") { Description = "fp32 or bf16 matmuls.", DefaultValueFactory = _ => "fp32" };
-        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        var precision = new Option<string>("--precision")
+        {
+            Description = "fp32 (default: the model's own scores), bf16 matmuls (emulated and slow without native bf16), or auto (bf16 where the CPU has it natively).",
+            DefaultValueFactory = _ => "fp32",
+        };
+        precision.AcceptOnlyFromAmong("fp32", "bf16", "auto");
         var command = new Command("eval", "Score a fine-tuned model on a task's dev data (GLUE metrics, SQuAD EM/F1); writes eval-<task>.json next to it.") { model, precision };
         args.AddTo(command);
         command.SetAction(parse =>
         {
             string dir = parse.GetValue(model)!;
             var options = args.Apply(parse, null, dir, null);
-            var metrics = FineTuning.Evaluate(options, parse.GetValue(precision) == "bf16" ? ComputePrecision.BFloat16 : ComputePrecision.Float32);
+            var (resolved, warning) = ComputePrecisions.Resolve(ComputePrecisions.Parse(parse.GetValue(precision)!, "--precision"), Runtime.CpuFeatures.Current);
+            if (warning != null) context.Warn(warning);
+            var metrics = FineTuning.Evaluate(options, resolved);
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             foreach (var (k, v) in metrics) table.AddRow(Markup.Escape(k), $"{v:0.0000}");
             context.Console.Write(table);

@@ -27,6 +27,7 @@ public static class QuantizeCommand
         var opset = new Option<int?>("--opset") { Description = "ai.onnx opset of the graph (default 17)." };
         var check = new Option<bool>("--check") { Description = "Score the int8 graph (ONNX Runtime) and the fp32 model (TorchSharp) on the dev set: metrics both ways, argmax agreement (needs --task, --data)." };
         var resume = new Option<bool>("--resume") { Description = "qat: continue from the last checkpoint in --out." };
+        var int8Weights = ExportCommand.Int8WeightsOption();
         var training = new TrainingCliOptions();
         var command = new Command("quantize",
             "Int8 ONNX graph of a fine-tuned model: dynamic post-training quantization, or quantization-aware training (fake int8 on " +
@@ -35,7 +36,7 @@ public static class QuantizeCommand
             "  distillery quantize --model runs/sst2 --mode dynamic --out sst2.int8.onnx --check --task sst2 --data glue_data\n" +
             "  distillery quantize --model runs/sst2 --mode qat --task sst2 --data glue_data --teacher runs/sst2 --out runs/sst2-qat --check")
         {
-            model, mode, output, task, data, teacher, temperature, alpha, maxLength, splitArticles, maxTrain, opset, check, resume,
+            model, mode, output, task, data, teacher, temperature, alpha, maxLength, splitArticles, maxTrain, opset, check, resume, int8Weights,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -50,6 +51,8 @@ public static class QuantizeCommand
             };
             if (parse.GetValue(check) && (taskName == null || dataPath == null))
                 throw new ArgumentException("--check scores the dev set: give --task and --data");
+            // The same scheme for the simulation (QAT, --check) and the graph; the check reads it back from the graph.
+            var scheme = ExportCommand.Int8Weights(parse, int8Weights) ?? OnnxExportJob.DefaultScheme(modelDir);
             string onnx;
             if (qat)
             {
@@ -62,6 +65,7 @@ public static class QuantizeCommand
                     Data = dataPath ?? throw new ArgumentException("--mode qat trains on a task: give --data (the GLUE folder or SQuAD file)"),
                     Out = outPath,
                     Teacher = parse.GetValue(teacher),
+                    Int8Scheme = scheme,
                 };
                 if (parse.GetValue(temperature) is double t) options = options with { Kd = options.Kd with { Temperature = t } };
                 if (parse.GetValue(alpha) is double a) options = options with { Kd = options.Kd with { Alpha = a } };
@@ -80,8 +84,9 @@ public static class QuantizeCommand
                     if (given) throw new ArgumentException($"{name} applies to --mode qat only (dynamic quantization does not train)");
                 if (Directory.Exists(outPath)) throw new ArgumentException($"--mode dynamic writes one file: --out {outPath} is a folder (give e.g. {Path.Combine(outPath, QatOptions.OnnxFileName)})");
                 onnx = outPath;
-                var result = OnnxExportJob.Run(modelDir, onnx, new OnnxExportOptions { Int8 = true, Opset = parse.GetValue(opset) ?? 17 }, check: false);
-                context.Console.MarkupLineInterpolated($"Wrote [bold]{onnx}[/] (int8 dynamic quantization, {result.Bytes:N0} bytes){(result.CopiedFiles.Count > 0 ? $"; copied {string.Join(", ", result.CopiedFiles)} next to it" : "")}");
+                var result = OnnxExportJob.Run(modelDir, onnx, new OnnxExportOptions { Int8 = true, Opset = parse.GetValue(opset) ?? 17, Int8Scheme = scheme }, check: false);
+                foreach (var warning in result.Warnings) context.Warn(warning);
+                context.Console.MarkupLineInterpolated($"Wrote [bold]{onnx}[/] (int8 dynamic quantization, {Int8Quantization.Name(scheme)} weights, {result.Bytes:N0} bytes){(result.CopiedFiles.Count > 0 ? $"; copied {string.Join(", ", result.CopiedFiles)} next to it" : "")}");
             }
             if (parse.GetValue(check))
             {
@@ -105,7 +110,7 @@ public static class QuantizeCommand
                 Format(report.Fp32[name]), Format(report.Int8[name]), Format(report.Simulated[name]));
         context.Console.Write(table);
         context.Console.MarkupLineInterpolated(
-            $"{report.Examples:N0} dev examples: argmax agreement int8 vs fp32 {Format(report.AgreementWithFp32)}, vs simulated {Format(report.AgreementWithSimulated)}; mean |logit diff| vs fp32 {report.MeanAbsDiffFp32:G3}, vs simulated {report.MeanAbsDiffSimulated:G3}");
+            $"{report.Examples:N0} dev examples, {Int8Quantization.Name(report.Scheme)} int8 weights: argmax agreement int8 vs fp32 {Format(report.AgreementWithFp32)}, vs simulated {Format(report.AgreementWithSimulated)}; mean |logit diff| vs fp32 {report.MeanAbsDiffFp32:G3}, vs simulated {report.MeanAbsDiffSimulated:G3}");
     }
 
     static string Format(double value) => double.IsFinite(value) ? value.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture) : "n/a";

@@ -9,6 +9,13 @@ namespace Distillery.Cli.Commands;
 /// </summary>
 public static class RunProgress
 {
+    /// <summary>A run's message: a "warning: " one goes to stderr as the CLI's warnings do, the rest in grey.</summary>
+    static void Say(CliContext context, string message)
+    {
+        if (message.StartsWith("warning: ", StringComparison.Ordinal)) context.Warn(message["warning: ".Length..]);
+        else context.Console.MarkupLineInterpolated($"[grey]{message}[/]");
+    }
+
     /// <summary>Runs <paramref name="work"/> with progress display; returns its result.</summary>
     public static T Show<T>(CliContext context, Func<RunEvents, T> work)
     {
@@ -29,7 +36,7 @@ public static class RunProgress
                         console.MarkupLineInterpolated($"  {stage} {done:N0}/{total:N0} ({percent}%) {status}");
                     }
                 },
-                Message = m => console.MarkupLineInterpolated($"[grey]{m}[/]"),
+                Message = m => Say(context, m),
             };
             return work(events);
         }
@@ -54,7 +61,7 @@ public static class RunProgress
                         task.Value = done;
                         task.Description = Markup.Escape($"{name}: {status}");
                     },
-                    Message = m => console.MarkupLineInterpolated($"[grey]{m}[/]"),
+                    Message = m => Say(context, m),
                 };
                 result = work(events);
                 task?.StopTask();

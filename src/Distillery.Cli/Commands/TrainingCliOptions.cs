@@ -24,7 +24,11 @@ public sealed class TrainingCliOptions
     readonly Option<int?> evalEvery = new("--eval-every") { Description = "Evaluate every N optimizer steps (0: at the end only)." };
     readonly Option<int?> logEvery = new("--log-every") { Description = "Log to metrics.jsonl and TensorBoard every N steps." };
     readonly Option<int?> checkpointEvery = new("--checkpoint-every") { Description = "Write a resumable checkpoint every N steps (0: never)." };
-    readonly Option<string?> precision = new("--precision") { Description = "fp32, or bf16 (bf16 matmuls, fp32 master weights)." };
+    readonly Option<string?> precision = new("--precision")
+    {
+        Description = "auto (default): bf16 where the CPU has native bf16 (avx512_bf16/amx_bf16), fp32 elsewhere; fp32; or bf16 (bf16 matmuls, " +
+            "fp32 master weights; emulated and several times slower on CPUs without native bf16, with a warning). The run records what it resolved to.",
+    };
     readonly Option<string?> onNan = new("--on-nan") { Description = "stop (default) or skip a step whose loss is NaN/inf." };
 
     /// <summary>Adds the flags to <paramref name="command"/>.</summary>
@@ -32,7 +36,7 @@ public sealed class TrainingCliOptions
     {
         foreach (var o in new Option[] { batchSize, accumulation, learningRate, weightDecay, warmupRatio, warmupSteps, epochs, maxSteps, maxGradNorm, seed, evalEvery, logEvery, checkpointEvery, precision, onNan })
             command.Options.Add(o);
-        precision.AcceptOnlyFromAmong("fp32", "bf16");
+        precision.AcceptOnlyFromAmong("auto", "fp32", "bf16");
         onNan.AcceptOnlyFromAmong("stop", "skip");
     }
 
@@ -53,7 +57,7 @@ public sealed class TrainingCliOptions
         if (parse.GetValue(evalEvery) is int ee) o = o with { EvalEvery = ee };
         if (parse.GetValue(logEvery) is int le) o = o with { LogEvery = le };
         if (parse.GetValue(checkpointEvery) is int ce) o = o with { CheckpointEvery = ce };
-        if (parse.GetValue(precision) is string p) o = o with { Precision = p == "bf16" ? ComputePrecision.BFloat16 : ComputePrecision.Float32 };
+        if (parse.GetValue(precision) is string p) o = o with { Precision = ComputePrecisions.Parse(p, "--precision") };
         if (parse.GetValue(onNan) is string n) o = o with { OnNonFiniteLoss = n == "skip" ? NonFiniteLoss.Skip : NonFiniteLoss.Stop };
         return o.Validate();
     }

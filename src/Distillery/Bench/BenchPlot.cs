@@ -26,7 +26,7 @@ public static class BenchPlot
             var color = palette.GetColor(index);
             var scatter = plot.Add.ScatterPoints(rows.Select(r => r.Batch1.MedianMs).ToArray(), rows.Select(r => Scale(r.Score)).ToArray(), color);
             scatter.MarkerSize = 11;
-            scatter.LegendText = BenchBackends.Name(backend);
+            scatter.LegendText = BenchBackends.Label(backend, Runtime.CpuFeatures.Current);
             foreach (var r in rows)
             {
                 var label = plot.Add.Text(shortNames[r.Model], r.Batch1.MedianMs, Scale(r.Score));

@@ -3,6 +3,7 @@ using System.Text;
 using Distillery.Export;
 using Distillery.Inference;
 using Distillery.Models;
+using Distillery.Runtime;
 using Distillery.Text;
 using Distillery.Training;
 using TorchSharp;
@@ -14,11 +15,15 @@ public enum BenchBackend
 {
     /// <summary>TorchSharp, fp32 matmuls (<c>torch-fp32</c>).</summary>
     TorchFp32,
-    /// <summary>TorchSharp, bf16 matmuls with fp32 weights (<c>torch-bf16</c>).</summary>
+    /// <summary>
+    /// TorchSharp, bf16 matmuls with fp32 weights (<c>torch-bf16</c>). Fast only on CPUs with native bf16; elsewhere
+    /// libtorch emulates it (slower than fp32), its rows say "(emulated)" and <see cref="BenchBackends.Recommended"/>
+    /// leaves it out.
+    /// </summary>
     TorchBf16,
     /// <summary>ONNX Runtime on the fp32 export (<c>onnx-fp32</c>).</summary>
     OnnxFp32,
-    /// <summary>ONNX Runtime on the dynamically quantized int8 export (<c>onnx-int8</c>).</summary>
+    /// <summary>ONNX Runtime on the dynamically quantized int8 export (<c>onnx-int8</c>), weights as <see cref="BenchOptions.Int8Scheme"/>.</summary>
     OnnxInt8,
 }
 
@@ -36,6 +41,23 @@ public static class BenchBackends
         BenchBackend.OnnxFp32 => "onnx-fp32",
         _ => "onnx-int8",
     };
+
+    /// <summary>
+    /// The backends worth comparing on <paramref name="cpu"/>: every one, except torch-bf16 where the CPU has no native
+    /// bf16 (emulated bf16 is slower than fp32 and only shows that it is).
+    /// </summary>
+    public static IReadOnlyList<BenchBackend> RecommendedFor(CpuFeatures cpu) =>
+        All.Where(b => b != BenchBackend.TorchBf16 || cpu.HasNativeBf16).ToList();
+
+    /// <summary><see cref="RecommendedFor"/> this machine.</summary>
+    public static IReadOnlyList<BenchBackend> Recommended => RecommendedFor(CpuFeatures.Current);
+
+    /// <summary>
+    /// The backend's name in a results table on <paramref name="cpu"/>: <see cref="Name"/>, with "(emulated)" after
+    /// torch-bf16 where the CPU has no native bf16, so a slow bf16 row says why it is slow.
+    /// </summary>
+    public static string Label(BenchBackend backend, CpuFeatures cpu) =>
+        backend == BenchBackend.TorchBf16 && !cpu.HasNativeBf16 ? Name(backend) + " (emulated)" : Name(backend);
 
     /// <summary>Parses a comma-separated list ("torch-fp32,onnx-int8"); an unknown name is one line listing the known ones.</summary>
     public static IReadOnlyList<BenchBackend> ParseList(string text)
@@ -77,6 +99,8 @@ public sealed record BenchOptions
     /// to a temporary folder first. Default: TorchSharp fp32 alone.
     /// </summary>
     public IReadOnlyList<BenchBackend> Backends { get; init; } = [BenchBackend.TorchFp32];
+    /// <summary>The int8 weight grid of the onnx-int8 export (default 7-bit, exact on every x86-64 CPU).</summary>
+    public Int8Scheme Int8Scheme { get; init; } = Int8Quantization.DefaultScheme;
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public BenchOptions Validate()
     {
@@ -85,6 +109,7 @@ public sealed record BenchOptions
         if (Backends.Distinct().Count() != Backends.Count) throw new ArgumentException("Backends lists one backend twice", nameof(Backends));
         if (SeqLength < 1) throw new ArgumentException($"SeqLength must be positive, got {SeqLength}", nameof(SeqLength));
         if (Iterations < 1) throw new ArgumentException($"Iterations must be positive, got {Iterations}", nameof(Iterations));
+        if (!Enum.IsDefined(Int8Scheme)) throw new ArgumentException($"Int8Scheme {(int)Int8Scheme} is not a scheme (known: {Int8Quantization.Names})", nameof(Int8Scheme));
         return this;
     }
 }
@@ -112,10 +137,18 @@ public sealed record BenchResult(string Model, string Arch, BenchBackend Backend
 /// </summary>
 public static class ModelBench
 {
-    /// <summary>Runs the measurements; <paramref name="progress"/> hears about each model and backend.</summary>
+    /// <summary>
+    /// Runs the measurements; <paramref name="progress"/> hears about each model and backend, and one "warning: " line
+    /// for a backend that is not what it should be on this CPU (emulated bf16, 8-bit int8 weights without VNNI).
+    /// </summary>
     public static IReadOnlyList<BenchResult> Run(BenchOptions options, Action<string>? progress = null)
     {
         options.Validate();
+        var cpu = CpuFeatures.Current;
+        if (options.Backends.Contains(BenchBackend.TorchBf16) && !cpu.HasNativeBf16)
+            progress?.Invoke("warning: torch-bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): libtorch emulates it, so its rows are marked \"(emulated)\" and are slower than fp32");
+        if (options.Backends.Contains(BenchBackend.OnnxInt8) && Int8Quantization.PortabilityWarning(options.Int8Scheme, cpu) is string int8Warning)
+            progress?.Invoke($"warning: {int8Warning}");
         var results = new List<BenchResult>();
         string? exportDir = null;
         // Both runtimes get the same intra-op thread count (ONNX Runtime would otherwise pick its own).
@@ -147,7 +180,7 @@ public static class ModelBench
                         exportDir ??= Directory.CreateTempSubdirectory("distillery-bench-").FullName;
                         onnxPath = Path.Combine(exportDir, $"{results.Count}-{name}.onnx");
                         progress?.Invoke($"exporting {dir} ({name})");
-                        OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = backendKind == BenchBackend.OnnxInt8 });
+                        OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = backendKind == BenchBackend.OnnxInt8, Int8Scheme = options.Int8Scheme });
                         bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
                         backend = OnnxRuntimeBackend.Load(onnxPath, threads);
                     }
@@ -215,14 +248,15 @@ public static class ModelBench
         var c = CultureInfo.InvariantCulture;
         var first = results[0];
         var md = new StringBuilder();
-        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; dev score computed by each backend; {Machine.Describe()}, ONNX Runtime.");
+        string int8 = options.Backends.Contains(BenchBackend.OnnxInt8) ? $"; onnx-int8: {Int8Quantization.Name(options.Int8Scheme)} weights" : "";
+        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; dev score computed by each backend{int8}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
         md.AppendLine();
         md.AppendLine($"| model | arch | backend | params | disk MB | {first.PrimaryMetric} | % of first | batch 1 median ms | batch 1 p90 ms | speed-up b1 | batch 32 seq/s | speed-up b32 |");
         md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
             double score = r.Score, reference = first.Score;
-            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {BenchBackends.Name(r.Backend)} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {100 * score / reference:0.0}% | " +
+            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {BenchBackends.Label(r.Backend, CpuFeatures.Current)} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {100 * score / reference:0.0}% | " +
                 $"{r.Batch1.MedianMs:0.00} | {r.Batch1.P90Ms:0.00} | {first.Batch1.MedianMs / r.Batch1.MedianMs:0.00}x | {r.Batch32.SequencesPerSecond:0.0} | {r.Batch32.SequencesPerSecond / first.Batch32.SequencesPerSecond:0.00}x |");
         }
         return md.ToString();

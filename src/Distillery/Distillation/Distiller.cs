@@ -128,6 +128,7 @@ public static class Distiller
     public static JsonObject RunOnCorpus(CorpusDistillOptions options, bool resume = false, RunEvents? events = null)
     {
         events ??= new RunEvents();
+        options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         options.DistilBert.Validate();
         if (options.Method == DistillMethod.HomoDistil)
         {
@@ -178,6 +179,7 @@ public static class Distiller
     {
         events ??= new RunEvents();
         options.Trainer.Validate();
+        options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         options.Kd.Validate();
         if (options.Method == DistillMethod.HomoDistil)
         {

@@ -13,7 +13,12 @@ namespace Distillery.Export;
 /// <param name="Task">The exported head.</param>
 /// <param name="CopiedFiles">Tokenizer/config files copied next to the graph (those the folder lacked).</param>
 /// <param name="Check">ONNX Runtime vs TorchSharp on the check sentences, or null when the check was skipped.</param>
-public sealed record OnnxExportResult(string Path, long Bytes, BertTask Task, IReadOnlyList<string> CopiedFiles, OnnxParityReport? Check);
+/// <param name="Warnings">
+/// One line each: 8-bit int8 weights exported on a CPU that does not compute them exactly, or an int8 scheme other than
+/// the one the model was quantization-aware trained for. Empty when there is nothing to say.
+/// </param>
+public sealed record OnnxExportResult(string Path, long Bytes, BertTask Task, IReadOnlyList<string> CopiedFiles, OnnxParityReport? Check,
+    IReadOnlyList<string> Warnings);
 
 /// <summary>Exports a model folder to ONNX and checks the result.</summary>
 public static class OnnxExportJob
@@ -34,6 +39,13 @@ public static class OnnxExportJob
     ];
 
     /// <summary>
+    /// The int8 scheme to export <paramref name="modelDir"/> with when none is asked for: the one it was
+    /// quantization-aware trained for (<see cref="Int8Quantization.TrainedFor"/>), else the portable default (7-bit).
+    /// </summary>
+    public static Int8Scheme DefaultScheme(string modelDir) =>
+        Int8Quantization.TrainedFor(BertCheckpoint.ReadConfig(modelDir).Extra) ?? Int8Quantization.DefaultScheme;
+
+    /// <summary>
     /// Loads <paramref name="modelDir"/> with the head its config names (refusing a folder whose head weights are missing,
     /// which would export a random head), writes <paramref name="outPath"/>, copies the tokenizer files and config.json
     /// next to it where that folder lacks them, and unless <paramref name="check"/> is false compares ONNX Runtime with
@@ -51,6 +63,14 @@ public static class OnnxExportJob
                 throw new InvalidDataException($"{modelDir}: has no trained {BertTasks.ArchitectureName(model.Task)} head (missing {string.Join(", ", report.Initialized.Take(3))}); fine-tune it first");
             model.eval();
             OnnxExporter.Export(model, outPath, options);
+            var warnings = new List<string>();
+            if (options.Int8)
+            {
+                if (Int8Quantization.PortabilityWarning(options.Int8Scheme, Runtime.CpuFeatures.Current) is string portability) warnings.Add(portability);
+                if (Int8Quantization.TrainedFor(model.Config.Extra) is { } trained && trained != options.Int8Scheme)
+                    warnings.Add($"{modelDir} was quantization-aware trained for {Int8Quantization.Name(trained)} int8 weights but is exported with " +
+                        $"{Int8Quantization.Name(options.Int8Scheme)}: the graph is not what its training simulated (--int8-weights {Int8Quantization.Name(trained)} matches it)");
+            }
 
             var copied = new List<string>();
             string outDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
@@ -77,7 +97,7 @@ public static class OnnxExportJob
                 using var session = new InferenceSession(outPath);
                 parity = OnnxParity.Compare(model, session, batch);
             }
-            return new OnnxExportResult(outPath, new FileInfo(outPath).Length, model.Task, copied, parity);
+            return new OnnxExportResult(outPath, new FileInfo(outPath).Length, model.Task, copied, parity, warnings);
         }
     }
 }

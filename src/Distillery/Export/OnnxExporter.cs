@@ -17,14 +17,18 @@
 //
 // int8 (OnnxExportOptions.Int8), dynamic post-training quantization; the arithmetic is in Int8Quantization:
 //   * every encoder Linear (query|key|value fused, attention output, intermediate, output) and the pooler dense become
-//     com.microsoft.DynamicQuantizeMatMul nodes: int8 weights, symmetric, one scale per output channel, zero point 0;
+//     com.microsoft.DynamicQuantizeMatMul nodes: int8 weights, symmetric, one scale per output channel, zero point 0,
+//     on the grid of OnnxExportOptions.Int8Scheme (7-bit |q| ≤ 64 by default, or 8-bit |q| ≤ 127);
 //     the fp32 input is quantized per tensor to uint8 at run time (asymmetric, DynamicQuantizeLinear's formula) and the
 //     bias is added in fp32. This is the node ONNX Runtime's own quantizer output (DynamicQuantizeLinear → MatMulInteger
 //     → Cast → Mul → Add) is fused into at load time; writing it directly means the fast kernel (MLAS u8·s8 GEMM, VNNI
 //     where the CPU has it, weights pre-packed once) is used without depending on the fusion pattern matching.
-//   * uint8 activations × int8 weights: on AVX2 CPUs without VNNI, MLAS's u8·s8 kernel (vpmaddubsw) can saturate int16
-//     intermediate sums, which costs accuracy on some models; AVX-512 VNNI / AVX-VNNI (vpdpbusd) does not saturate.
-//     Full 8-bit weights are used (no reduce_range) because the target CPUs (Zen 4) have VNNI.
+//   * uint8 activations × int8 weights: on CPUs without VNNI (AVX2, and AVX-512 without VNNI), MLAS's u8·s8 kernel
+//     (vpmaddubsw) adds pairs of products into an int16 with saturation; AVX512-VNNI / AVX-VNNI (vpdpbusd) and AMX-INT8
+//     do not saturate. The default 7-bit weights (ONNX Runtime's reduce_range) keep every pair ≤ 2·255·64 = 32640, so
+//     the graph is exact, and equal to its simulation, on every x86-64 CPU; 8-bit weights are exact only with VNNI/AMX
+//     and are an opt-in (Int8Quantization's header has the numbers). The scheme is written into the graph's metadata
+//     (Int8SchemeKey), and OnnxModelInfo reads it back, so a graph says which arithmetic it was built for.
 //   * attention score and probability matmuls, softmax, LayerNorms and activations stay fp32. The additive mask's
 //     float.MinValue would ruin any static activation range; dynamic per-call ranges never see it because the mask is
 //     added after the (fp32) score matmul.
@@ -54,14 +58,23 @@ public sealed record OnnxExportOptions
 
     /// <summary>
     /// Dynamic int8 quantization (default false: fp32). Encoder Linear layers (query, key, value, attention output,
-    /// intermediate, output) and the pooler dense get int8 weights, symmetric per output channel (scale = max|row| / 127,
-    /// round half to even, clamp to ±127, zero point 0), and their inputs are quantized per tensor to uint8 at run time
-    /// (scale = (max(0, max x) − min(0, min x)) / 255, zero point = round(−min / scale)); products accumulate in int32
-    /// and are rescaled to fp32 before the fp32 bias. The word-embedding table is int8 per row (weight-only).
-    /// Attention matmuls, softmax, LayerNorms, activations, the classifier / qa_outputs and the MLM head stay fp32.
-    /// <see cref="Int8Quantization"/> gives the exact formulas and their TorchSharp simulation.
+    /// intermediate, output) and the pooler dense get int8 weights, symmetric per output channel (scale = max|row| / Q,
+    /// round half to even, clamp to ±Q, zero point 0; Q = 64 for the default 7-bit <see cref="Int8Scheme"/>, 127 for
+    /// 8-bit), and their inputs are quantized per tensor to uint8 at run time (scale = (max(0, max x) − min(0, min x)) /
+    /// 255, zero point = round(−min / scale)); products accumulate in int32 and are rescaled to fp32 before the fp32 bias.
+    /// The word-embedding table is int8 per row (weight-only, 8-bit). Attention matmuls, softmax, LayerNorms,
+    /// activations, the classifier / qa_outputs and the MLM head stay fp32. <see cref="Int8Quantization"/> gives the
+    /// exact formulas and their TorchSharp simulation.
     /// </summary>
     public bool Int8 { get; init; }
+
+    /// <summary>
+    /// The int8 weight grid (with <see cref="Int8"/>; ignored for fp32): <see cref="Export.Int8Scheme.Reduced7Bit"/>
+    /// (default; scale = max|row| / 64, clamp to ±64), exact on every x86-64 CPU, or
+    /// <see cref="Export.Int8Scheme.Full8Bit"/> (max|row| / 127, ±127), exact only on CPUs with VNNI or AMX-INT8.
+    /// Written into the graph's metadata (<see cref="OnnxExporter.Int8SchemeKey"/>).
+    /// </summary>
+    public Int8Scheme Int8Scheme { get; init; } = Int8Quantization.DefaultScheme;
 
     /// <summary>The ai.onnx opset to declare, <see cref="MinOpset"/>..<see cref="MaxOpset"/> (default 17).</summary>
     public int Opset { get; init; } = 17;
@@ -71,6 +84,7 @@ public sealed record OnnxExportOptions
     {
         if (Opset < MinOpset || Opset > MaxOpset)
             throw new ArgumentException($"Opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}");
+        if (!Enum.IsDefined(Int8Scheme)) throw new ArgumentException($"Int8Scheme {(int)Int8Scheme} is not a scheme (known: {Int8Quantization.Names})");
         return this;
     }
 
@@ -87,6 +101,11 @@ public static class OnnxExporter
     public const string ConfigKey = "distillery.config";
     /// <summary>Metadata key holding the weight format: "fp32" or "int8".</summary>
     public const string QuantizationKey = "distillery.quantization";
+    /// <summary>
+    /// Metadata key of int8 graphs holding the weight grid (<see cref="Int8Quantization.Name"/>: "7bit" or "8bit").
+    /// int8 graphs written before the key existed used 8-bit weights.
+    /// </summary>
+    public const string Int8SchemeKey = "distillery.int8_weights";
 
     /// <summary>Graph input names (int64 [batch, sequence]).</summary>
     public const string InputIds = "input_ids", AttentionMask = "attention_mask", TokenTypeIds = "token_type_ids";
@@ -98,7 +117,7 @@ public static class OnnxExporter
     /// <c>token_type_ids</c> (int64 [batch, sequence], dynamic axes "batch" and "sequence"); outputs <c>logits</c>
     /// (masked LM [batch, sequence, vocab], sequence classification/regression [batch, num_labels]) or
     /// <c>start_logits</c> and <c>end_logits</c> [batch, sequence] (question answering). Metadata: <see cref="TaskKey"/>,
-    /// <see cref="ConfigKey"/>, <see cref="QuantizationKey"/>. The file is written atomically: a failed export leaves no
+    /// <see cref="ConfigKey"/>, <see cref="QuantizationKey"/>, and for int8 <see cref="Int8SchemeKey"/>. The file is written atomically: a failed export leaves no
     /// file behind (and an existing one unchanged).
     /// </summary>
     public static void Export(BertTaskModel model, string path, OnnxExportOptions? options = null)
@@ -120,7 +139,7 @@ public static class OnnxExporter
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var writer = new GraphWriter(model, options.Int8);
+        var writer = new GraphWriter(model, options.Int8, Int8Quantization.WeightMax(options.Int8Scheme));
         writer.Write();
         var g = writer.Builder;
         var proto = new ModelProto
@@ -129,7 +148,8 @@ public static class OnnxExporter
             ProducerName = "distillery",
             ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0",
             Graph = g.Graph,
-            DocString = $"{BertTasks.ArchitectureName(model.Task)} exported by Distillery ({(options.Int8 ? "int8 dynamic quantization" : "fp32")})",
+            DocString = $"{BertTasks.ArchitectureName(model.Task)} exported by Distillery " +
+                (options.Int8 ? $"(int8 dynamic quantization, {Int8Quantization.Name(options.Int8Scheme)} weights)" : "(fp32)"),
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
         if (g.UsesMicrosoftDomain) proto.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraphBuilder.MicrosoftDomain, Version = 1 });
@@ -137,11 +157,15 @@ public static class OnnxExporter
         proto.MetadataProps.Add(new StringStringEntryProto { Key = TaskKey, Value = model.Task.ToString() });
         proto.MetadataProps.Add(new StringStringEntryProto { Key = ConfigKey, Value = config.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) });
         proto.MetadataProps.Add(new StringStringEntryProto { Key = QuantizationKey, Value = options.Int8 ? "int8" : "fp32" });
+        if (options.Int8) proto.MetadataProps.Add(new StringStringEntryProto { Key = Int8SchemeKey, Value = Int8Quantization.Name(options.Int8Scheme) });
         return proto;
     }
 
     /// <summary>Walks the model and emits its graph.</summary>
-    private sealed class GraphWriter(BertTaskModel model, bool int8)
+    /// <param name="model">The model to write.</param>
+    /// <param name="int8">Quantize the encoder and pooler Linears and the word-embedding table.</param>
+    /// <param name="weightMax">Largest int8 code of a matmul weight (<see cref="Int8Quantization.WeightMax"/> of the scheme).</param>
+    private sealed class GraphWriter(BertTaskModel model, bool int8, int weightMax)
     {
         public OnnxGraphBuilder Builder { get; } = new();
         private OnnxGraphBuilder G => Builder;
@@ -195,7 +219,7 @@ public static class OnnxExporter
             string words;
             if (int8)
             {
-                var (values, scales) = Int8Quantization.QuantizeRows(table);                     // [V, H] int8, [V]
+                var (values, scales) = Int8Quantization.QuantizeRows(table, Int8Quantization.EmbeddingMax);   // [V, H] int8, [V]
                 var q = G.Initializer(p + "word_embeddings.weight_int8", Bytes(values), values.shape);
                 var s = G.Initializer(p + "word_embeddings.row_scale", Floats(scales), scales.shape[0], 1);   // [V, 1]
                 var rows = G.Node("Gather", [q, ids], "word_rows_int8");                         // [B, T, H] int8
@@ -227,7 +251,7 @@ public static class OnnxExporter
         {
             if (quantize)
             {
-                var (values, scales) = Int8Quantization.QuantizeRows(weight);                   // [out, in] int8, [out]
+                var (values, scales) = Int8Quantization.QuantizeRows(weight, weightMax);         // [out, in] int8, [out]
                 var b = G.Initializer(name + ".weight_int8_t", Bytes(values.t().contiguous()), values.shape[1], values.shape[0]);   // [in, out]
                 var s = G.Initializer(name + ".weight_scale", Floats(scales), scales.shape[0]);
                 var inputs = bias is null ? new[] { x, b, s } : new[] { x, b, s, "", Weight(name + ".bias", bias) };   // "" = no zero point (0)

@@ -1,6 +1,6 @@
-// Reads back what the exporter recorded in an .onnx file (head, config, weight format), checking that the file is one
-// this version of Distillery wrote and can serve: a graph written with an export option this version does not know is
-// rejected with one line naming the file and the option, rather than run with the wrong assumptions.
+// Reads back what the exporter recorded in an .onnx file (head, config, weight format and int8 scheme), checking that
+// the file is one this version of Distillery wrote and can serve: a graph written with an export option this version
+// does not know is rejected with one line naming the file and the option, rather than run with the wrong assumptions.
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Distillery.Export.Onnx;
@@ -12,14 +12,23 @@ namespace Distillery.Export;
 /// <summary>What an exported graph is: its head, the config of the model it came from, and how its weights are stored.</summary>
 /// <param name="Task">The head (decides the outputs: <c>logits</c>, or <c>start_logits</c>/<c>end_logits</c>).</param>
 /// <param name="Config">The model's config.json, as recorded at export.</param>
-/// <param name="Int8">Whether the graph is the int8 dynamic-quantized one.</param>
+/// <param name="Int8Scheme">
+/// For the int8 dynamic-quantized graph, its weight grid (<see cref="OnnxExporter.Int8SchemeKey"/>; int8 graphs written
+/// before that key existed are <see cref="Export.Int8Scheme.Full8Bit"/>); null for an fp32 graph.
+/// </param>
 /// <param name="Opset">The ai.onnx opset the graph declares.</param>
-public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, bool Int8, int Opset)
+public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme? Int8Scheme, int Opset)
 {
+    /// <summary>Whether the graph is the int8 dynamic-quantized one.</summary>
+    public bool Int8 => Int8Scheme is not null;
+
+    /// <summary>"fp32", or "int8 (7bit weights)" / "int8 (8bit weights)".</summary>
+    public string Format => Int8Scheme is { } scheme ? $"int8 ({Int8Quantization.Name(scheme)} weights)" : "fp32";
+
     /// <summary>
     /// Reads <paramref name="path"/>'s metadata. Throws <see cref="FileNotFoundException"/> when it is missing and
     /// <see cref="InvalidDataException"/> (one line, naming the file) when it is not an ONNX model, was not written by
-    /// Distillery, or records a task or weight format this version does not know.
+    /// Distillery, or records a task, weight format or int8 weight scheme this version does not know.
     /// </summary>
     public static OnnxModelInfo Read(string path)
     {
@@ -48,6 +57,14 @@ public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, bool Int8, 
             "int8" => true,
             _ => throw new InvalidDataException($"{path}: {OnnxExporter.QuantizationKey} \"{quantization}\" is not an export option this version knows (fp32, int8)"),
         };
+        Int8Scheme? scheme = null;
+        if (metadata.TryGetValue(OnnxExporter.Int8SchemeKey, out var schemeName))
+        {
+            if (!int8) throw new InvalidDataException($"{path}: an fp32 graph with {OnnxExporter.Int8SchemeKey} \"{schemeName}\" (not a graph this version wrote)");
+            scheme = Int8Quantization.TryParse(schemeName)
+                ?? throw new InvalidDataException($"{path}: {OnnxExporter.Int8SchemeKey} \"{schemeName}\" is not an int8 weight scheme this version knows ({Int8Quantization.Names})");
+        }
+        else if (int8) scheme = Export.Int8Scheme.Full8Bit;   // exported before the scheme was recorded: 8-bit weights
         JsonNode? json;
         try { json = JsonNode.Parse(Require(OnnxExporter.ConfigKey), documentOptions: new JsonDocumentOptions { MaxDepth = 32 }); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not valid JSON ({e.Message.Split('\n')[0]})"); }
@@ -55,6 +72,6 @@ public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, bool Int8, 
         var config = BertConfig.FromJson(obj, $"{path} ({OnnxExporter.ConfigKey})");
         var opset = model.OpsetImport.FirstOrDefault(o => string.IsNullOrEmpty(o.Domain))
             ?? throw new InvalidDataException($"{path}: declares no ai.onnx opset");
-        return new OnnxModelInfo(task, config, int8, (int)opset.Version);
+        return new OnnxModelInfo(task, config, scheme, (int)opset.Version);
     }
 }

@@ -35,13 +35,13 @@ internal sealed class InferenceModel : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         options = (options ?? InferenceOptions.Default).Validate();
         var kind = options.BackendFor(path);
-        if (kind == InferenceBackend.OnnxRuntime && options.Precision != ComputePrecision.Float32)
+        if (kind == InferenceBackend.OnnxRuntime && options.Precision == ComputePrecision.BFloat16)
             throw new ArgumentException($"{path}: bf16 applies to the TorchSharp backend; an ONNX model runs as exported (fp32 or int8)");
         IInferenceBackend backend;
         string tokenizerDir;
         if (kind == InferenceBackend.OnnxRuntime)
         {
-            var onnx = OnnxRuntimeBackend.Load(path, options.IntraOpThreads);
+            var onnx = OnnxRuntimeBackend.Load(path, options.IntraOpThreads, options.Warning);
             if (onnx.Task != task)
             {
                 onnx.Dispose();
@@ -55,7 +55,9 @@ internal sealed class InferenceModel : IDisposable
             if (File.Exists(path)) throw new ArgumentException($"{path}: is a file; the TorchSharp backend loads a model folder (config.json, model.safetensors, vocab.txt)");
             // torch.set_num_threads is process-wide; documented on InferenceOptions.IntraOpThreads.
             if (options.IntraOpThreads is int threads) torch.set_num_threads(threads);
-            backend = TorchSharpBackend.Load(path, task, options.Precision);
+            var (precision, warning) = ComputePrecisions.Resolve(options.Precision, Runtime.CpuFeatures.Current);
+            if (warning != null) options.Warning?.Invoke(warning);
+            backend = TorchSharpBackend.Load(path, task, precision);
             tokenizerDir = path;
         }
         try

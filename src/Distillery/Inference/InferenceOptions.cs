@@ -33,8 +33,10 @@ public sealed record InferenceOptions
     public InferenceBackend? Backend { get; init; }
     /// <summary>
     /// Matmul precision of the TorchSharp backend (<see cref="ComputePrecision.BFloat16"/>: bf16 products with fp32
-    /// weights and accumulation, the model's <see cref="BertTaskModel.SetPrecision(ComputePrecision)"/>). ONNX Runtime
-    /// runs the graph as exported (fp32, or int8 when exported with <c>--int8</c>), so bf16 there is an error.
+    /// weights and accumulation, the model's <see cref="BertTaskModel.SetPrecision(ComputePrecision)"/>; bf16 on a CPU
+    /// without native bf16 runs emulated and slower, with one <see cref="Warning"/>; <see cref="ComputePrecision.Auto"/>:
+    /// bf16 only where the CPU has it natively). Default fp32: predictions are the model's own. ONNX Runtime runs the
+    /// graph as exported (fp32, or int8 when exported with <c>--int8</c>), so bf16 there is an error.
     /// </summary>
     public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
     /// <summary>
@@ -67,7 +69,8 @@ public sealed record InferenceOptions
         if (DocStride < 0) throw new ArgumentException($"DocStride must not be negative, got {DocStride}", nameof(DocStride));
         if (MaxAnswerTokens < 1) throw new ArgumentException($"MaxAnswerTokens must be at least 1, got {MaxAnswerTokens}", nameof(MaxAnswerTokens));
         if (!Enum.IsDefined(OverlongInput)) throw new ArgumentException($"OverlongInput {OverlongInput} is not Truncate or Error", nameof(OverlongInput));
-        if (Backend == InferenceBackend.OnnxRuntime && Precision != ComputePrecision.Float32)
+        if (!Enum.IsDefined(Precision)) throw new ArgumentException($"Precision {(int)Precision} is not fp32, bf16 or auto", nameof(Precision));
+        if (Backend == InferenceBackend.OnnxRuntime && Precision == ComputePrecision.BFloat16)
             throw new ArgumentException("Precision: bf16 applies to the TorchSharp backend; an ONNX model runs as exported (fp32 or int8)", nameof(Precision));
         return this;
     }

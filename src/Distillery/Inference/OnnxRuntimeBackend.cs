@@ -21,8 +21,9 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
     private readonly string[] inputs;
     private readonly string[] outputs;
 
-    private OnnxRuntimeBackend(InferenceSession session, BertTask task, BertConfig config, string[] inputs, string[] outputs, string description)
+    private OnnxRuntimeBackend(InferenceSession session, BertTask task, BertConfig config, Int8Scheme? int8Scheme, string[] inputs, string[] outputs, string description)
     {
+        Int8Scheme = int8Scheme;
         Description = description;
         this.session = session;
         this.inputs = inputs;
@@ -34,17 +35,23 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
     public BertTask Task { get; }
     public BertConfig Config { get; }
     public string Description { get; }
+    /// <summary>The int8 weight scheme the graph was exported with (from its metadata); null for an fp32 graph.</summary>
+    public Int8Scheme? Int8Scheme { get; }
 
     /// <summary>
     /// Opens <paramref name="path"/>. Its head, config and weight format come from the exporter's metadata
     /// (<see cref="OnnxModelInfo.Read"/>). A file that is not an ONNX model is an <see cref="InvalidDataException"/>
     /// "<c>FILE: not an ONNX model (...)</c>"; an ONNX model Distillery did not export, or whose graph lacks the inputs
-    /// and outputs of its head, says what it lacks.
+    /// and outputs of its head, says what it lacks. An int8 graph that ONNX Runtime does not compute exactly on this CPU
+    /// (8-bit weights, including every int8 graph exported before the scheme was recorded, on a CPU without VNNI or
+    /// AMX-INT8) loads, and <paramref name="warning"/> hears one line about it.
     /// </summary>
-    public static OnnxRuntimeBackend Load(string path, int? intraOpThreads)
+    public static OnnxRuntimeBackend Load(string path, int? intraOpThreads, Action<string>? warning = null)
     {
         if (Directory.Exists(path)) throw new ArgumentException($"{path}: is a folder; the ONNX Runtime backend needs the .onnx file");
         var info = OnnxModelInfo.Read(path);
+        if (info.Int8Scheme is { } scheme && Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) is string portability)
+            warning?.Invoke($"{path}: {portability}");
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads is int threads) sessionOptions.IntraOpNumThreads = threads;
         InferenceSession session;
@@ -60,7 +67,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
             foreach (string name in outputs)
                 if (!session.OutputMetadata.ContainsKey(name))
                     throw new InvalidDataException($"{path}: a {BertTasks.ArchitectureName(info.Task)} export needs the output \"{name}\" (outputs: {string.Join(", ", session.OutputMetadata.Keys)})");
-            return new OnnxRuntimeBackend(session, info.Task, info.Config, inputs, outputs, $"ONNX Runtime {(info.Int8 ? "int8" : "fp32")}");
+            return new OnnxRuntimeBackend(session, info.Task, info.Config, info.Int8Scheme, inputs, outputs, $"ONNX Runtime {info.Format}");
         }
         catch
         {

@@ -98,9 +98,14 @@ public abstract class BertTaskModel : nn.Module
     /// <summary>Sets the matmul precision of every dense layer (see <see cref="ComputePrecision"/>).</summary>
     public void SetPrecision(ComputePrecision precision) => SetPrecision(this, precision);
 
-    /// <summary>Sets the matmul precision of every <see cref="IPrecisionSwitchable"/> module under <paramref name="root"/>.</summary>
+    /// <summary>
+    /// Sets the matmul precision of every <see cref="IPrecisionSwitchable"/> module under <paramref name="root"/>.
+    /// <see cref="ComputePrecision.Auto"/> is refused: resolve it first (<see cref="ComputePrecisions.ResolveForRun"/>).
+    /// </summary>
     public static void SetPrecision(nn.Module root, ComputePrecision precision)
     {
+        if (precision == ComputePrecision.Auto)
+            throw new ArgumentException("precision auto must be resolved to fp32 or bf16 before it is set on a model (ComputePrecisions.ResolveForRun)", nameof(precision));
         foreach (var module in root.modules())
             if (module is IPrecisionSwitchable switchable) switchable.Precision = precision;
     }

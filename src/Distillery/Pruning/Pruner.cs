@@ -147,6 +147,7 @@ public static class Pruner
     public static JsonObject Run(PruneOptions options, RunEvents? events = null)
     {
         events ??= new RunEvents();
+        options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         var config = BertCheckpoint.ReadConfig(options.Model);
         var head = options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification;
         var target = options.Resolve(config, head);

@@ -7,7 +7,8 @@
 //   weight and input, symmetric linear quantization, STE.
 // Deviations, and why: the grids are not Q8BERT's (symmetric int8 for activations with an EMA of their range) but
 // the ones the ONNX exporter uses (dynamic post-training quantization, as ONNX Runtime runs it): weights symmetric
-// int8 per output channel, activations asymmetric uint8 per tensor with the range of the current tensor (no EMA, no
+// per output channel on the grid of the export's Int8Scheme (7-bit |q| ≤ 64 by default, exact on every x86-64 CPU;
+// or 8-bit |q| ≤ 127), activations asymmetric uint8 per tensor with the range of the current tensor (no EMA, no
 // learned range), so QAT trains for exactly the int8 graph that is shipped. Because the activation range is always
 // the current tensor's, no value falls outside it and the STE has nothing to clip: its gradient is the identity.
 using Distillery.Export;
@@ -25,16 +26,19 @@ namespace Distillery.Quantization;
 public static class FakeQuant
 {
     /// <summary>
-    /// Symmetric int8 fake quantization per output channel of a weight [out, in]: for each row r,
-    /// scale_r = max|W_r| / 127 (1 for an all-zero row), q = clamp(round(W / scale_r), −127, 127) with round half to
-    /// even, result q · scale_r (<see cref="Int8Quantization.FakeQuantizeRows"/>). Gradient: the identity (STE).
+    /// Symmetric int8 fake quantization per output channel of a weight [out, in] on <paramref name="scheme"/>'s grid:
+    /// with Q = <see cref="Int8Quantization.WeightMax"/>(scheme) (64 for 7-bit, 127 for 8-bit), for each row r
+    /// scale_r = max|W_r| / Q (1 for an all-zero row), q = clamp(round(W / scale_r), −Q, Q) with round half to even,
+    /// result q · scale_r (<see cref="Int8Quantization.FakeQuantizeRows"/>). Gradient: the identity (STE).
     /// </summary>
-    public static Tensor WeightPerChannel(Tensor weight)
+    public static Tensor WeightPerChannel(Tensor weight, Int8Scheme scheme) => RowsPerChannel(weight, Int8Quantization.WeightMax(scheme));
+
+    private static Tensor RowsPerChannel(Tensor weight, int max)
     {
         if (weight.dim() != 2) throw new ArgumentException($"a weight to quantize per output channel must be [out, in], got [{string.Join(", ", weight.shape)}]");
         if (weight.numel() == 0) return weight.alias();   // a layer pruned to nothing: no values to round
         using var scope = NewDisposeScope();
-        var quantized = Int8Quantization.FakeQuantizeRows(weight);                       // [out, in], no graph
+        var quantized = Int8Quantization.FakeQuantizeRows(weight, max);                  // [out, in], no graph
         return StraightThrough(weight, quantized).MoveToOuterDisposeScope();
     }
 
@@ -55,15 +59,16 @@ public static class FakeQuant
 
     /// <summary>
     /// Weight-only int8 fake quantization of looked-up embedding rows [.., H]: each vector is a whole row of the table,
-    /// so quantizing it with its own max|·| / 127 is exactly the per-row quantization the exporter applies to the table
-    /// (and costs B·T rows instead of V). Gradient: the identity (STE), to the rows looked up.
+    /// so quantizing it with its own max|·| / 127 (<see cref="Int8Quantization.EmbeddingMax"/>, every scheme: a lookup
+    /// runs no integer GEMM, so 8 bits are exact everywhere) is exactly the per-row quantization the exporter applies to
+    /// the table (and costs B·T rows instead of V). Gradient: the identity (STE), to the rows looked up.
     /// </summary>
     public static Tensor EmbeddingRows(Tensor rows)
     {
         if (rows.numel() == 0) return rows.alias();
         using var scope = NewDisposeScope();
         var flat = rows.reshape(-1, rows.shape[^1]);                                     // [N, H]
-        return WeightPerChannel(flat).reshape(rows.shape).MoveToOuterDisposeScope();
+        return RowsPerChannel(flat, Int8Quantization.EmbeddingMax).reshape(rows.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,6 +1,8 @@
 // The int8 graph against the model it came from, on a task's dev set: ONNX Runtime runs the exported int8 graph, the
-// TorchSharp model runs in fp32 and with fake quantization (the QAT simulation), all on the same padded batches (the
-// run-time activation scales of dynamic quantization depend on the batch, so the batches must be the same).
+// TorchSharp model runs in fp32 and with fake quantization (the QAT simulation) of the scheme the graph records in its
+// metadata (7-bit or 8-bit weights), all on the same padded batches (the run-time activation scales of dynamic
+// quantization depend on the batch, so the batches must be the same). Where the graph's int8 arithmetic is exact on
+// this CPU, the int8 and simulated columns agree; 8-bit weights on a CPU without VNNI are where they part (warned).
 using Distillery.Export;
 using Distillery.Models;
 using Distillery.Training;
@@ -50,7 +52,8 @@ public sealed record Int8CheckOptions
 /// <param name="AgreementWithSimulated">The same between the int8 graph and the fake-quantized model.</param>
 /// <param name="MeanAbsDiffFp32">Mean |int8 − fp32| over every logit of real positions.</param>
 /// <param name="MeanAbsDiffSimulated">Mean |int8 − simulated| over the same logits.</param>
-public sealed record Int8CheckReport(string PrimaryMetric, int Examples,
+/// <param name="Scheme">The graph's int8 weight scheme (from its metadata), which the simulation used too.</param>
+public sealed record Int8CheckReport(Int8Scheme Scheme, string PrimaryMetric, int Examples,
     IReadOnlyDictionary<string, double> Fp32, IReadOnlyDictionary<string, double> Int8, IReadOnlyDictionary<string, double> Simulated,
     double AgreementWithFp32, double AgreementWithSimulated, double MeanAbsDiffFp32, double MeanAbsDiffSimulated);
 
@@ -70,7 +73,9 @@ public static class Int8Check
         };
         var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
         using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
-        using var graph = Inference.OnnxRuntimeBackend.Load(options.Onnx, intraOpThreads: null);   // validates the file: a Distillery export of this head
+        // Validates the file (a Distillery export of this head) and warns when its int8 arithmetic is not exact here.
+        using var graph = Inference.OnnxRuntimeBackend.Load(options.Onnx, intraOpThreads: null, warning: w => events.Message?.Invoke($"warning: {w}"));
+        var scheme = graph.Int8Scheme ?? throw new InvalidDataException($"{options.Onnx}: an fp32 graph; the check compares an int8 graph with its model");
         model.eval();
         model.SetPrecision(ComputePrecision.Float32);
 
@@ -84,7 +89,7 @@ public static class Int8Check
             var rows = data.Eval.Skip(b * options.BatchSize).Take(options.BatchSize).ToList();
             Qat.Disable(model);
             fp32.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
-            Qat.Enable(model);
+            Qat.Enable(model, scheme);
             simulated.AddRange(TaskObjective.Predict(model, rows, tokenizer.PadId, options.BatchSize));
             int8.AddRange(Bench.ModelBench.Predict(graph, rows, tokenizer.PadId, options.BatchSize));
             events.StageProgress?.Invoke(b + 1, $"{int8.Count:N0} examples");
@@ -92,7 +97,7 @@ public static class Int8Check
         Qat.Disable(model);
 
         var lengths = data.Eval.Select(e => e.InputIds.Length).ToList();
-        return new Int8CheckReport(data.PrimaryMetric, data.Eval.Count, data.Score(fp32), data.Score(int8), data.Score(simulated),
+        return new Int8CheckReport(scheme, data.PrimaryMetric, data.Eval.Count, data.Score(fp32), data.Score(int8), data.Score(simulated),
             Agreement(int8, fp32, lengths, model.Task), Agreement(int8, simulated, lengths, model.Task),
             MeanAbsDiff(int8, fp32, lengths, model.Task), MeanAbsDiff(int8, simulated, lengths, model.Task));
     }

@@ -3,8 +3,10 @@
 //   CVPR 2018; Zafrir et al., "Q8BERT: Quantized 8Bit BERT", 2019 (fake quantization of every Linear's weight and
 //   input during fine-tuning, straight-through estimator).
 // What is simulated is exactly what the exporter quantizes: the six Linears of every encoder layer (query, key, value,
-// attention output, intermediate, output) and the pooler dense, weights int8 per output channel and inputs uint8 per
-// tensor (see FakeQuant), and the word-embedding table, weight-only int8 per row. Attention matmuls, LayerNorms, the
+// attention output, intermediate, output) and the pooler dense, weights int8 per output channel on the grid of the
+// run's Int8Scheme (7-bit by default: exact in ONNX Runtime on every x86-64 CPU) and inputs uint8 per tensor (see
+// FakeQuant), and the word-embedding table, weight-only int8 per row. The scheme is recorded in the checkpoint's config
+// (Int8Quantization.QatSchemeConfigKey) and the graph is exported with it, so training and graph cannot disagree. Attention matmuls, LayerNorms, the
 // position and token-type embeddings and the task head's final layer stay fp32, in the graph and here. Without the
 // embedding rows the simulation is not the graph: per-tensor activation scales move with any perturbation of the
 // input, and on a small test model the fake-quantized forward was then no closer to the int8 graph than fp32 was;
@@ -54,11 +56,17 @@ public sealed record QatOptions
     public int? MaxTrainExamples { get; init; }
     /// <summary>
     /// Optimisation. QAT continues from a fine-tuned model, so it is short and gentle: one epoch at a small peak rate
-    /// (2e-5, a fifth of Distillery's fine-tuning default), 10% warm-up, evaluated at the end. fp32 only (see <see cref="Validate"/>).
+    /// (2e-5, a fifth of Distillery's fine-tuning default), 10% warm-up, evaluated at the end. fp32 only (see
+    /// <see cref="Validate"/>); precision auto means fp32 here.
     /// </summary>
-    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 2e-5, Epochs = 1, BatchSize = 32, WarmupRatio = 0.1, EvalEvery = 0 };
+    public TrainerOptions Trainer { get; init; } = new() { LearningRate = 2e-5, Epochs = 1, BatchSize = 32, WarmupRatio = 0.1, EvalEvery = 0, Precision = ComputePrecision.Float32 };
     /// <summary>Write the int8 ONNX graph (<see cref="OnnxFileName"/>) next to the checkpoint.</summary>
     public bool ExportOnnx { get; init; } = true;
+    /// <summary>
+    /// The int8 weight grid to train for and export with (default <see cref="Int8Scheme.Reduced7Bit"/>, exact on every
+    /// x86-64 CPU; <see cref="Int8Scheme.Full8Bit"/> only for deployment on CPUs with VNNI or AMX-INT8).
+    /// </summary>
+    public Int8Scheme Int8Scheme { get; init; } = Int8Quantization.DefaultScheme;
     /// <summary>The graph's ai.onnx opset.</summary>
     public int Opset { get; init; } = 17;
 
@@ -76,10 +84,10 @@ public sealed record QatOptions
         if (MaxTrainExamples is <= 0) throw new ArgumentException($"qat: max train examples must be positive (got {MaxTrainExamples})");
         Kd.Validate();
         Trainer.Validate();
-        new OnnxExportOptions { Int8 = true, Opset = Opset }.Validate();
+        new OnnxExportOptions { Int8 = true, Opset = Opset, Int8Scheme = Int8Scheme }.Validate();
         // bf16 would round the simulated int8 values (8 significant bits) once more: the forward pass would no longer
-        // be the int8 graph's arithmetic.
-        if (Trainer.Precision != ComputePrecision.Float32)
+        // be the int8 graph's arithmetic. "auto" is accepted and means fp32 (Run resolves it so).
+        if (Trainer.Precision == ComputePrecision.BFloat16)
             throw new ArgumentException("qat: precision must be fp32, not bf16: fake quantization simulates the int8 arithmetic in fp32");
         return this;
     }
@@ -88,8 +96,8 @@ public sealed record QatOptions
 /// <summary>Quantization-aware training: switch fake quantization on, train on the task, export the int8 graph.</summary>
 public static class Qat
 {
-    /// <summary>The key <see cref="Run"/> adds to the checkpoint's <c>config.json</c>.</summary>
-    public const string ConfigMarker = "distillery_qat";
+    /// <summary>The key <see cref="Run"/> adds to the checkpoint's <c>config.json</c> (with <see cref="Int8Quantization.QatSchemeConfigKey"/>).</summary>
+    public const string ConfigMarker = Int8Quantization.QatMarkerConfigKey;
 
     /// <summary>
     /// The dense layers the int8 exporter quantizes, by state-dict name: per encoder layer
@@ -123,14 +131,14 @@ public static class Qat
     }
 
     /// <summary>
-    /// Switches fake quantization on for exactly what the int8 exporter quantizes: the dense layers of
-    /// <see cref="Targets"/> (weights and inputs) and the word-embedding lookup (weight only, per row). Returns how many
-    /// dense layers.
+    /// Switches fake quantization on for exactly what the int8 exporter quantizes with <paramref name="scheme"/>: the
+    /// dense layers of <see cref="Targets"/> (weights on the scheme's grid, and inputs) and the word-embedding lookup
+    /// (weight only, 8-bit per row). Returns how many dense layers.
     /// </summary>
-    public static int Enable(BertTaskModel model)
+    public static int Enable(BertTaskModel model, Int8Scheme scheme)
     {
         var targets = Targets(model);
-        foreach (var (_, layer) in targets) layer.FakeQuantize = true;
+        foreach (var (_, layer) in targets) layer.FakeQuantize = scheme;
         model.Bert.Embeddings.FakeQuantizeWords = true;
         return targets.Count;
     }
@@ -139,7 +147,7 @@ public static class Qat
     public static void Disable(BertTaskModel model)
     {
         foreach (var module in model.modules())
-            if (module is Dense dense) dense.FakeQuantize = false;
+            if (module is Dense dense) dense.FakeQuantize = null;
         model.Bert.Embeddings.FakeQuantizeWords = false;
     }
 
@@ -147,13 +155,18 @@ public static class Qat
     /// Loads the fine-tuned model with its head, scores it on the dev data in fp32 and with fake quantization (the
     /// post-training int8 accuracy, simulated), trains it with fake quantization on (labels, or KD from
     /// <see cref="QatOptions.Teacher"/>), keeps the best dev checkpoint as measured with fake quantization on, writes
-    /// it as an ordinary fp32 checkpoint whose config is marked <c>"distillery_qat": true</c>, and (with
-    /// <see cref="QatOptions.ExportOnnx"/>) its int8 ONNX graph. Returns the run's metrics (also in <c>metrics.json</c>).
+    /// it as an ordinary fp32 checkpoint whose config is marked <c>"distillery_qat": true</c> and
+    /// <c>"distillery_qat_int8_weights": "7bit"</c> (or "8bit"), and (with <see cref="QatOptions.ExportOnnx"/>) its int8
+    /// ONNX graph of the same scheme. Returns the run's metrics (also in <c>metrics.json</c>).
     /// </summary>
     public static JsonObject Run(QatOptions options, bool resume = false, RunEvents? events = null)
     {
         events ??= new RunEvents();
         options.Validate();
+        // The simulation is fp32 arithmetic whatever the CPU: "auto" is fp32 here, and the run records it so.
+        if (options.Trainer.Precision == ComputePrecision.Auto) options = options with { Trainer = options.Trainer with { Precision = ComputePrecision.Float32 } };
+        var scheme = options.Int8Scheme;
+        if (Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) is string warning) events.Message?.Invoke($"warning: {warning}");
         var config = BertCheckpoint.ReadConfig(options.Model);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
         var taskOptions = new FinetuneOptions
@@ -176,12 +189,12 @@ public static class Qat
         if (!resume)
         {
             before["fp32"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
-            Enable(model);
+            Enable(model, scheme);
             before["int8_simulated"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
             events.Message?.Invoke($"before QAT: fp32 {before["fp32"]!.ToJsonString()}, int8 (simulated) {before["int8_simulated"]!.ToJsonString()}");
         }
-        int quantized = Enable(model);
-        events.Message?.Invoke($"fake quantization on {quantized} dense layers{(teacherModel is null ? "" : $"; distilling from {options.Teacher}")}");
+        int quantized = Enable(model, scheme);
+        events.Message?.Invoke($"fake quantization ({Int8Quantization.Name(scheme)} weights) on {quantized} dense layers{(teacherModel is null ? "" : $"; distilling from {options.Teacher}")}");
 
         var metrics = FineTuning.TrainOnTask(model, objective, () => model, data, tokenizer, options.Trainer, lengthBucketing: true,
             options.Out, "quantize", options.Task, new { command = "quantize", mode = "qat", options }, resume, events);
@@ -189,16 +202,17 @@ public static class Qat
         // The saved weights are the fp32 masters; the marker says they were trained for the int8 graph.
         string configPath = Path.Combine(options.Out, BertCheckpoint.ConfigFile);
         var saved = BertConfig.Load(configPath);
-        (saved with { Extra = new Dictionary<string, JsonNode?>(saved.Extra) { [ConfigMarker] = true } }).Save(configPath);
+        (saved with { Extra = new Dictionary<string, JsonNode?>(saved.Extra) { [ConfigMarker] = true, [Int8Quantization.QatSchemeConfigKey] = Int8Quantization.Name(scheme) } }).Save(configPath);
 
         if (options.ExportOnnx)
         {
             string onnx = Path.Combine(options.Out, QatOptions.OnnxFileName);
-            OnnxExportJob.Run(options.Out, onnx, new OnnxExportOptions { Int8 = true, Opset = options.Opset }, check: false);
+            OnnxExportJob.Run(options.Out, onnx, new OnnxExportOptions { Int8 = true, Opset = options.Opset, Int8Scheme = scheme }, check: false);
             metrics["onnx"] = QatOptions.OnnxFileName;
             metrics["onnx_bytes"] = new FileInfo(onnx).Length;
         }
         metrics["mode"] = "qat";
+        metrics["int8_weights"] = Int8Quantization.Name(scheme);
         metrics["quantized_layers"] = quantized;
         if (!resume) metrics["before"] = before;
         RunFiles.Write(options.Out, "metrics.json", metrics);

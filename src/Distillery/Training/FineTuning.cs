@@ -277,6 +277,7 @@ public static class FineTuning
     {
         events ??= new RunEvents();
         options.Trainer.Validate();
+        options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         var config = BertCheckpoint.ReadConfig(options.Model);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
         var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
@@ -343,7 +344,7 @@ public static class FineTuning
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
             ["precision"] = trainerOptions.Precision.ToString(),
-            ["machine"] = Bench.Machine.Describe(),
+            ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
         };
         RunFiles.Write(outDir, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
@@ -367,7 +368,7 @@ public static class FineTuning
         throw new InvalidDataException(problem);
     }
 
-    /// <summary>Scores a model folder on a task's dev data (no training).</summary>
+    /// <summary>Scores a model folder on a task's dev data (no training), in <paramref name="precision"/> (auto: resolved for this CPU).</summary>
     public static IReadOnlyDictionary<string, double> Evaluate(FinetuneOptions options, ComputePrecision precision = ComputePrecision.Float32)
     {
         var config = BertCheckpoint.ReadConfig(options.Model);
@@ -376,7 +377,7 @@ public static class FineTuning
         using (var model = LoadTrained(options.Model, data, options.Task))
         {
             model.eval();
-            model.SetPrecision(precision);
+            model.SetPrecision(ComputePrecisions.ResolveForRun(precision, warn: null));
             return data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId));
         }
     }

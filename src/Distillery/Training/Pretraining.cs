@@ -73,6 +73,9 @@ public sealed record RunEvents
     public Action<int, string>? StageProgress { get; init; }
     /// <summary>A message worth showing (warnings, what was loaded).</summary>
     public Action<string>? Message { get; init; }
+
+    /// <summary>A callback that passes a warning to <paramref name="events"/>' <see cref="Message"/> as "warning: ...", or null when nobody listens.</summary>
+    public static Action<string>? Warn(RunEvents events) => events.Message is { } say ? w => say($"warning: {w}") : null;
 }
 
 /// <summary>Masked-LM pre-training.</summary>
@@ -83,6 +86,7 @@ public static class Pretraining
     {
         options.Validate();
         events ??= new RunEvents();
+        options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         BertTextTokenizer tokenizer;
         BertForMaskedLM model;
         if (options.InitFrom != null)
@@ -173,7 +177,7 @@ public static class Pretraining
             ["corpus_tokens"] = corpus.Tokens.Length,
             ["eval"] = result.Evaluations.Count > 0 ? RunFiles.Metrics(result.Evaluations[^1].Metrics) : null,
             ["precision"] = options.Trainer.Precision.ToString(),
-            ["machine"] = Bench.Machine.Describe(),
+            ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
         };
         RunFiles.Write(options.Out, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);

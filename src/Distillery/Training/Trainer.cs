@@ -57,10 +57,21 @@ public sealed record TrainerOptions
     public int LogEvery { get; init; } = 50;
     /// <summary>Write a resumable checkpoint every this many optimizer steps (0: never during the run).</summary>
     public int CheckpointEvery { get; init; } = 500;
-    /// <summary>Matmul precision (bf16 keeps fp32 master weights).</summary>
-    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
+    /// <summary>
+    /// Matmul precision (bf16 keeps fp32 master weights). Default <see cref="ComputePrecision.Auto"/>: bf16 where the
+    /// CPU has native bf16 (AVX512-BF16 or AMX-BF16), fp32 elsewhere. A run resolves it once at its start
+    /// (<see cref="WithResolvedPrecision"/>), so its run_config.json and metrics.json name what actually ran.
+    /// </summary>
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Auto;
     /// <summary>What a non-finite loss does.</summary>
     public NonFiniteLoss OnNonFiniteLoss { get; init; } = NonFiniteLoss.Stop;
+
+    /// <summary>
+    /// This record with <see cref="Precision"/> resolved for this machine (<see cref="ComputePrecisions.ResolveForRun"/>:
+    /// auto becomes fp32 or bf16); an explicit bf16 on a CPU that only emulates it stays bf16 and
+    /// <paramref name="warn"/> hears one line, once per process.
+    /// </summary>
+    public TrainerOptions WithResolvedPrecision(Action<string>? warn) => this with { Precision = ComputePrecisions.ResolveForRun(Precision, warn) };
 
     /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming it.</summary>
     public TrainerOptions Validate()
@@ -78,6 +89,7 @@ public sealed record TrainerOptions
         Require(MaxSteps is null or >= 1, $"max steps must be at least 1 (got {MaxSteps})");
         Require(MaxGradNorm >= 0, $"max gradient norm must not be negative (got {MaxGradNorm})");
         Require(EvalEvery >= 0 && LogEvery >= 1 && CheckpointEvery >= 0, "eval/log/checkpoint intervals must not be negative (log ≥ 1)");
+        Require(Enum.IsDefined(Precision), $"precision must be fp32, bf16 or auto (got {(int)Precision})");
         return this;
     }
 }
@@ -172,7 +184,8 @@ public sealed class Trainer<TBatch>
     {
         Directory.CreateDirectory(runDir);
         var module = objective.Module;
-        BertTaskModel.SetPrecision(module, options.Precision);
+        // Entry points resolve auto before writing their run files; a Trainer used directly resolves it here.
+        BertTaskModel.SetPrecision(module, ComputePrecisions.ResolveForRun(options.Precision, warn: null));
 
         // AdamW parameter groups: biases and LayerNorm weights are not decayed (BERT's exclusion list).
         var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
