@@ -62,7 +62,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "convert", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "import", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "convert", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);
@@ -96,7 +96,7 @@ public sealed class CliTests
         using var tmp = new TestData.TempDir();
         var vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
         Assert.Equal(0, Run(tmp.Dir, "init", "--layers", "2", "--hidden", "32", "--heads", "2", "--vocab", vocab, "--out", "tiny-teacher").ExitCode);
-        var r = Run(tmp.Dir, "quickstart", "--out", "qs", "--teacher", "tiny-teacher", "--train-examples", "64", "--iterations", "2");
+        var r = Run(tmp.Dir, "quickstart", "--out", "qs", "--teacher", "tiny-teacher", "--train-examples", "64", "--steps", "2", "--iterations", "2");
         Assert.True(r.ExitCode == 0, r.Err + r.Out);
         Assert.Contains("real data: SST-2", r.Out);
         Assert.Contains("SST-2 dev accuracy", r.Out);

