@@ -74,4 +74,11 @@ public sealed record CliContext(IAnsiConsole Console, TextWriter Error)
 
     /// <summary>Writes a warning line to stderr.</summary>
     public void Warn(string message) => Error.WriteLine($"warning: {message}");
+
+    /// <summary>After a model folder is written: one warning line when transformers cannot load it (pruned shapes it cannot represent).</summary>
+    public void WarnIfDistilleryOnly(string folder)
+    {
+        string config = Path.Combine(folder, Models.BertCheckpoint.ConfigFile);
+        if (File.Exists(config) && Models.BertConfig.Load(config).TransformersIncompatibility() is string reason) Warn($"{folder}: {reason}");
+    }
 }

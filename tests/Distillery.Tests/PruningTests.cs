@@ -174,7 +174,8 @@ public sealed class PruningTests
         Assert.Equal("prune", metrics["command"]!.GetValue<string>());
         var config = BertConfig.Load(tmp["pruned/config.json"]);
         Assert.Equal([2, 2], config.LayerHeads);
-        Assert.Equal([16, 16], config.LayerIntermediateSizes);
+        Assert.Equal([16, 16], Enumerable.Range(0, config.NumHiddenLayers).Select(config.IntermediateSizeOf));
+        Assert.Equal(16, config.IntermediateSize);   // one width for every layer: written where transformers reads it
     }
 
     // ---- Hidden dimensions ----
@@ -354,7 +355,7 @@ public sealed class PruningTests
             var config = BertConfig.Load(tmp[$"pruned{iterative}/config.json"]);
             Assert.Equal(24, config.HiddenSize);
             Assert.Equal(8, config.HeadSize);
-            Assert.Equal([40, 40], config.LayerIntermediateSizes);
+            Assert.Equal([40, 40], Enumerable.Range(0, config.NumHiddenLayers).Select(config.IntermediateSizeOf));
             Assert.Equal([3, 3], config.LayerHeads);
         }
         Assert.Contains("keeps every layer", Assert.Throws<ArgumentException>(() => Pruner.Run(new PruneOptions

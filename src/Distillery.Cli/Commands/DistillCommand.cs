@@ -115,6 +115,7 @@ public static class DistillCommand
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
+            context.WarnIfDistilleryOnly(options.Out);
             return 0;
         });
         return command;
@@ -147,6 +148,7 @@ public static class DistillCommand
         options = options with { DistilBert = weights, MiniLm = minilm, HomoDistil = homo(options.HomoDistil), Trainer = training.Apply(parse, options.Trainer) };
         var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events));
         context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
+        context.WarnIfDistilleryOnly(options.Out);
         return 0;
     }
 

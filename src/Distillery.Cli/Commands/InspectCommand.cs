@@ -48,6 +48,7 @@ public static class InspectCommand
         console.MarkupLineInterpolated($"  {BertTasks.ArchitectureName(r.Task)}  {(uniform ? BertArch.NameOf(c) : "non-uniform")}  layers {c.NumHiddenLayers}, hidden {c.HiddenSize}, heads {c.NumAttentionHeads} x {c.HeadSize}, FFN {c.IntermediateSize}, vocab {c.VocabSize}, positions {c.MaxPositionEmbeddings}, {c.HiddenAct.ToString().ToLowerInvariant()}, eps {c.LayerNormEps:G3}, stored {c.TorchDtype}");
         if (!uniform)
             console.MarkupLineInterpolated($"  per layer: heads [[{string.Join(", ", Enumerable.Range(0, c.NumHiddenLayers).Select(c.HeadsInLayer))}]], FFN [[{string.Join(", ", Enumerable.Range(0, c.NumHiddenLayers).Select(c.IntermediateSizeOf))}]]");
+        console.MarkupLineInterpolated($"  transformers: {c.TransformersIncompatibility() ?? $"loads with {BertTasks.ArchitectureName(r.Task)}.from_pretrained"}");
         if (r.Task == BertTask.SequenceClassification)
             console.MarkupLineInterpolated($"  labels: {string.Join(", ", c.Labels)}{(c.IsRegression ? " (regression)" : "")}");
 

@@ -41,6 +41,7 @@ public static class PruneCommand
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             var metrics = RunProgress.Show(context, events => Pruner.Run(options, events));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()}");
+            context.WarnIfDistilleryOnly(options.Out);
             return 0;
         });
         return command;

@@ -298,6 +298,26 @@ public sealed record BertConfig
             : throw new InvalidDataException($"{where}: {key}[{i}] must be an integer")).ToArray();
     }
 
+    /// <summary>The FFN width every layer has when per-layer widths are set and all equal (and positive), else null.</summary>
+    public int? UniformIntermediateSize =>
+        LayerIntermediateSizes is { Count: > 0 } widths && widths.All(w => w == widths[0]) && widths[0] > 0 ? widths[0] : null;
+
+    /// <summary>
+    /// Why transformers' BERT cannot represent this model (null when it can): per-layer FFN widths that differ (transformers
+    /// has one intermediate_size), or a head size other than hidden_size / num_attention_heads (hidden-dimension pruning
+    /// that kept the head size; transformers derives the head size from the hidden size). Head pruning is representable
+    /// (pruned_heads).
+    /// </summary>
+    public string? TransformersIncompatibility()
+    {
+        var reasons = new List<string>();
+        if (LayerIntermediateSizes != null && UniformIntermediateSize == null && LayerIntermediateSizes.Any(f => f != LayerIntermediateSizes[0]))
+            reasons.Add($"its layers have different FFN widths ({string.Join(", ", LayerIntermediateSizes)}) and transformers has one intermediate_size");
+        if (AttentionHeadSize is int headSize && headSize * NumAttentionHeads != HiddenSize)
+            reasons.Add($"its head size {headSize} x {NumAttentionHeads} heads is not its hidden size {HiddenSize} (transformers derives the head size as hidden / heads)");
+        return reasons.Count == 0 ? null : "this model loads only in Distillery because " + string.Join("; and ", reasons);
+    }
+
     /// <summary>The config as transformers writes it (plus Distillery's extra keys where the shape is not uniform).</summary>
     public JsonObject ToJson()
     {
@@ -317,7 +337,8 @@ public sealed record BertConfig
             ["hidden_size"] = HiddenSize,
             ["id2label"] = new JsonObject(Labels.Select((l, i) => KeyValuePair.Create(i.ToString(CultureInfo.InvariantCulture), (JsonNode?)JsonValue.Create(l)))),
             ["initializer_range"] = InitializerRange,
-            ["intermediate_size"] = IntermediateSize,
+            // One FFN width shared by every layer (FFN-pruned uniformly) is written where transformers reads it.
+            ["intermediate_size"] = UniformIntermediateSize ?? IntermediateSize,
             ["label2id"] = new JsonObject(Labels.Select((l, i) => KeyValuePair.Create(l, (JsonNode?)JsonValue.Create(i))).DistinctBy(p => p.Key)),
             ["layer_norm_eps"] = LayerNormEps,
             ["max_position_embeddings"] = MaxPositionEmbeddings,
@@ -342,7 +363,7 @@ public sealed record BertConfig
                     pruned[i.ToString(CultureInfo.InvariantCulture)] = new JsonArray(Enumerable.Range(LayerHeads[i], NumAttentionHeads - LayerHeads[i]).Select(h => (JsonNode?)JsonValue.Create(h)).ToArray());
             obj["pruned_heads"] = pruned;
         }
-        if (LayerIntermediateSizes != null && LayerIntermediateSizes.Any(f => f != IntermediateSize))
+        if (LayerIntermediateSizes != null && UniformIntermediateSize == null && LayerIntermediateSizes.Any(f => f != IntermediateSize))
             obj["distillery_layer_intermediate_sizes"] = new JsonArray(LayerIntermediateSizes.Select(f => (JsonNode?)JsonValue.Create(f)).ToArray());
         if (AttentionHeadSize != null) obj["distillery_attention_head_size"] = AttentionHeadSize;
         foreach (var (key, value) in Extra) obj[key] = value?.DeepClone();
