@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 for scheme in $SCHEMES; do
   echo "== $scheme weights: dev-set check" >&2
   # shellcheck disable=SC2086
-  "$DISTILLERY" quantize --model "$MODEL" --mode dynamic --int8-weights "$scheme" --out "$OUT/model.int8-$scheme.onnx" \
+  "$DISTILLERY" quantize --model "$MODEL" --mode dynamic --int8-weights "$scheme" --out "$OUT/model.int8-$scheme.onnx" --overwrite \
     --check --task "$TASK" --data "$DATA" $CHECK_ARGS | tee "$OUT/check-$scheme.txt"
 done
 for scheme in $SCHEMES; do

@@ -52,7 +52,16 @@ public static class DistilleryCli
         var invocation = new InvocationConfiguration { Output = output ?? Console.Out, Error = error, EnableDefaultExceptionHandler = false };
         try
         {
-            return root.Parse(args).Invoke(invocation);
+            var parse = root.Parse(args);
+            // A bad option value is one line naming the option, the value and what it accepts (System.CommandLine's own
+            // report is the whole help text, and names types as System.Nullable`1[System.Double]). Help and version
+            // requests, and a missing command, keep their usual output.
+            if (parse.Errors.Count > 0 && parse.Action is System.CommandLine.Invocation.ParseErrorAction && ParseErrors.Describe(parse) is string message)
+            {
+                error.WriteLine($"error: {message}");
+                return 1;
+            }
+            return parse.Invoke(invocation);
         }
         catch (Exception e) when (CliContext.IsUserError(e))
         {
@@ -67,7 +76,8 @@ public sealed record CliContext(IAnsiConsole Console, TextWriter Error)
 {
     /// <summary>Errors caused by the user's input or files (reported as one line), as opposed to bugs (stack traces).</summary>
     public static bool IsUserError(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-        or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException;
+        or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
+        or System.Text.Json.JsonException;
 
     /// <summary>The first line of an exception's message.</summary>
     public static string OneLine(Exception e) => e.Message.Split('\n')[0].TrimEnd();

@@ -96,7 +96,7 @@ public static class Quickstart
             Task = "sst2", Model = teacher, Data = glueDir, Out = fineTuned, MaxTrainExamples = options.TrainExamples,
             Trainer = new TrainerOptions { BatchSize = 32, LearningRate = 1e-4, MaxSteps = options.Steps, WarmupRatio = 0.1, LogEvery = 25, CheckpointEvery = 0, Seed = options.Seed },
         };
-        var metrics = FineTuning.Run(finetune, events: events);
+        var metrics = FineTuning.Run(finetune, events: events, overwrite: true);   // the quickstart's own work folder: a re-run replaces it
         notes.Add($"fine-tuned {options.Steps} steps of 32 on a {options.TrainExamples:N0}-sentence SST-2 sample in {metrics["wall_seconds"]} s, {metrics["precision"]} (bench/real-teacher.sh does the full runs)");
 
         // Compression: every method that fits in a few minutes. Vanilla KD into half the depth (DistilBERT's
@@ -110,7 +110,7 @@ public static class Quickstart
             Method = DistillMethod.Kd, Teacher = fineTuned, Student = init, Task = "sst2", Data = glueDir, Out = kdDir,
             MaxTrainExamples = options.TrainExamples, Kd = new KdOptions { Temperature = 2, Alpha = 0.5 },
             Trainer = finetune.Trainer,
-        }, events: events);
+        }, events: events, overwrite: true);
         notes.Add($"vanilla KD (T 2, alpha 0.5) into teacher layers {string.Join(",", init.TeacherLayers!)}, the same {options.Steps} steps, in {kd["wall_seconds"]} s");
         notes.Add("DistilBERT and Pre-trained Distillation train on the corpus (recipes/, docs/results.md): too long for the quickstart");
 

@@ -43,6 +43,9 @@ public static class BenchCommand
             string? plotPath = parse.GetValue(plot);
             if (plotPath != null && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"--plot {plotPath}: the plot is a PNG; name the file *.png");
+            // Tables and plots are regenerated from the models, so an existing one is replaced; never one of the models.
+            if (parse.GetValue(output) is string tablePath) RunOutput.CheckNotInput(tablePath, options.Models, "--out");
+            if (plotPath != null) RunOutput.CheckNotInput(plotPath, options.Models, "--plot");
             var results = ModelBench.Run(options, m =>
             {
                 if (m.StartsWith("warning: ", StringComparison.Ordinal)) context.Warn(m["warning: ".Length..]);

@@ -51,11 +51,12 @@ public static class DistillCommand
         var maxTrain = new Option<int?>("--max-train-examples") { Description = "GLUE: a seeded sample of at most N training examples." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
+        var overwrite = TrainingCliOptions.OverwriteOption();
         var training = new TrainingCliOptions();
         var command = new Command("distill", "Distil a fine-tuned teacher into a smaller student on a task (keeps the best dev checkpoint).\n" +
             "Example: distillery distill --method homodistil --teacher runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --score sensitivity --out runs/homodistil")
         {
-            method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume,
+            method, teacher, student, studentArch, fromTeacher, task, data, output, temperature, alpha, maxLength, splitArticles, maxTrain, transfer, config, resume, overwrite,
             corpus, seqLength, invalidUtf8, alphaCe, alphaMlm, alphaCos, relations, relationHeads, teacherLayer,
             successorLayers, scheduler, k, b, theseusInit, target, score, pruneEvery, alphaKl, alphaHidden, alphaAttention,
         };
@@ -79,7 +80,7 @@ public static class DistillCommand
             if (parse.GetValue(method) is "distilbert" or "minilm" || (homodistil && parse.GetValue(corpus) is { Length: > 0 }))
                 return RunOnCorpus(context, parse, training, homodistil ? DistillMethod.HomoDistil : parse.GetValue(method) == "minilm" ? DistillMethod.MiniLm : DistillMethod.DistilBert,
                     teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos,
-                    relations, relationHeads, teacherLayer, resume, Homo);
+                    relations, relationHeads, teacherLayer, resume, overwrite, Homo);
             var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
             bool theseus = parse.GetValue(method) == "theseus" || (parse.GetValue(method) == null && basis?.Method == DistillMethod.Theseus);
             homodistil |= parse.GetValue(method) == null && basis?.Method == DistillMethod.HomoDistil;
@@ -113,7 +114,7 @@ public static class DistillCommand
             if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
             if (parse.GetValue(transfer) is { Length: > 0 } files) options = options with { TransferData = files };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
-            var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events));
+            var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
             context.WarnIfDistilleryOnly(options.Out);
             return 0;
@@ -124,7 +125,7 @@ public static class DistillCommand
     static int RunOnCorpus(CliContext context, ParseResult parse, TrainingCliOptions training, DistillMethod method, Option<string?> teacher, Option<string?> student,
         Option<string?> studentArch, Option<string?> fromTeacher, Option<string?> output, Option<string[]> corpus, Option<int?> seqLength,
         Option<string?> invalidUtf8, Option<double?> temperature, Option<double?> alphaCe, Option<double?> alphaMlm, Option<double?> alphaCos,
-        Option<string?> relations, Option<int?> relationHeads, Option<int?> teacherLayer, Option<bool> resume, Func<HomoDistilOptions, HomoDistilOptions> homo)
+        Option<string?> relations, Option<int?> relationHeads, Option<int?> teacherLayer, Option<bool> resume, Option<bool> overwrite, Func<HomoDistilOptions, HomoDistilOptions> homo)
     {
         var options = new CorpusDistillOptions
         {
@@ -146,7 +147,7 @@ public static class DistillCommand
         if (parse.GetValue(relationHeads) is int rh) minilm = minilm with { RelationHeads = rh };
         if (parse.GetValue(teacherLayer) is int tl) minilm = minilm with { TeacherLayer = tl };
         options = options with { DistilBert = weights, MiniLm = minilm, HomoDistil = homo(options.HomoDistil), Trainer = training.Apply(parse, options.Trainer) };
-        var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events));
+        var metrics = RunProgress.Show(context, events => Distiller.RunOnCorpus(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
         context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
         context.WarnIfDistilleryOnly(options.Out);
         return 0;

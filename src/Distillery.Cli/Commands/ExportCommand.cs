@@ -34,14 +34,16 @@ public static class ExportCommand
         var opset = new Option<int>("--opset") { Description = $"ai.onnx opset ({OnnxExportOptions.MinOpset}-{OnnxExportOptions.MaxOpset}).", DefaultValueFactory = _ => 17 };
         var noCheck = new Option<bool>("--no-check") { Description = "Skip running the graph in ONNX Runtime against the TorchSharp model." };
         var int8Weights = Int8WeightsOption();
+        var overwrite = TrainingCliOptions.OverwriteOption("an existing --out file");
         var onnx = new Command("onnx", "Export a model folder to ONNX (dynamic batch and sequence axes) and check it in ONNX Runtime.\n\n" +
             "Example:\n  distillery export onnx --model runs/sst2-student --out deploy/model.onnx --int8")
         {
-            model, output, int8, opset, noCheck, int8Weights,
+            model, output, int8, opset, noCheck, int8Weights, overwrite,
         };
         onnx.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!;
+            RunOutput.PrepareFile(parse.GetValue(output)!, parse.GetValue(overwrite), [modelDir]);
             var scheme = Int8Weights(parse, int8Weights);
             if (scheme != null && !parse.GetValue(int8)) throw new ArgumentException("--int8-weights applies to --int8 exports");
             var options = new OnnxExportOptions

@@ -44,8 +44,9 @@ public static class FinetuneCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
         var maxTrain = new Option<int?>("--max-train-examples") { Description = "GLUE: train on a seeded sample of at most N examples." };
         var noBucketing = new Option<bool>("--no-length-bucketing") { Description = "Batch in plain shuffled order (default groups similar lengths)." };
+        var overwrite = TrainingCliOptions.OverwriteOption();
         var training = new TrainingCliOptions();
-        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.") { model, output, config, resume, maxTrain, noBucketing };
+        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.") { model, output, config, resume, overwrite, maxTrain, noBucketing };
         args.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse =>
@@ -57,7 +58,7 @@ public static class FinetuneCommand
             if (parse.GetValue(noBucketing)) options = options with { LengthBucketing = false };
             if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
-            var metrics = RunProgress.Show(context, events => FineTuning.Run(options, parse.GetValue(resume), events));
+            var metrics = RunProgress.Show(context, events => FineTuning.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
             return 0;
         });

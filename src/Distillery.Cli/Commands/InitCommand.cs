@@ -21,9 +21,10 @@ public static class InitCommand
         var numLabels = new Option<int>("--num-labels") { Description = "Classifier outputs (1 = regression).", DefaultValueFactory = _ => 2 };
         var seed = new Option<long>("--seed") { Description = "Seed of the random init.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out", "-o") { Description = "Output model folder.", Required = true };
+        var overwrite = TrainingCliOptions.OverwriteOption();
         var command = new Command("init", "Create a randomly initialised BERT (normal(0, 0.02) weights, zero biases) in the Hugging Face layout.")
         {
-            arch, layers, hidden, heads, ffn, maxPositions, vocab, cased, task, numLabels, seed, output,
+            arch, layers, hidden, heads, ffn, maxPositions, vocab, cased, task, numLabels, seed, output, overwrite,
         };
         command.SetAction(parse =>
         {
@@ -35,7 +36,7 @@ public static class InitCommand
                 LowerCase = !parse.GetValue(cased), Task = parse.GetValue(task), NumLabels = parse.GetValue(numLabels),
                 Seed = parse.GetValue(seed), Out = parse.GetValue(output)!,
             };
-            var config = ModelInit.Run(options);
+            var config = ModelInit.Run(options, parse.GetValue(overwrite));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {BertArch.NameOf(config)}, {BertTasks.ArchitectureName(options.Task)}, vocab {config.VocabSize}.");
             return 0;
         });

@@ -28,10 +28,11 @@ public static class PretrainCommand
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from; flags override it." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out." };
         var freezeEncoder = new Option<bool>("--freeze-encoder") { Description = "Train only the MLM head (cls.*) of --init-from on a frozen encoder: gives an encoder that shipped without one a head." };
+        var overwrite = TrainingCliOptions.OverwriteOption();
         var training = new TrainingCliOptions();
         var command = new Command("pretrain", "Pre-train a BERT with masked-LM (15% masking, 80/10/10, dynamic) on text files.")
         {
-            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, documentSplit, cacheDir, config, resume, freezeEncoder,
+            corpus, output, arch, initFrom, vocab, seqLength, maskProbability, wholeWord, evalSequences, invalidUtf8, documentSplit, cacheDir, config, resume, overwrite, freezeEncoder,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -55,7 +56,7 @@ public static class PretrainCommand
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
             options.Validate();
 
-            var metrics = RunProgress.Show(context, events => Pretraining.Run(options, parse.GetValue(resume), events));
+            var metrics = RunProgress.Show(context, events => Pretraining.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics.ToJsonString()}");
             return 0;
         });
@@ -63,17 +64,24 @@ public static class PretrainCommand
     }
 
     /// <summary>Reads options from a run_config.json ({"command", "options"}) or a bare options object.</summary>
+    /// <remarks>Strict: a key that is not an option is an error naming it and the nearest valid one (<see cref="StrictJson"/>).</remarks>
     public static T LoadConfig<T>(string path)
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path}: config not found", path));
-        var options = node?["options"] ?? node;
+        string text = File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path}: config not found", path);
         try
         {
-            return options.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException($"{path}: empty config");
+            var node = System.Text.Json.Nodes.JsonNode.Parse(text);
+            if (node is not System.Text.Json.Nodes.JsonObject obj) throw new InvalidDataException($"{path}: expected a JSON object of options");
+            bool runConfig = obj["options"] is System.Text.Json.Nodes.JsonObject;
+            return StrictJson.Deserialize<T>(runConfig ? obj["options"] : obj, runConfig ? "options" : "the config");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: {e.Message.Split('\n')[0]}");
+            throw new InvalidDataException($"{path}: not valid JSON or not these options ({e.Message.Split('\n')[0]})");
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: {e.Message}");
         }
     }
 }

@@ -28,6 +28,7 @@ public static class QuantizeCommand
         var check = new Option<bool>("--check") { Description = "Score the int8 graph (ONNX Runtime) and the fp32 model (TorchSharp) on the dev set: metrics both ways, argmax agreement (needs --task, --data)." };
         var resume = new Option<bool>("--resume") { Description = "qat: continue from the last checkpoint in --out." };
         var int8Weights = ExportCommand.Int8WeightsOption();
+        var overwrite = TrainingCliOptions.OverwriteOption("an existing --out (a finished QAT folder or an .onnx file)");
         var training = new TrainingCliOptions();
         var command = new Command("quantize",
             "Int8 ONNX graph of a fine-tuned model: dynamic post-training quantization, or quantization-aware training (fake int8 on " +
@@ -36,7 +37,7 @@ public static class QuantizeCommand
             "  distillery quantize --model runs/sst2 --mode dynamic --out sst2.int8.onnx --check --task sst2 --data glue_data\n" +
             "  distillery quantize --model runs/sst2 --mode qat --task sst2 --data glue_data --teacher runs/sst2 --out runs/sst2-qat --check")
         {
-            model, mode, output, task, data, teacher, temperature, alpha, maxLength, splitArticles, maxTrain, opset, check, resume, int8Weights,
+            model, mode, output, task, data, teacher, temperature, alpha, maxLength, splitArticles, maxTrain, opset, check, resume, overwrite, int8Weights,
         };
         training.AddTo(command);
         command.SetAction(parse =>
@@ -74,7 +75,7 @@ public static class QuantizeCommand
                 if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
                 if (parse.GetValue(opset) is int o) options = options with { Opset = o };
                 options = options with { Trainer = training.Apply(parse, options.Trainer) };
-                var metrics = RunProgress.Show(context, events => Qat.Run(options, parse.GetValue(resume), events));
+                var metrics = RunProgress.Show(context, events => Qat.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
                 onnx = Path.Combine(outPath, QatOptions.OnnxFileName);
                 context.Console.MarkupLineInterpolated($"Wrote [bold]{outPath}[/]: dev (int8 simulated) {metrics["dev"]!.ToJsonString()}, before QAT {metrics["before"]?["int8_simulated"]?.ToJsonString() ?? "(resumed)"}; graph {onnx}");
             }
@@ -83,6 +84,7 @@ public static class QuantizeCommand
                 foreach (var (name, given) in new[] { ("--teacher", parse.GetValue(teacher) != null), ("--max-train-examples", parse.GetValue(maxTrain) != null), ("--resume", parse.GetValue(resume)) })
                     if (given) throw new ArgumentException($"{name} applies to --mode qat only (dynamic quantization does not train)");
                 if (Directory.Exists(outPath)) throw new ArgumentException($"--mode dynamic writes one file: --out {outPath} is a folder (give e.g. {Path.Combine(outPath, QatOptions.OnnxFileName)})");
+                RunOutput.PrepareFile(outPath, parse.GetValue(overwrite), [modelDir]);
                 onnx = outPath;
                 var result = OnnxExportJob.Run(modelDir, onnx, new OnnxExportOptions { Int8 = true, Opset = parse.GetValue(opset) ?? 17, Int8Scheme = scheme }, check: false);
                 foreach (var warning in result.Warnings) context.Warn(warning);

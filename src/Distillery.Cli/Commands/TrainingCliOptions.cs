@@ -62,6 +62,10 @@ public sealed class TrainingCliOptions
         return o.Validate();
     }
 
+    /// <summary>The <c>--overwrite</c> flag of every command that writes a model, an ONNX file or a table (see <see cref="RunOutput"/>).</summary>
+    public static Option<bool> OverwriteOption(string what = "an existing finished --out") =>
+        new("--overwrite") { Description = $"Replace {what} (default: refuse it; --resume continues one instead)." };
+
     /// <summary>Whether <paramref name="option"/> was written on the command line (not a default).</summary>
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is OptionResult { Implicit: false };
 }

@@ -125,9 +125,10 @@ public static class Distiller
     /// Task-agnostic distillation on a corpus: builds the student from the masked-LM teacher (default: every other
     /// layer), trains it with the method's loss, and writes the masked-LM student with its run files.
     /// </summary>
-    public static JsonObject RunOnCorpus(CorpusDistillOptions options, bool resume = false, RunEvents? events = null)
+    public static JsonObject RunOnCorpus(CorpusDistillOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Teacher, options.Student?.Checkpoint]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         options.DistilBert.Validate();
         if (options.Method == DistillMethod.HomoDistil)
@@ -175,9 +176,10 @@ public static class Distiller
     /// that can be wrong with the inputs (teacher without a trained head, vocabularies that differ, layer indices out of
     /// range) is reported before training starts.
     /// </summary>
-    public static JsonObject Run(DistillOptions options, bool resume = false, RunEvents? events = null)
+    public static JsonObject Run(DistillOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Teacher, options.Student?.Checkpoint]);
         options.Trainer.Validate();
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         options.Kd.Validate();

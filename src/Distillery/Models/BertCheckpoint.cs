@@ -8,13 +8,15 @@ namespace Distillery.Models;
 /// <summary>What a load matched, and what it did not.</summary>
 /// <param name="Initialized">Parameters the file lacked, left freshly initialised (task heads, pooler), as transformers warns.</param>
 /// <param name="Unexpected">Tensors in the file the model has no place for (another head's weights), ignored.</param>
-public sealed record LoadReport(IReadOnlyList<string> Initialized, IReadOnlyList<string> Unexpected)
+/// <param name="NonFinite">Loaded tensors holding NaN or infinite values (a diverged run's weights): they load, with a warning; training refuses them.</param>
+public sealed record LoadReport(IReadOnlyList<string> Initialized, IReadOnlyList<string> Unexpected, IReadOnlyList<string>? NonFinite = null)
 {
     /// <summary>One line per kind of mismatch, for printing as warnings.</summary>
     public IEnumerable<string> Warnings()
     {
         if (Initialized.Count > 0) yield return $"newly initialised (not in the checkpoint): {Summarize(Initialized)}";
         if (Unexpected.Count > 0) yield return $"ignored (not used by this head): {Summarize(Unexpected)}";
+        if (NonFinite is { Count: > 0 }) yield return $"non-finite weights (NaN or inf; its outputs will be NaN): {Summarize(NonFinite)}";
     }
 
     static string Summarize(IReadOnlyList<string> keys) =>
@@ -117,12 +119,18 @@ public static class BertCheckpoint
             if (!source.is_floating_point())
                 throw new InvalidDataException($"{where}: {name} is stored as {source.dtype}, not a floating-point type");
         }
+        var nonFinite = new List<string>();
         using (no_grad())
         {
             foreach (var (name, parameter) in parameters)
-                if (byName.TryGetValue(name, out var source)) parameter.copy_(source);
+                if (byName.TryGetValue(name, out var source))
+                {
+                    parameter.copy_(source);
+                    using var finite = parameter.isfinite().all();
+                    if (!finite.item<bool>()) nonFinite.Add(name);
+                }
         }
-        return new LoadReport(initialized, unexpected);
+        return new LoadReport(initialized, unexpected, nonFinite);
     }
 
     /// <summary>The tensors Distillery writes for a model: every parameter by its transformers name, in <paramref name="dtype"/>.</summary>

@@ -73,13 +73,15 @@ public static class ModelInit
     }
 
     /// <summary>Builds the model, initialises it with <see cref="InitOptions.Seed"/>, saves it with its tokenizer, and returns its config.</summary>
-    public static BertConfig Run(InitOptions options)
+    public static BertConfig Run(InitOptions options, bool overwrite = false)
     {
         options.Validate();
+        RunOutput.CheckFolder(options.Out, overwrite, resume: false, []);
         var tokenizer = BertTextTokenizer.FromVocab(options.VocabPath, options.LowerCase);
         var config = ConfigFor(options, tokenizer.VocabSize).Validate();
         torch.manual_seed(options.Seed);
         using var model = BertTaskModel.Create(config, options.Task);
+        RunOutput.Begin(options.Out, resume: false);
         BertCheckpoint.Save(model, options.Out, tokenizer);
         return config;
     }

@@ -144,9 +144,10 @@ public sealed class IterativePruning : ITrainingObjective<TaskBatch>
 public static class Pruner
 {
     /// <summary>Prunes, fine-tunes (or prunes while fine-tuning), and writes the physically smaller model with run files.</summary>
-    public static JsonObject Run(PruneOptions options, RunEvents? events = null)
+    public static JsonObject Run(PruneOptions options, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
+        RunOutput.CheckFolder(options.Out, overwrite, resume: false, [options.Model]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         var config = BertCheckpoint.ReadConfig(options.Model);
         var head = options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification;

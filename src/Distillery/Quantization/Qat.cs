@@ -159,10 +159,11 @@ public static class Qat
     /// <c>"distillery_qat_int8_weights": "7bit"</c> (or "8bit"), and (with <see cref="QatOptions.ExportOnnx"/>) its int8
     /// ONNX graph of the same scheme. Returns the run's metrics (also in <c>metrics.json</c>).
     /// </summary>
-    public static JsonObject Run(QatOptions options, bool resume = false, RunEvents? events = null)
+    public static JsonObject Run(QatOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
         options.Validate();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Model, options.Teacher]);
         // The simulation is fp32 arithmetic whatever the CPU: "auto" is fp32 here, and the run records it so.
         if (options.Trainer.Precision == ComputePrecision.Auto) options = options with { Trainer = options.Trainer with { Precision = ComputePrecision.Float32 } };
         var scheme = options.Int8Scheme;

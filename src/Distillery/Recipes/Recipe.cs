@@ -101,7 +101,8 @@ public sealed class Recipe
         return new Recipe(name, result);
     }
 
-    static T Typed<T>(JsonObject options) => options.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException("empty options");
+    /// <summary>The stage's options as the library's record; strict: a key that is not an option is an error naming the nearest one.</summary>
+    static T Typed<T>(JsonObject options) => StrictJson.Deserialize<T>(options, "the stage");
 
     static void Default(JsonObject options, string key, string? previousOut, string where)
     {
@@ -125,14 +126,14 @@ public sealed class Recipe
             {
                 options["vocab_path"] ??= SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt");
                 var o = Typed<InitOptions>(options).Validate();
-                return (new RecipeStage(index, kind, o.Out, o, _ => { ModelInit.Run(o); return null; }), ModelInit.ConfigFor(o, VocabFile(o.VocabPath)));
+                return (new RecipeStage(index, kind, o.Out, o, _ => { ModelInit.Run(o, overwrite: true); return null; }), ModelInit.ConfigFor(o, VocabFile(o.VocabPath)));
             }
             case StageKind.Pretrain:
             {
                 if (options["init_from"] == null && options["arch"] == null && previousOut != null) options["init_from"] = previousOut;
                 var o = Typed<PretrainOptions>(options).Validate();
                 var config = o.InitFrom != null ? ConfigOf(o.InitFrom, produced) : BertArch.Parse(o.Arch, VocabFile(o.VocabPath)) with { MaxPositionEmbeddings = o.MaxPositions };
-                return (new RecipeStage(index, kind, o.Out, o, events => Pretraining.Run(o, events: events)), config);
+                return (new RecipeStage(index, kind, o.Out, o, events => Pretraining.Run(o, events: events, overwrite: true)), config);
             }
             case StageKind.Finetune:
             {
@@ -140,7 +141,7 @@ public sealed class Recipe
                 var o = Typed<FinetuneOptions>(options);
                 o.Trainer.Validate();
                 if (!o.IsSquad) Data.Glue.ParseTask(o.Task);
-                return (new RecipeStage(index, kind, o.Out, o, events => FineTuning.Run(o, events: events)), ConfigOf(o.Model, produced));
+                return (new RecipeStage(index, kind, o.Out, o, events => FineTuning.Run(o, events: events, overwrite: true)), ConfigOf(o.Model, produced));
             }
             case StageKind.Prune:
             {
@@ -150,7 +151,7 @@ public sealed class Recipe
                 bool squad = o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
                 if (!squad) Data.Glue.ParseTask(o.Task);
                 if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
-                return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events)), null);
+                return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events, overwrite: true)), null);
             }
             default:
             {
@@ -166,7 +167,7 @@ public sealed class Recipe
                     o.Trainer.Validate();
                     if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, BertTask.MaskedLM);
                     CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: m == DistillMethod.DistilBert && o.DistilBert.AlphaCos > 0);
-                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events)), null);
+                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events, overwrite: true)), null);
                 }
                 else
                 {
@@ -179,7 +180,7 @@ public sealed class Recipe
                     if (!squad) Data.Glue.ParseTask(o.Task);
                     if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
                     CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: false);
-                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events)), null);
+                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events, overwrite: true)), null);
                 }
             }
         }
@@ -233,7 +234,7 @@ public sealed class Recipe
             string config = Path.Combine(stage.Out, BertCheckpoint.ConfigFile), metrics = Path.Combine(stage.Out, "metrics.json");
             bool done = !force && File.Exists(config) && (stage.Kind == StageKind.Init || File.Exists(metrics));
             starting?.Invoke(stage, done);
-            results.Add(done ? (stage.Kind == StageKind.Init ? null : JsonNode.Parse(File.ReadAllText(metrics))?.AsObject()) : stage.Run(events ?? new RunEvents()));
+            results.Add(done ? (stage.Kind == StageKind.Init ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
         }
         return results;
     }

@@ -273,10 +273,12 @@ public static class FineTuning
     }
 
     /// <summary>Fine-tunes <see cref="FinetuneOptions.Model"/>, keeps the best dev checkpoint, and writes it with run files to <see cref="FinetuneOptions.Out"/>.</summary>
-    public static JsonObject Run(FinetuneOptions options, bool resume = false, RunEvents? events = null)
+    /// <remarks>An existing finished <see cref="FinetuneOptions.Out"/> is refused unless <paramref name="overwrite"/> (or <paramref name="resume"/>); see <see cref="RunOutput"/>.</remarks>
+    public static JsonObject Run(FinetuneOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
         options.Trainer.Validate();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Model]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         var config = BertCheckpoint.ReadConfig(options.Model);
         var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
@@ -311,9 +313,11 @@ public static class FineTuning
         string command, string task, object runConfig, bool resume, RunEvents? events = null)
     {
         events ??= new RunEvents();
-        Directory.CreateDirectory(outDir);
-        RunFiles.Write(outDir, "run_config.json", runConfig);
+        if (resume) RunFiles.CheckResumable(outDir, runConfig);
+        RunOutput.Begin(outDir, resume);
         string bestDir = Path.Combine(outDir, "best");
+        if (!resume && Directory.Exists(bestDir)) Directory.Delete(bestDir, recursive: true);   // a killed earlier run's
+        RunFiles.Write(outDir, "run_config.json", runConfig);
         var trainData = new TaskBatchSource(data.Train, trainerOptions.BatchSize, trainerOptions.Seed, tokenizer.PadId, bucket: lengthBucketing);
         var trainer = new Trainer<TaskBatch>(objective, trainData, trainerOptions, outDir)
         {

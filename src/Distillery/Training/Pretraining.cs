@@ -82,9 +82,11 @@ public sealed record RunEvents
 public static class Pretraining
 {
     /// <summary>Runs pre-training and writes the model, <c>run_config.json</c> and <c>metrics.json</c> into <see cref="PretrainOptions.Out"/>.</summary>
-    public static JsonObject Run(PretrainOptions options, bool resume = false, RunEvents? events = null)
+    /// <remarks>An existing finished <see cref="PretrainOptions.Out"/> is refused unless <paramref name="overwrite"/> (or <paramref name="resume"/>); see <see cref="RunOutput"/>.</remarks>
+    public static JsonObject Run(PretrainOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         options.Validate();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.InitFrom]);
         events ??= new RunEvents();
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         BertTextTokenizer tokenizer;
@@ -149,7 +151,8 @@ public static class Pretraining
             ? new MlmBatchSource(corpus, tokenizer, evalIdx, options.SeqLength, options.Trainer.BatchSize, options.Masking, options.Trainer.Seed + 1, shuffle: false)
             : null;
 
-        Directory.CreateDirectory(options.Out);
+        if (resume) RunFiles.CheckResumable(options.Out, runConfig);
+        RunOutput.Begin(options.Out, resume);
         RunFiles.Write(options.Out, "run_config.json", runConfig);
         var trainer = new Trainer<MlmBatch>(objective, train, options.Trainer, options.Out)
         {

@@ -39,6 +39,40 @@ public static class RunFiles
         }
     }
 
+    /// <summary>Trainer options a resumed run may change: they do not shape the trajectory.</summary>
+    static readonly string[] Cadence = ["eval_every", "log_every", "checkpoint_every", "on_non_finite_loss"];
+
+    /// <summary>
+    /// Before <c>--resume</c>: the run config about to be written must equal the one the interrupted run wrote in
+    /// <paramref name="dir"/> (data, model, method, trainer: everything but evaluation/log/checkpoint cadence), or the
+    /// resumed run would continue on other data or another model and match neither. Throws naming the first difference.
+    /// </summary>
+    public static void CheckResumable(string dir, object runConfig)
+    {
+        string path = Path.Combine(dir, "run_config.json");
+        if (!File.Exists(path)) return;   // written before the first checkpoint by every run; nothing to compare with
+        var saved = Read<JsonNode>(path);
+        var now = JsonSerializer.SerializeToNode(runConfig, Json);
+        foreach (var node in new[] { saved, now })
+            if (node?["options"]?["trainer"] is JsonObject trainer)
+                foreach (var key in Cadence) trainer.Remove(key);
+        if (FirstDifference(saved, now, "") is { } difference)
+            throw new InvalidOperationException($"--resume: {difference.Path} differs from the interrupted run's ({path}: {difference.Saved}, now {difference.Now}); resume with the same options or start again with --overwrite");
+    }
+
+    static (string Path, string Saved, string Now)? FirstDifference(JsonNode? a, JsonNode? b, string path)
+    {
+        if (a is JsonObject oa && b is JsonObject ob)
+        {
+            foreach (var key in oa.Select(kv => kv.Key).Union(ob.Select(kv => kv.Key)))
+                if (FirstDifference(oa[key], ob[key], path.Length == 0 ? key : $"{path}.{key}") is { } d) return d;
+            return null;
+        }
+        if (JsonNode.DeepEquals(a, b)) return null;
+        string name = path.StartsWith("options.", StringComparison.Ordinal) ? path["options.".Length..] : path;
+        return (name, a?.ToJsonString() ?? "none", b?.ToJsonString() ?? "none");
+    }
+
     /// <summary>A JSON object of metrics with non-finite values as null.</summary>
     public static JsonObject Metrics(IReadOnlyDictionary<string, double> metrics) =>
         new(metrics.Select(kv => KeyValuePair.Create(kv.Key, double.IsFinite(kv.Value) ? (JsonNode?)JsonValue.Create(Math.Round(kv.Value, 6)) : null)));

@@ -197,18 +197,39 @@ public sealed class Trainer<TBatch>
             new AdamW.ParamGroup(noDecay, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: 0.0),
         }, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
         var trainable = named.Select(p => p.parameter).ToList();
+        // A model with NaN or infinite weights cannot train: every loss would be NaN (and --on-nan skip would skip them all).
+        using (no_grad())
+            foreach (var (name, parameter) in named)
+            {
+                using var finite = parameter.isfinite().all();
+                if (!finite.item<bool>()) throw new InvalidDataException($"weight {name} holds NaN or infinite values; the model cannot be trained (it comes from a diverged run?)");
+            }
 
         int total = TotalSteps;
         int warmup = options.WarmupSteps ?? (int)Math.Round(options.WarmupRatio * total);
         var state = new RunState();
+        if (resume) RunOutput.RecoverCheckpoint(runDir);
         if (resume && Directory.Exists(CheckpointDir)) state = LoadCheckpoint(module, optimizer);
         else if (resume) throw new InvalidOperationException($"--resume: no checkpoint in {CheckpointDir}");
 
         string logPath = Path.Combine(runDir, "metrics.jsonl");
         if (resume && File.Exists(logPath))
         {
-            // Lines logged after the checkpoint belong to steps that will be run again: drop them.
-            var kept = File.ReadLines(logPath).Where(l => JsonNode.Parse(l)?["step"]?.GetValue<int>() <= state.Step).ToList();
+            // Lines logged after the checkpoint belong to steps that will be run again: drop them. A kill while a line
+            // was being written leaves it cut short: the last line may be damaged (it is after the checkpoint), no other.
+            var lines = File.ReadAllLines(logPath);
+            var kept = new List<string>();
+            for (int i = 0; i < lines.Length; i++)
+            {
+                int? step;
+                try { step = JsonNode.Parse(lines[i])?["step"]?.GetValue<int>(); }
+                catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+                {
+                    if (i == lines.Length - 1) break;
+                    throw new InvalidDataException($"{logPath}:{i + 1}: damaged line ({e.Message.Split('\n')[0]})");
+                }
+                if (step <= state.Step) kept.Add(lines[i]);
+            }
             AtomicFile.WriteAllText(logPath, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
         }
         using var metricsLog = new StreamWriter(logPath, append: resume, new System.Text.UTF8Encoding(false));
@@ -301,6 +322,8 @@ public sealed class Trainer<TBatch>
             }
         }
         optimizer.Dispose();
+        if (state.Skipped > 0 && state.Skipped >= state.Step)
+            throw new TrainingDivergedException($"every one of the {state.Step} steps had a non-finite loss and was skipped: nothing was trained, so no model is written; lower the learning rate or check the data");
         var totalElapsed = elapsedBefore + watch.Elapsed;
         return new TrainResult(state.Step, lastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
             state.Evaluations, state.Best);
@@ -409,8 +432,27 @@ public sealed class Trainer<TBatch>
     RunState LoadCheckpoint(nn.Module module, AdamW optimizer)
     {
         string stateFile = Path.Combine(CheckpointDir, "state.json");
-        var json = JsonNode.Parse(File.ReadAllText(stateFile))!.AsObject();
-        var saved = json["options"]!.Deserialize<TrainerOptions>()!;
+        JsonObject json;
+        TrainerOptions saved;
+        RunState state;
+        try
+        {
+            json = JsonNode.Parse(File.ReadAllText(stateFile))!.AsObject();
+            saved = json["options"]!.Deserialize<TrainerOptions>()!;
+            state = new RunState
+            {
+                Step = json["step"]!.GetValue<int>(),
+                Tokens = json["tokens"]!.GetValue<long>(),
+                Skipped = json["skipped_steps"]!.GetValue<int>(),
+                ElapsedSeconds = json["elapsed_seconds"]!.GetValue<double>(),
+                Evaluations = json["evaluations"]!.AsArray().Select(e => EvalFromJson(e!)).ToList(),
+                Best = json["best"] is JsonNode best ? EvalFromJson(best) : null,
+            };
+        }
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{stateFile}: damaged checkpoint state ({e.Message.Split('\n')[0]}); start again without --resume");
+        }
         // Everything that shapes the trajectory must match; eval/log/checkpoint cadence may change.
         var comparable = saved with { EvalEvery = options.EvalEvery, LogEvery = options.LogEvery, CheckpointEvery = options.CheckpointEvery, OnNonFiniteLoss = options.OnNonFiniteLoss };
         if (comparable != options)
@@ -432,18 +474,17 @@ public sealed class Trainer<TBatch>
         {
             foreach (var t in tensors.Values) t.Dispose();
         }
-        using (var stream = File.OpenRead(Path.Combine(CheckpointDir, "optimizer.bin")))
-        using (var reader = new BinaryReader(stream))
-            optimizer.load_state_dict(reader);
-        var state = new RunState
+        string optimizerFile = Path.Combine(CheckpointDir, "optimizer.bin");
+        try
         {
-            Step = json["step"]!.GetValue<int>(),
-            Tokens = json["tokens"]!.GetValue<long>(),
-            Skipped = json["skipped_steps"]!.GetValue<int>(),
-            ElapsedSeconds = json["elapsed_seconds"]!.GetValue<double>(),
-            Evaluations = json["evaluations"]!.AsArray().Select(e => EvalFromJson(e!)).ToList(),
-            Best = json["best"] is JsonNode best ? EvalFromJson(best) : null,
-        };
+            using var stream = File.OpenRead(optimizerFile);
+            using var reader = new BinaryReader(stream);
+            optimizer.load_state_dict(reader);
+        }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException($"{optimizerFile}: cut short (the checkpoint is damaged); start again without --resume");
+        }
         state.StartStep = state.Step;
         return state;
     }
