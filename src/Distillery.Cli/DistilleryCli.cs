@@ -79,8 +79,16 @@ public sealed record CliContext(IAnsiConsole Console, TextWriter Error)
         or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
         or System.Text.Json.JsonException;
 
-    /// <summary>The first line of an exception's message.</summary>
-    public static string OneLine(Exception e) => e.Message.Split('\n')[0].TrimEnd();
+    /// <summary>
+    /// The first line of an exception's message, without the " (Parameter 'options')" that .NET appends to an
+    /// <see cref="ArgumentException"/> (a library parameter name tells a command-line user nothing).
+    /// </summary>
+    public static string OneLine(Exception e)
+    {
+        string line = e.Message.Split('\n')[0].TrimEnd();
+        string suffix = e is ArgumentException { ParamName: string name } ? $" (Parameter '{name}')" : "";
+        return suffix.Length > 0 && line.EndsWith(suffix, StringComparison.Ordinal) ? line[..^suffix.Length] : line;
+    }
 
     /// <summary>Writes a warning line to stderr.</summary>
     public void Warn(string message) => Error.WriteLine($"warning: {message}");

@@ -260,5 +260,21 @@ public sealed class ReliabilityTests
         Assert.Equal(0, CliTests.Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab", tmp["vocab.txt"], "--out", "m").ExitCode);
         CliTests.AssertOneLineError(CliTests.Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab", tmp["vocab.txt"], "--out", "m"), "already holds a finished model", "--overwrite");
         Assert.Equal(0, CliTests.Run(tmp.Dir, "init", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab", tmp["vocab.txt"], "--out", "m", "--overwrite").ExitCode);
+        // A library argument error reaches the user without .NET's " (Parameter 'options')" suffix.
+        File.WriteAllText(tmp["squad.json"], """{"data": [{"title": "t", "paragraphs": [{"context": "good very good", "qas": [{"id": "1", "question": "good?", "answers": [{"text": "very", "answer_start": 5}]}]}]}]}""");
+        var squad = CliTests.Run(tmp.Dir, "finetune", "--model", model, "--task", "squad", "--data", "squad.json", "--eval-data", "squad.json", "--max-length", "8", "--out", "sq");
+        CliTests.AssertOneLineError(squad, "MaxLength (8)");
+        Assert.DoesNotContain("(Parameter", squad.Err);
+    }
+
+    [Fact]
+    public void ConfigWithoutOutTakesItFromTheFlag()
+    {
+        using var tmp = new TestData.TempDir();
+        var (model, glue) = Setup(tmp);
+        File.WriteAllText(tmp["c.json"], """{"task": "sst2", "trainer": {"max_steps": 1, "batch_size": 4}}""");   // no "out", "model" or "data"
+        var r = CliTests.Run(tmp.Dir, "finetune", "--config", "c.json", "--model", model, "--data", glue, "--out", "ft");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.True(File.Exists(Path.Combine(tmp["ft"], "config.json")));
     }
 }

@@ -178,6 +178,52 @@ public sealed class TrainingTests
         Assert.True(uninterrupted.FinalLoss < firstLoss, $"loss did not fall: {firstLoss} → {uninterrupted.FinalLoss}");
     }
 
+    /// <summary>The fields of each metrics.jsonl line that a resume must reproduce exactly (timing fields may differ).</summary>
+    static List<string> LoggedTrajectory(string runDir) => File.ReadLines(Path.Combine(runDir, "metrics.jsonl"))
+        .Select(l => JsonNode.Parse(l)!.AsObject())
+        .Select(n => string.Join(" ", new[] { "step", "loss", "learning_rate", "grad_norm", "skipped_steps" }.Select(k => $"{k}={n[k]?.ToJsonString()}")))
+        .ToList();
+
+    /// <summary>(step, tag) of every scalar in a run's TensorBoard folder, across all its event files.</summary>
+    static List<(long Step, string Tag)> TensorBoardScalars(string runDir) => Directory.GetFiles(Path.Combine(runDir, "tensorboard"), "events.out.tfevents.*")
+        .SelectMany(TensorBoardEvents.Read).Where(r => r.Tag != null).Select(r => (r.Step, r.Tag!)).ToList();
+
+    [Fact]
+    public void KilledAtThreeStepsAndResumedEqualsUninterruptedRunWeightsAndLogs()
+    {
+        // Log every 4 steps, checkpoint every 3: each checkpoint falls inside a logging window (3 of 4, 2 of 4, 1 of 4
+        // steps summed), so an exact log needs the window restored; each kill loses steps, and lines, after the checkpoint.
+        var options = new TrainerOptions { BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-3, MaxSteps = 12, WarmupSteps = 2, CheckpointEvery = 3, LogEvery = 4, Seed = 11 };
+        using var whole = new TestData.TempDir();
+        var (reference, referenceData) = MlmSetup(whole);
+        new Trainer<MlmBatch>(new MlmObjective(reference), referenceData, options, whole["run"]).Run();
+        var expectedLog = LoggedTrajectory(whole["run"]);
+        Assert.Equal(3, expectedLog.Count);
+        var expectedScalars = TensorBoardScalars(whole["run"]);
+        var referenceWeights = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+
+        foreach (int killAt in new[] { 4, 8, 11 })
+        {
+            using var split = new TestData.TempDir();
+            var (model, data) = MlmSetup(split);
+            using var cancel = new CancellationTokenSource();
+            var first = new Trainer<MlmBatch>(new MlmObjective(model), data, options, split["run"]) { OnProgress = p => { if (p.Step == killAt) cancel.Cancel(); } };
+            Assert.Throws<OperationCanceledException>(() => first.Run(cancel: cancel.Token));
+
+            // A fresh process starts from a fresh model: resume must restore weights, optimizer, position and the log window.
+            var (fresh, freshData) = MlmSetup(split, seed: 99);
+            new Trainer<MlmBatch>(new MlmObjective(fresh), freshData, options, split["run"]).Run(resume: true);
+
+            foreach (var (name, p) in fresh.named_parameters())
+                Assert.True(referenceWeights[name].eq(p).all().item<bool>(), $"kill at step {killAt}: {name} is not bit-identical after resume");
+            Assert.Equal(expectedLog, LoggedTrajectory(split["run"]));
+            // TensorBoard: each (step, tag) once, the same set as the uninterrupted run (the steps after the checkpoint were dropped).
+            var scalars = TensorBoardScalars(split["run"]);
+            Assert.Equal(scalars.Count, scalars.Distinct().Count());
+            Assert.Equal(expectedScalars.OrderBy(s => s), scalars.OrderBy(s => s));
+        }
+    }
+
     [Fact]
     public void ResumeWithDifferentOptionsIsRefused()
     {

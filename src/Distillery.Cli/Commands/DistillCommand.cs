@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using Distillery.Distillation;
 using Spectre.Console;
 
@@ -81,7 +82,10 @@ public static class DistillCommand
                 return RunOnCorpus(context, parse, training, homodistil ? DistillMethod.HomoDistil : parse.GetValue(method) == "minilm" ? DistillMethod.MiniLm : DistillMethod.DistilBert,
                     teacher, student, studentArch, fromTeacher, output, corpus, seqLength, invalidUtf8, temperature, alphaCe, alphaMlm, alphaCos,
                     relations, relationHeads, teacherLayer, resume, overwrite, Homo);
-            var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path) : null;
+            var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<DistillOptions>(path, new()
+            {
+                ["teacher"] = parse.GetValue(teacher), ["task"] = parse.GetValue(task), ["data"] = parse.GetValue(data), ["out"] = parse.GetValue(output),
+            }) : null;
             bool theseus = parse.GetValue(method) == "theseus" || (parse.GetValue(method) == null && basis?.Method == DistillMethod.Theseus);
             homodistil |= parse.GetValue(method) == null && basis?.Method == DistillMethod.HomoDistil;
             var init = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student;

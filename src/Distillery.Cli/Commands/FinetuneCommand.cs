@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using Distillery.Models;
 using Distillery.Training;
 using Spectre.Console;
@@ -51,7 +52,10 @@ public static class FinetuneCommand
         training.AddTo(command);
         command.SetAction(parse =>
         {
-            var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<FinetuneOptions>(path) : null;
+            var basis = parse.GetValue(config) is string path ? PretrainCommand.LoadConfig<FinetuneOptions>(path, new()
+            {
+                ["model"] = parse.GetValue(model), ["out"] = parse.GetValue(output), ["task"] = parse.GetValue(args.Task), ["data"] = parse.GetValue(args.Data),
+            }) : null;
             string modelDir = parse.GetValue(model) ?? basis?.Model ?? throw new ArgumentException("give --model (the model folder to fine-tune)");
             string outDir = parse.GetValue(output) ?? basis?.Out ?? throw new ArgumentException("give --out (the output model folder)");
             var options = args.Apply(parse, basis, modelDir, outDir);

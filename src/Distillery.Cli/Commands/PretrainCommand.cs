@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using System.Text.Json;
 using Distillery.Data;
 using Distillery.Training;
@@ -37,7 +38,7 @@ public static class PretrainCommand
         training.AddTo(command);
         command.SetAction(parse =>
         {
-            var basis = parse.GetValue(config) is string path ? LoadConfig<PretrainOptions>(path) : null;
+            var basis = parse.GetValue(config) is string path ? LoadConfig<PretrainOptions>(path, new() { ["corpus"] = parse.GetValue(corpus) is { Length: > 0 } cs ? new JsonArray(cs.Select(x => (JsonNode?)x).ToArray()) : null, ["out"] = parse.GetValue(output) }) : null;
             var corpusPaths = parse.GetValue(corpus) is { Length: > 0 } given ? given : basis?.Corpus.ToArray()
                 ?? throw new ArgumentException("give --corpus (text files or folders)");
             string outDir = parse.GetValue(output) ?? basis?.Out ?? throw new ArgumentException("give --out (the output model folder)");
@@ -65,7 +66,12 @@ public static class PretrainCommand
 
     /// <summary>Reads options from a run_config.json ({"command", "options"}) or a bare options object.</summary>
     /// <remarks>Strict: a key that is not an option is an error naming it and the nearest valid one (<see cref="StrictJson"/>).</remarks>
-    public static T LoadConfig<T>(string path)
+    /// <remarks>
+    /// <paramref name="flags"/> holds the values of flags given beside <c>--config</c> (null when not given), keyed by
+    /// option name: they fill the config before it is read, so a required key (<c>out</c>, <c>model</c>…) may come from
+    /// the command line instead of the file. The flags override the file's values anyway.
+    /// </remarks>
+    public static T LoadConfig<T>(string path, Dictionary<string, JsonNode?>? flags = null)
     {
         string text = File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path}: config not found", path);
         try
@@ -73,7 +79,10 @@ public static class PretrainCommand
             var node = System.Text.Json.Nodes.JsonNode.Parse(text);
             if (node is not System.Text.Json.Nodes.JsonObject obj) throw new InvalidDataException($"{path}: expected a JSON object of options");
             bool runConfig = obj["options"] is System.Text.Json.Nodes.JsonObject;
-            return StrictJson.Deserialize<T>(runConfig ? obj["options"] : obj, runConfig ? "options" : "the config");
+            var options = runConfig ? obj["options"]!.AsObject() : obj;
+            foreach (var (key, value) in flags ?? [])
+                if (value != null) options[key] = value;
+            return StrictJson.Deserialize<T>(options, runConfig ? "options" : "the config");
         }
         catch (JsonException e)
         {

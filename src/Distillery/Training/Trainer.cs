@@ -233,13 +233,12 @@ public sealed class Trainer<TBatch>
             AtomicFile.WriteAllText(logPath, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
         }
         using var metricsLog = new StreamWriter(logPath, append: resume, new System.Text.UTF8Encoding(false));
-        var tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runDir, "tensorboard"));   // writes each event as it is added
+        string tensorboardDir = Path.Combine(runDir, "tensorboard");
+        if (resume) TensorBoardEvents.DropAfter(tensorboardDir, state.Step);   // the resumed run logs those steps again, in a new file
+        var tensorboard = torch.utils.tensorboard.SummaryWriter(tensorboardDir);   // writes each event as it is added
         var watch = Stopwatch.StartNew();
         var elapsedBefore = TimeSpan.FromSeconds(state.ElapsedSeconds);
         long tokensThisRun = 0;
-        double windowLoss = 0;
-        int windowSteps = 0;
-        double lastLoss = double.NaN;
 
         module.train();
         while (state.Step < total)
@@ -287,18 +286,18 @@ public sealed class Trainer<TBatch>
 
             if (finite)
             {
-                lastLoss = stepLoss;
-                windowLoss += stepLoss;
-                windowSteps++;
+                state.LastLoss = stepLoss;
+                state.WindowLoss += stepLoss;
+                state.WindowSteps++;
             }
             var elapsed = elapsedBefore + watch.Elapsed;
             double tokensPerSecond = tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
             var remaining = TimeSpan.FromSeconds(watch.Elapsed.TotalSeconds / Math.Max(1, state.Step - state.StartStep) * (total - state.Step));
-            OnProgress?.Invoke(new TrainProgress(state.Step, total, lastLoss, lr, tokensPerSecond, elapsed, remaining));
+            OnProgress?.Invoke(new TrainProgress(state.Step, total, state.LastLoss, lr, tokensPerSecond, elapsed, remaining));
 
             if (state.Step % options.LogEvery == 0 || state.Step == total)
             {
-                double meanLoss = windowSteps > 0 ? windowLoss / windowSteps : double.NaN;
+                double meanLoss = state.WindowSteps > 0 ? state.WindowLoss / state.WindowSteps : double.NaN;
                 Log(metricsLog, new JsonObject
                 {
                     ["step"] = state.Step, ["loss"] = Finite(meanLoss), ["learning_rate"] = lr, ["grad_norm"] = Finite(gradNorm),
@@ -308,8 +307,8 @@ public sealed class Trainer<TBatch>
                 if (double.IsFinite(meanLoss)) tensorboard.add_scalar("train/loss", (float)meanLoss, state.Step);
                 tensorboard.add_scalar("train/learning_rate", (float)lr, state.Step);
                 tensorboard.add_scalar("train/tokens_per_second", (float)tokensPerSecond, state.Step);
-                windowLoss = 0;
-                windowSteps = 0;
+                state.WindowLoss = 0;
+                state.WindowSteps = 0;
             }
 
             bool evalNow = Evaluate != null && ((options.EvalEvery > 0 && state.Step % options.EvalEvery == 0) || state.Step == total);
@@ -325,7 +324,7 @@ public sealed class Trainer<TBatch>
         if (state.Skipped > 0 && state.Skipped >= state.Step)
             throw new TrainingDivergedException($"every one of the {state.Step} steps had a non-finite loss and was skipped: nothing was trained, so no model is written; lower the learning rate or check the data");
         var totalElapsed = elapsedBefore + watch.Elapsed;
-        return new TrainResult(state.Step, lastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
+        return new TrainResult(state.Step, state.LastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
             state.Evaluations, state.Best);
     }
 
@@ -378,6 +377,10 @@ public sealed class Trainer<TBatch>
         public long Tokens;
         public int Skipped;
         public double ElapsedSeconds;
+        /// <summary>Sum and count of the finite step losses since the last logged line: the next line logs their mean.</summary>
+        public double WindowLoss;
+        public int WindowSteps;
+        public double LastLoss = double.NaN;
         public List<EvalResult> Evaluations = [];
         public EvalResult? Best;
     }
@@ -403,6 +406,7 @@ public sealed class Trainer<TBatch>
             var json = new JsonObject
             {
                 ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds,
+                ["window_loss"] = state.WindowLoss, ["window_steps"] = state.WindowSteps, ["last_loss"] = Finite(state.LastLoss),
                 ["options"] = JsonSerializer.SerializeToNode(options),
                 ["evaluations"] = new JsonArray(state.Evaluations.Select(e => (JsonNode?)EvalJson(e)).ToArray()),
                 ["best"] = state.Best == null ? null : EvalJson(state.Best),
@@ -445,6 +449,10 @@ public sealed class Trainer<TBatch>
                 Tokens = json["tokens"]!.GetValue<long>(),
                 Skipped = json["skipped_steps"]!.GetValue<int>(),
                 ElapsedSeconds = json["elapsed_seconds"]!.GetValue<double>(),
+                // Absent in checkpoints written before the window was saved: the first line after resume then averages fewer steps.
+                WindowLoss = json["window_loss"]?.GetValue<double>() ?? 0,
+                WindowSteps = json["window_steps"]?.GetValue<int>() ?? 0,
+                LastLoss = json["last_loss"]?.GetValue<double>() ?? double.NaN,
                 Evaluations = json["evaluations"]!.AsArray().Select(e => EvalFromJson(e!)).ToList(),
                 Best = json["best"] is JsonNode best ? EvalFromJson(best) : null,
             };
