@@ -6,7 +6,7 @@
 # from its checkpoint when an interrupted run left one, so the script may span sessions.
 #
 #   bench/real-teacher.sh                                  # all stages, in order
-#   STAGES="import mlm glue" bench/real-teacher.sh          # stages: import mlm glue scratch squad
+#   STAGES="import mlm glue" bench/real-teacher.sh          # stages: import mlm glue scratch squad scratch-squad
 #   TASKS="sst2 mrpc" STAGES=glue bench/real-teacher.sh     # a subset of the GLUE tasks
 #
 # Environment: OUT (default runs/real-teacher), DATA (default ../shared/data), DISTILLERY (the command, default
@@ -20,7 +20,7 @@ cd "$root"
 OUT="${OUT:-runs/real-teacher}"
 DATA="${DATA:-$root/../shared/data}"
 SEED="${SEED:-42}"
-STAGES="${STAGES:-import mlm glue scratch squad}"
+STAGES="${STAGES:-import mlm glue scratch squad scratch-squad}"
 TASKS="${TASKS:-sst2 mrpc stsb rte cola}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "real-teacher.sh: shared data not found at $DATA" >&2; exit 1; }
 DISTILLERY="${DISTILLERY:-./distillery}"
@@ -69,5 +69,10 @@ fi
 # old teacher used), windows of 256 tokens.
 if has squad; then
   finetune squad "$TEACHER" squad "$DATA/squad/dev-v1.1.json" 2 300 --split-articles 40 --max-length 256 --doc-stride 128
+fi
+# The random-init column for SQuAD (same recipe), after the teacher's run.
+if has scratch-squad; then
+  [[ -f "$OUT/random-init/config.json" ]] || distillery init --arch L6-H384-A12-F1536 --out "$OUT/random-init" --seed "$SEED"
+  finetune scratch-squad "$OUT/random-init" squad "$DATA/squad/dev-v1.1.json" 2 300 --split-articles 40 --max-length 256 --doc-stride 128
 fi
 exit 0
