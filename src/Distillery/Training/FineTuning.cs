@@ -333,10 +333,12 @@ public static class FineTuning
         events.StageStarted?.Invoke($"{command} {task}", trainer.TotalSteps);
         var result = trainer.Run(resume);
 
-        // The output is the best dev checkpoint (transformers' load_best_model_at_end).
+        // The output is the best dev checkpoint (transformers' load_best_model_at_end). best/ and checkpoint/ stay until
+        // the output is complete, checkpoint/ deleted first: a kill anywhere in this window leaves a checkpoint whose
+        // --resume replays the last steps (deterministically, so the same best is found again) and finishes from here;
+        // a kill after checkpoint/ is gone leaves a finished output and a stray best/ that the next run into it removes.
         var (best, _) = BertCheckpoint.Load(bestDir);
         using (best) BertCheckpoint.Save(best, outDir, tokenizer);
-        Directory.Delete(bestDir, recursive: true);
         var metrics = new JsonObject
         {
             ["command"] = command,
@@ -352,6 +354,7 @@ public static class FineTuning
         };
         RunFiles.Write(outDir, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
+        Directory.Delete(bestDir, recursive: true);
         return metrics;
     }
 
