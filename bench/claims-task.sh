@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The papers' task-specific claims against the real teacher (issue "The papers' claims ..., part 1"), 3 seeds per row.
+# Every stage is one distillery command whose output folder is skipped when finished (config.json is written last) and
+# resumed from its checkpoint when an interrupted run left one, so the script spans sessions: run it again to continue.
+# bench/claims-table.sh makes docs/results.md's tables from the records the runs leave (metrics.json, run_config.json).
+#
+#   bench/claims-task.sh                           # every claim, every task, seeds 1 2 3 (seed-major: a whole seed first)
+#   CLAIMS=wrs SEEDS=1 TASKS="sst2 mrpc" bench/claims-task.sh
+#   SMOKE=1 OUT=/tmp/claims-smoke bench/claims-task.sh   # every command for a few steps: checks the script, not the claims
+#
+# Protocol (one rule for every row, say so in the results):
+# - Teacher: the imported all-MiniLM-L6-v2 (L6-H384-A12-F1536), fine-tuned per task by bench/real-teacher.sh
+#   (runs/real-teacher/<task>: SST-2 89.4, MRPC F1 86.9, STS-B 86.5, RTE 57.0, CoLA 26.9).
+# - Student size: L3-H384-A12-F1536 (half depth, the teacher's width and heads; DistilBERT/Theseus/PKD's "6 of 12").
+# - Student training data: SST-2 one fixed 20,000-sentence sample of its 67,349 (the same for every row and seed; the
+#   teacher saw all of them); MRPC, STS-B, RTE in full. Epochs: SST-2 2, the others 3. Batch 32, warm-up 10%, fp32
+#   (the same arithmetic on every machine: bf16 exists natively on some of ours only).
+# - Checkpoint choice: the best of 5 periodic dev evaluations (finetune's and distill's rule), the same for every row.
+# - Seeds 1, 2, 3: the seed sets the student's init, data order, dropout; the teacher and the SST-2 sample are fixed.
+#
+# Claims (rows):
+#   wrs      Well-Read Students: basic (random init, labels), kd (random init, soft targets + labels), pf (pre-trained
+#            compact model, fine-tuned), pd (pre-trained, distilled on unlabeled transfer data with soft targets only,
+#            then fine-tuned), pd-quarter (pd with 1/4 of the transfer data, the same number of steps).
+#   theseus  BERT-of-Theseus: successor L3 replacing the teacher's 6 layers in pairs with the linear curriculum, a
+#            constant rate, and anti-curriculum, each then fine-tuned alone; vs kd-layers (vanilla KD into a student made
+#            of the teacher's first 3 layers, the paper's KD baseline initialisation).
+#
+# Environment: OUT (default runs/claims), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
+# published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHERS (default
+# runs/real-teacher), SEEDS, TASKS, CLAIMS.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+OUT="${OUT:-runs/claims}"
+DATA="${DATA:-$root/../shared/data}"
+TEACHERS="${TEACHERS:-runs/real-teacher}"
+SEEDS="${SEEDS:-1 2 3}"
+TASKS="${TASKS:-sst2 mrpc stsb rte}"
+CLAIMS="${CLAIMS:-wrs theseus}"
+DISTILLERY="${DISTILLERY:-./distillery}"
+ARCH=L3-H384-A12-F1536
+[[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "claims-task.sh: shared data not found at $DATA" >&2; exit 1; }
+for task in $TASKS; do
+  [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-task.sh: no fine-tuned teacher $TEACHERS/$task (bench/real-teacher.sh)" >&2; exit 1; }
+done
+mkdir -p "$OUT/data"
+git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
+
+distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
+  local log="$OUT/log.txt"
+  echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
+  "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "claims-task.sh: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }
+}
+todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished
+  if [[ -f "$1/config.json" ]]; then return 1; fi
+  if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
+}
+
+# ---------------------------------------------------------------------------------------------------------- the data
+# SST-2's fixed student sample: 20,000 training sentences drawn once (seed 20000), the dev set as it is.
+sst2_sample="$OUT/data/SST-2"
+if [[ ! -f "$sst2_sample/dev.tsv" ]]; then
+  mkdir -p "$sst2_sample.tmp"
+  python3 - "$DATA/glue/SST-2/train.tsv" "$sst2_sample.tmp/train.tsv" <<'EOF'
+import random, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+header, rows = lines[0], lines[1:]
+random.Random(20000).shuffle(rows)
+open(sys.argv[2], "w", encoding="utf-8").write("\n".join([header] + rows[:20000]) + "\n")
+EOF
+  cp "$DATA/glue/SST-2/dev.tsv" "$sst2_sample.tmp/dev.tsv"
+  rm -rf "$sst2_sample" && mv "$sst2_sample.tmp" "$sst2_sample"
+fi
+data_of() { if [[ "$1" == sst2 ]]; then echo "$sst2_sample"; else echo "$DATA/glue"; fi; }
+
+# Unlabeled transfer data for Pre-trained Distillation, one example per line (a tab between a pair's texts): the task's
+# own training inputs without labels (pairs in both orders), plus in-domain text the task's data does not have: for
+# SST-2 the movie-review corpus's sentences (one per line), for the pair tasks consecutive sentences of the Brown
+# corpus's press section as pairs. The quarter set is every 4th line of the full one.
+transfer_of() {   # transfer_of TASK [quarter]: prints the file, making it once
+  local task="$1" f="$OUT/data/transfer-$1.txt"
+  if [[ ! -s "$f" ]]; then
+    case "$task" in
+      sst2) { tail -n +2 "$DATA/glue/SST-2/train.tsv" | cut -f1
+              cat "$DATA"/corpus/movie_reviews/*.txt | awk 'NF >= 4'; } > "$f.tmp" ;;
+      mrpc) { tail -n +2 "$DATA/glue/MRPC/train.tsv" | sed 's/^\xEF\xBB\xBF//' | awk -F'\t' '{print $4 "\t" $5; print $5 "\t" $4}'
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+      stsb) { tail -n +2 "$DATA/glue/STS-B/train.tsv" | awk -F'\t' '{print $8 "\t" $9; print $9 "\t" $8}'
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+      rte)  { tail -n +2 "$DATA/glue/RTE/train.tsv" | awk -F'\t' '{print $2 "\t" $3}'
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+      *) echo "claims-task.sh: no transfer set for $task" >&2; exit 1 ;;
+    esac
+    mv "$f.tmp" "$f"
+  fi
+  if [[ "${2:-}" == quarter ]]; then
+    [[ -s "$f.quarter" ]] || { awk 'NR % 4 == 1' "$f" > "$f.quarter.tmp" && mv "$f.quarter.tmp" "$f.quarter"; }
+    echo "$f.quarter"
+  else
+    echo "$f"
+  fi
+}
+
+# ------------------------------------------------------------------------------------------------------ the budgets
+epochs_of() { case "$1" in sst2) echo 2;; *) echo 3;; esac; }
+train_size() { case "$1" in sst2) echo 20000;; mrpc) echo 3668;; stsb) echo 5749;; rte) echo 2490;; cola) echo 8551;; esac; }
+steps_of() { echo $(( ($(train_size "$1") + 31) / 32 * $(epochs_of "$1") )); }
+every_of() { echo $(( ($(steps_of "$1") + 4) / 5 )); }   # 5 evaluations per run
+# The flags every task-training stage shares (finetune and task distillation). SMOKE: 4 steps on 64 examples.
+train_flags() {   # train_flags TASK SEED LR [STEPS]: the task's epochs, or STEPS optimizer steps
+  local length=(--epochs "$(epochs_of "$1")") every; every="$(every_of "$1")"
+  [[ -n "${4:-}" ]] && length=(--max-steps "$4") && every=$(( ($4 + 4) / 5 ))
+  [[ -n "${SMOKE:-}" ]] && length=(--max-steps 4 --max-train-examples 64) && every=2
+  echo --task "$1" --data "$(data_of "$1")" "${length[@]}" --batch-size 32 --lr "$3" --warmup-ratio 0.1 \
+    --eval-every "$every" --log-every 25 --checkpoint-every 100 --precision fp32 --seed "$2"
+}
+
+finetune() {   # finetune OUT MODEL TASK SEED LR
+  local flag; flag="$(todo "$1")" || return 0
+  # shellcheck disable=SC2046
+  distillery finetune --model "$2" --out "$1" $(train_flags "$3" "$4" "$5") $flag
+}
+distill() {   # distill OUT TASK SEED LR STEPS FLAGS...: task-specific distillation from the task's teacher (STEPS "": epochs)
+  local out="$1" task="$2" seed="$3" lr="$4" steps="$5" flag; shift 5
+  flag="$(todo "$out")" || return 0
+  # shellcheck disable=SC2046
+  distillery distill --teacher "$TEACHERS/$task" --out "$out" $(train_flags "$task" "$seed" "$lr" "$steps") "$@" $flag
+}
+init() {   # init OUT SEED: a random-init student
+  [[ -f "$1/config.json" ]] || distillery init --arch "$ARCH" --seed "$2" --out "$1"
+}
+
+# The compact model pre-trained once with masked-LM (Well-Read Students' PF and PD start from it), seed 1: the shared
+# corpus (9M tokens) plus the GLUE training text (unlabeled), 1,600 steps x 32 x 128 tokens = 6.6M tokens, ~1 hour here.
+pretrained="$OUT/pretrained-L3-H384"
+pretrain_compact() {
+  local flag; flag="$(todo "$pretrained")" || return 0
+  local text="$OUT/data/glue-train-text.txt"
+  if [[ ! -s "$text" ]]; then
+    { tail -n +2 "$DATA/glue/SST-2/train.tsv" | cut -f1
+      tail -n +2 "$DATA/glue/MRPC/train.tsv" | sed 's/^\xEF\xBB\xBF//' | awk -F'\t' '{print $4; print $5; print ""}'
+      tail -n +2 "$DATA/glue/STS-B/train.tsv" | awk -F'\t' '{print $8; print $9; print ""}'
+      tail -n +2 "$DATA/glue/RTE/train.tsv" | awk -F'\t' '{print $2; print $3; print ""}'; } > "$text.tmp"
+    mv "$text.tmp" "$text"
+  fi
+  local steps=(--max-steps 1600 --eval-every 400)
+  [[ -n "${SMOKE:-}" ]] && steps=(--max-steps 4 --eval-every 2 --eval-sequences 16)
+  distillery pretrain --arch "$ARCH" --corpus "$DATA/corpus" --corpus "$text" --invalid-utf8 latin1 --out "$pretrained" \
+    --seq-length 128 --batch-size 32 --lr 5e-4 --warmup-ratio 0.06 --checkpoint-every 100 --log-every 25 --precision fp32 \
+    --seed 1 "${steps[@]}" $flag
+}
+
+# ------------------------------------------------------------------------------------------------------------ rows
+wrs() {   # wrs TASK SEED
+  local task="$1" seed="$2" d="$OUT/wrs"
+  init "$OUT/init-L3-s$seed" "$seed"
+  finetune "$d/basic/$task-s$seed" "$OUT/init-L3-s$seed" "$task" "$seed" 1e-4
+  distill "$d/kd/$task-s$seed" "$task" "$seed" 1e-4 "" --method kd --student "$OUT/init-L3-s$seed" --temperature 2 --alpha 0.5
+  pretrain_compact
+  finetune "$d/pf/$task-s$seed" "$pretrained" "$task" "$seed" 1e-4
+  # PD: soft targets only (alpha 1, T 1, Well-Read Students' setting) on the transfer set, then the labels. Both PD rows
+  # take the same number of steps (the task's student budget), so the quarter row differs in data only.
+  local steps; steps="$(steps_of "$task")"
+  for size in full quarter; do
+    local row=pd; [[ $size == quarter ]] && row=pd-quarter
+    distill "$d/$row/$task-s$seed.distilled" "$task" "$seed" 1e-4 "$steps" --method kd --student "$pretrained" \
+      --temperature 1 --alpha 1 --transfer-data "$(transfer_of "$task" "$size")"
+    finetune "$d/$row/$task-s$seed" "$d/$row/$task-s$seed.distilled" "$task" "$seed" 5e-5
+  done
+}
+
+theseus() {   # theseus TASK SEED
+  local task="$1" seed="$2" d="$OUT/theseus"
+  # The paper's linear scheduler p = min(1, k t + b) with b = 0.3 reaching p = 1 at 3/4 of the replacing stage (its k
+  # for GLUE does the same over its step counts); constant p = 0.5 (its constant baseline); anti-curriculum
+  # p = max(0, 1 - (k t + b)).
+  local steps k; steps="$(steps_of "$task")"
+  k="$(python3 -c "print(f'{0.7 / (0.75 * $steps):.6f}')")"
+  for scheduler in linear constant anti; do
+    local b=0.3; [[ $scheduler == constant ]] && b=0.5
+    distill "$d/$scheduler/$task-s$seed.replaced" "$task" "$seed" 5e-5 "" --method theseus --successor-layers 3 \
+      --scheduler "$scheduler" --k "$k" --b "$b"
+    finetune "$d/$scheduler/$task-s$seed" "$d/$scheduler/$task-s$seed.replaced" "$task" "$seed" 5e-5
+  done
+  distill "$d/kd-layers/$task-s$seed" "$task" "$seed" 5e-5 "" --method kd --init-from-teacher 0,1,2 --temperature 2 --alpha 0.5
+}
+
+for seed in $SEEDS; do
+  for claim in $CLAIMS; do
+    for task in $TASKS; do
+      echo "claims-task.sh: $(date -u +%FT%TZ) $claim $task seed $seed" >&2
+      "$claim" "$task" "$seed"
+    done
+  done
+done
+echo "claims-task.sh: done ($CLAIMS; $TASKS; seeds $SEEDS)" >&2
