@@ -115,6 +115,38 @@ public sealed class HfParityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void FusedAttentionEqualsTheExplicitPathInOutputsAndGradients()
+    {
+        // A plain forward takes libtorch's scaled_dot_product_attention; asking for nothing but ExplicitAttention takes
+        // the step-by-step path that the transformers parity above checks. On the fixture's padded batch (3 rows of
+        // different lengths) the two agree in the MLM logits and in every parameter's gradient.
+        using var scope = NewDisposeScope();
+        var (model, _) = LoadFixture(BertTask.MaskedLM);
+        (Tensor Logits, Dictionary<string, Tensor> Grads) Run(bool explicitAttention)
+        {
+            model.zero_grad();
+            var logits = model.forward(Inputs(), new BertForwardOptions { ExplicitAttention = explicitAttention }).Logits;   // [3, T, V]
+            logits.pow(2).mean().backward();
+            return (logits.detach(), model.named_parameters().Where(p => p.parameter.grad is not null)
+                .ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
+        }
+        var (fusedLogits, fusedGrads) = Run(false);
+        var (explicitLogits, explicitGrads) = Run(true);
+        AssertClose(explicitLogits, fusedLogits, "MLM logits, fused vs explicit attention");
+        Assert.Equal(explicitGrads.Keys.Order(), fusedGrads.Keys.Order());
+        // Relative to each tensor's largest gradient, floored at 1% of the largest in the model: the key bias's gradient
+        // is zero in exact arithmetic (a per-query constant added to every score cancels in the softmax), so both paths
+        // give rounding noise there and only an absolute bound is meaningful.
+        double largest = explicitGrads.Values.Max(g => g.abs().max().item<float>());
+        foreach (var (name, grad) in explicitGrads)
+        {
+            double scale = Math.Max(0.01 * largest, grad.abs().max().item<float>());
+            double diff = (grad - fusedGrads[name]).abs().max().item<float>() / scale;
+            Assert.True(diff < 1e-4, $"gradient of {name}: relative max |diff| {diff:E2}");
+        }
+    }
+
+    [Fact]
     public void TokenizerGivesTheFixtureInputs()
     {
         // The fixture's ids came from transformers' BertTokenizer; ours must give the same rows, padded the same way.

@@ -37,6 +37,12 @@ public sealed record BertForwardOptions
     /// of shape [h] (1 keeps a head, 0 silences it), or null entries for layers without one.
     /// </summary>
     public IReadOnlyList<Tensor?>? HeadMask { get; init; }
+    /// <summary>
+    /// Compute attention step by step (scores, mask, softmax, dropout, matmul) even when none of its intermediates is
+    /// asked for. By default such a forward uses libtorch's fused scaled_dot_product_attention, the same math in one
+    /// kernel; this switch exists for parity checks between the two.
+    /// </summary>
+    public bool ExplicitAttention { get; init; }
 }
 
 /// <summary>Per-layer extras from one attention block (null where not requested).</summary>
@@ -188,8 +194,11 @@ public sealed class BertSelfAttention : nn.Module
         key = new Dense(config.HiddenSize, numHeads * HeadSize);
         value = new Dense(config.HiddenSize, numHeads * HeadSize);
         dropout = nn.Dropout(config.AttentionProbsDropoutProb);
+        dropoutProbability = config.AttentionProbsDropoutProb;
         RegisterComponents();
     }
+
+    private readonly double dropoutProbability;
 
     /// <summary>[B, T, h·d] → [B, h, T, d].</summary>
     private Tensor SplitHeads(Tensor x) => x.view(x.shape[0], x.shape[1], NumHeads, HeadSize).permute(0, 2, 1, 3);
@@ -203,6 +212,16 @@ public sealed class BertSelfAttention : nn.Module
         var q = SplitHeads(query.forward(hidden));                        // [B, h, T, d]
         var k = SplitHeads(key.forward(hidden));                          // [B, h, T, d]
         var v = SplitHeads(value.forward(hidden));                        // [B, h, T, d]
+        bool extras = options.OutputAttentions || options.OutputAttentionScores || options.OutputQueryKeyValue;
+        if (!extras && headMask is null && !options.ExplicitAttention && NumHeads > 0)
+        {
+            // libtorch's fused kernel: softmax(QKᵀ/√d + mask)·V in one op (flash-style on CPU), without materialising
+            // the [B, h, T, T] scores and probabilities as separate tensors; same math, dropout on the probabilities.
+            var fused = nn.functional.scaled_dot_product_attention(q, k, v, additiveMask,
+                training ? dropoutProbability : 0.0, false);                  // [B, h, T, d]
+            return (fused.permute(0, 2, 1, 3).reshape(hidden.shape[0], hidden.shape[1], NumHeads * HeadSize),
+                new AttentionOutputs(null, null, null, null, null));
+        }
         var scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize); // [B, h, T, T]
         var masked = additiveMask is null ? scores : scores + additiveMask;
         var probs = nn.functional.softmax(masked, dim: -1);              // [B, h, T, T]
