@@ -25,6 +25,12 @@ public static class StrictJson
         if (node is not JsonObject obj) return;
         type = Nullable.GetUnderlyingType(type) ?? type;
         if (!IsRecord(type)) return;
+        if (Shapes.CanConvert(type))
+        {
+            // Inline records (a job's task keys) are checked as the record they fill; own keys by the record itself.
+            obj = obj.DeepClone().AsObject();
+            ((IShapedJson)Shapes.CreateConverter(type, RunFiles.Json)).ToPropertyShape(obj, where);
+        }
         var properties = Properties(type);
         foreach (var (key, value) in obj)
         {
@@ -37,11 +43,16 @@ public static class StrictJson
         }
     }
 
+    static readonly ShapedJsonConverterFactory Shapes = new();
+
     /// <summary>Deserializes <paramref name="node"/> as <typeparamref name="T"/> after <see cref="CheckKeys"/>.</summary>
-    public static T Deserialize<T>(JsonNode? node, string where)
+    public static T Deserialize<T>(JsonNode? node, string where) => (T)Deserialize(node, typeof(T), where);
+
+    /// <summary>Deserializes <paramref name="node"/> as <paramref name="type"/> after <see cref="CheckKeys"/>.</summary>
+    public static object Deserialize(JsonNode? node, Type type, string where)
     {
-        CheckKeys(node, typeof(T), where);
-        return node.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException($"{where}: empty");
+        CheckKeys(node, type, where);
+        return node.Deserialize(type, RunFiles.Json) ?? throw new InvalidDataException($"{where}: empty");
     }
 
     /// <summary>Options types: classes of this library (records), not strings, collections or enums.</summary>

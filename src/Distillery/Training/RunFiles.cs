@@ -15,7 +15,7 @@ public static class RunFiles
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        Converters = { new TaskNameJsonConverter(), new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower), new ShapedJsonConverterFactory() },
     };
 
     /// <summary>Writes <paramref name="value"/> as <c>dir/name</c> atomically.</summary>
@@ -53,6 +53,13 @@ public static class RunFiles
         if (!File.Exists(path)) return;   // written before the first checkpoint by every run; nothing to compare with
         var saved = Read<JsonNode>(path);
         var now = JsonSerializer.SerializeToNode(runConfig, Json);
+        // A config written by an earlier version is read as today's options record and written again, so only real
+        // differences count, not a changed layout (keys added with their defaults, keys no longer written).
+        if (runConfig.GetType().GetProperty("options")?.GetValue(runConfig) is { } options && saved?["options"] is JsonObject savedOptions)
+        {
+            try { saved["options"] = JsonSerializer.SerializeToNode(StrictJson.Deserialize(savedOptions.DeepClone(), options.GetType(), "options"), options.GetType(), Json); }
+            catch (Exception e) when (e is JsonException or InvalidDataException or ArgumentException) { }   // compared as written
+        }
         foreach (var node in new[] { saved, now })
             if (node?["options"]?["trainer"] is JsonObject trainer)
                 foreach (var key in Cadence) trainer.Remove(key);
