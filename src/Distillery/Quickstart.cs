@@ -1,4 +1,5 @@
 using Distillery.Bench;
+using Distillery.Runtime;
 using Distillery.Distillation;
 using Distillery.Models;
 using Distillery.Text;

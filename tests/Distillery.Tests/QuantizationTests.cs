@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Distillery.Text;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Quantization;
 using Distillery.Training;
 using TorchSharp;

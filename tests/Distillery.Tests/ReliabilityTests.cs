@@ -206,6 +206,11 @@ public sealed class ReliabilityTests
                 };
                 var e = Record.Exception(() => StrictJson.CheckKeys(stage, type, "the stage"));
                 Assert.True(e == null, $"{file}: {e?.Message}");
+                if (kind != "distill") continue;
+                // Distill stages read into the one options record, with the method's own options.
+                var distill = StrictJson.Deserialize<Distillation.DistillOptions>(stage, "the stage");
+                Assert.Equal(stage["method"]?.GetValue<string>() ?? "kd", distill.Registered.Name);
+                Assert.Equal(stage["corpus"] != null, distill.Corpus != null);
             }
         }
     }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Distillery.Bench;
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Spectre.Console;
 
 namespace Distillery.Cli.Commands;

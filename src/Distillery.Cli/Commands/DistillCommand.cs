@@ -18,7 +18,7 @@ public static class DistillCommand
         var method = new Option<string?>("--method")
         {
             Description = $"The method (default {DistillMethods.Default.Name}): " + string.Join("; ", methods.Select(m =>
-                $"{m.Name}: {m.Summary} (on {(m.Trains == (MethodData.Task | MethodData.Corpus) ? "--corpus or --task" : m.Trains == MethodData.Corpus ? "--corpus" : "--task")})")) + ".",
+                $"{m.Name}: {m.Summary} (on {Data(m.Trains)})")) + ".",
         };
         method.AcceptOnlyFromAmong([.. methods.Select(m => m.Name)]);
         var teacher = new Option<string?>("--teacher") { Description = "Teacher model folder: fine-tuned for a task, pre-trained (masked-LM) for a corpus." };
@@ -28,10 +28,14 @@ public static class DistillCommand
         var output = new Option<string?>("--out", "-o") { Description = "Output model folder." };
         var transfer = new Option<string[]>("--transfer-data")
         {
-            Description = "On a GLUE task: distil on unlabeled text instead of the training set (one example per line, tab between a pair's texts; soft targets only).",
+            Description = "On a GLUE task: distil on unlabeled text instead of the training set " +
+                "(one example per line, tab between a pair's texts; soft targets only).",
             AllowMultipleArgumentsPerToken = true,
         };
-        var corpus = new Option<string[]>("--corpus") { Description = "Text files or folders to distil on (a corpus method).", AllowMultipleArgumentsPerToken = true };
+        var corpus = new Option<string[]>("--corpus")
+        {
+            Description = "Text files or folders to distil on (a corpus method).", AllowMultipleArgumentsPerToken = true,
+        };
         var seqLength = new Option<int?>("--seq-length") { Description = "On a corpus: tokens per packed sequence (default 128)." };
         var invalidUtf8 = new Option<string?>("--invalid-utf8") { Description = "On a corpus: error (default) or latin1 for lines that are not UTF-8." };
         var config = new Option<string?>("--config") { Description = "A run_config.json (or options JSON) to start from, for any method; flags override it." };
@@ -40,8 +44,10 @@ public static class DistillCommand
         var task = new TaskCliOptions();
         var training = new TrainingCliOptions();
         var methodFlags = new MethodFlags(methods);
-        var command = new Command("distill", "Distil a teacher into a smaller student: on a task (keeps the best dev checkpoint) or on a corpus (fine-tune the result next).\n" +
-            "Example: distillery distill --method homodistil --teacher runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --score sensitivity --out runs/homodistil")
+        var command = new Command("distill",
+            "Distil a teacher into a smaller student: on a task (keeps the best dev checkpoint) or on a corpus (fine-tune the result next).\n" +
+            $"Example: distillery distill --method {DistillMethods.Default.Name} --teacher runs/teacher/sst2 --task sst2 --data ../shared/data/glue " +
+            "--init-from-teacher 0,2 --out runs/student")
         {
             method, teacher, student, studentArch, fromTeacher, output, transfer, corpus, seqLength, invalidUtf8, config, resume, overwrite,
         };
@@ -72,12 +78,16 @@ public static class DistillCommand
             options = options with { Trainer = training.Apply(parse, basis?.Trainer ?? options.ResolvedTrainer) };
             var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
             if (onCorpus) context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
-            else context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
+            else
+                context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
             context.WarnIfDistilleryOnly(options.Out);
             return 0;
         });
         return command;
     }
+
+    static string Data(MethodData trains) =>
+        trains == (MethodData.Task | MethodData.Corpus) ? "--corpus or --task" : trains == MethodData.Corpus ? "--corpus" : "--task";
 
     static Training.TaskSpec? NoTask(ParseResult parse, TaskCliOptions task) =>
         task.Given(parse) ? throw new ArgumentException("this run distils on a corpus: leave out the task flags (--task, --data, ...)") : null;

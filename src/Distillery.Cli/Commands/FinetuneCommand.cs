@@ -19,7 +19,10 @@ public static class FinetuneCommand
         var noBucketing = new Option<bool>("--no-length-bucketing") { Description = "Batch in plain shuffled order (default groups similar lengths)." };
         var overwrite = TrainingCliOptions.OverwriteOption();
         var training = new TrainingCliOptions();
-        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.") { model, output, config, resume, overwrite, noBucketing };
+        var command = new Command("finetune", "Fine-tune a model on a GLUE task or SQuAD; keeps the best dev checkpoint.")
+        {
+            model, output, config, resume, overwrite, noBucketing,
+        };
         args.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse =>

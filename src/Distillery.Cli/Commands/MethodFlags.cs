@@ -32,7 +32,8 @@ public sealed class MethodFlags
             foreach (var property in method.OptionsType.GetProperties(BindingFlags.Public | BindingFlags.Instance))
             {
                 var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
-                bool scalar = type.IsEnum || type == typeof(string) || type == typeof(int) || type == typeof(long) || type == typeof(double) || type == typeof(bool);
+                bool scalar = type.IsEnum || type == typeof(string) || type == typeof(int) || type == typeof(long) || type == typeof(double)
+                    || type == typeof(bool);
                 if (!scalar || property.SetMethod == null || property.GetCustomAttribute<JsonIgnoreAttribute>() != null) continue;
                 string name = "--" + (property.GetCustomAttribute<CliNameAttribute>()?.Name ?? CliEnums.Kebab(property.Name));
                 if (!flags.TryGetValue(name, out var flag))
@@ -64,10 +65,12 @@ public sealed class MethodFlags
         foreach (var (name, (option, targets)) in flags)
         {
             if (parse.GetValue(option) is not string raw) continue;
+            string owners = string.Join(" and ", targets.Select(t => t.Method.Name));
             var target = targets.FirstOrDefault(t => t.Method == method)
-                ?? throw new ArgumentException($"{name} is not an option of {method.Name} (it is {string.Join(" and ", targets.Select(t => t.Method.Name))}'s)");
-            string key = target.Property.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? RunFiles.Json.PropertyNamingPolicy!.ConvertName(target.Property.Name);
-            json[key] = Value(target.Property.PropertyType, raw, name);
+                ?? throw new ArgumentException($"{name} is not an option of {method.Name} (it is {owners}'s)");
+            var property = target.Property;
+            string key = property.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? RunFiles.Json.PropertyNamingPolicy!.ConvertName(property.Name);
+            json[key] = Value(property.PropertyType, raw, name);
         }
         return (IDistillMethodOptions)json.Deserialize(method.OptionsType, RunFiles.Json)!;
     }
@@ -80,7 +83,8 @@ public sealed class MethodFlags
         if (type.IsEnum) return JsonSerializer.SerializeToNode(CliEnums.Parse(type, raw, flag), type, RunFiles.Json);
         if (type == typeof(string)) return raw;
         if (type == typeof(int) || type == typeof(long))
-            return long.TryParse(raw, NumberStyles.Integer, invariant, out long l) ? l : throw new ArgumentException($"{flag}: \"{raw}\" is not a whole number");
+            return long.TryParse(raw, NumberStyles.Integer, invariant, out long l)
+                ? l : throw new ArgumentException($"{flag}: \"{raw}\" is not a whole number");
         if (type == typeof(double))
             return double.TryParse(raw, NumberStyles.Float, invariant, out double d) ? d : throw new ArgumentException($"{flag}: \"{raw}\" is not a number");
         return bool.TryParse(raw, out bool b) ? b : throw new ArgumentException($"{flag}: \"{raw}\" is not true or false");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Distillery.Export;
+using Distillery.Numerics;
 using Distillery.Quantization;
 using Spectre.Console;
 
@@ -58,7 +59,9 @@ public static class QuantizeCommand
                 var options = new QatOptions
                 {
                     Model = modelDir,
-                    Task = task.Given(parse) ? task.Apply(parse, null) : throw new ArgumentException("--mode qat trains on a task: give --task (e.g. sst2) and --data"),
+                    Task = task.Given(parse)
+                        ? task.Apply(parse, null)
+                        : throw new ArgumentException("--mode qat trains on a task: give --task (e.g. sst2) and --data"),
                     Out = outPath,
                     Teacher = parse.GetValue(teacher),
                     Int8Scheme = scheme,
@@ -75,7 +78,9 @@ public static class QuantizeCommand
             {
                 foreach (var (name, given) in new[]
                 {
-                    ("--teacher", parse.GetValue(teacher) != null), ("--max-train-examples", parse.GetValue(task.MaxTrainExamples) != null), ("--resume", parse.GetValue(resume)),
+                    ("--teacher", parse.GetValue(teacher) != null),
+                    ("--max-train-examples", parse.GetValue(task.MaxTrainExamples) != null),
+                    ("--resume", parse.GetValue(resume)),
                 })
                     if (given) throw new ArgumentException($"{name} applies to --mode qat only (dynamic quantization does not train)");
                 if (Directory.Exists(outPath)) throw new ArgumentException($"--mode dynamic writes one file: --out {outPath} is a folder (give e.g. {Path.Combine(outPath, QatOptions.OnnxFileName)})");

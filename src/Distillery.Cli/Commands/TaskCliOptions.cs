@@ -21,7 +21,8 @@ public sealed class TaskCliOptions(bool training = true)
     /// <summary>The <c>--max-train-examples</c> flag (for commands that refuse it in a mode that does not train).</summary>
     public Option<int?> MaxTrainExamples => maxTrain;
 
-    IEnumerable<Option> All => training ? [task, data, evalData, splitArticles, maxLength, docStride, maxTrain] : [task, data, evalData, splitArticles, maxLength, docStride];
+    IEnumerable<Option> All =>
+        training ? [task, data, evalData, splitArticles, maxLength, docStride, maxTrain] : [task, data, evalData, splitArticles, maxLength, docStride];
 
     /// <summary>Adds the flags to <paramref name="command"/>.</summary>
     public void AddTo(Command command)

@@ -3,6 +3,7 @@ using System.Text;
 using Distillery.Export;
 using Distillery.Inference;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Runtime;
 using Distillery.Text;
 using Distillery.Training;

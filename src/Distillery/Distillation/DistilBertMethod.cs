@@ -53,8 +53,9 @@ public sealed class DistilBertMethod : IDistillationMethod<MlmBatch>
         CheckTeacher = (o, plan) =>
         {
             if (o.AlphaCos > 0 && plan.Teacher != null && plan.Student is { Kind: StudentInitKind.Random, Arch: string arch }
-                && BertArch.Parse(arch).HiddenSize != plan.Teacher.HiddenSize)
-                throw new ArgumentException($"student width {BertArch.Parse(arch).HiddenSize} differs from the teacher's {plan.Teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
+                && BertArch.Parse(arch).HiddenSize is int width && width != plan.Teacher.HiddenSize)
+                throw new ArgumentException(
+                    $"student width {width} differs from the teacher's {plan.Teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
         },
         OnCorpus = (o, inputs) => new DistilBertMethod(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
     };

@@ -94,9 +94,13 @@ public abstract class DistillMethod
         var data = options.Corpus != null ? MethodData.Corpus : MethodData.Task;
         if (options.Corpus != null && options.Task != null) throw new ArgumentException("give a task or a corpus to distil on, not both");
         if (options.Corpus == null && options.Task == null)
-            throw new ArgumentException(Trains.HasFlag(MethodData.Task) ? $"{Name} distils on a task: give the task and its data" : $"{Name} distils on a corpus: give the corpus (text files or folders)");
+            throw new ArgumentException(Trains.HasFlag(MethodData.Task)
+                ? $"{Name} distils on a task: give the task and its data"
+                : $"{Name} distils on a corpus: give the corpus (text files or folders)");
         if (!Trains.HasFlag(data))
-            throw new ArgumentException(data == MethodData.Task ? $"{Name} distils on a corpus (text files or folders), not on a task" : $"{Name} distils on a task, not on a corpus");
+            throw new ArgumentException(data == MethodData.Task
+                ? $"{Name} distils on a corpus (text files or folders), not on a task"
+                : $"{Name} distils on a task, not on a corpus");
         options.Task?.Validate();
         if (resume && CannotResume != null) throw new ArgumentException($"{Name} cannot resume: {CannotResume}; start again");
         if (BuildsOwnStudent && options.Student != null) throw new ArgumentException($"{Name} builds its student from the teacher; leave out the student");

@@ -136,9 +136,14 @@ public static class Distiller
         var method = options.Registered;
         RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Teacher, options.Student?.Checkpoint]);
         options = options with { Trainer = options.ResolvedTrainer.Validate().WithResolvedPrecision(RunEvents.Warn(events)) };
+        method.Check(options, teacher: null, resume);   // what needs no teacher is one line before any file is read
         var plan = method.Check(options, BertCheckpoint.ReadConfig(options.Teacher), resume);
         return options.Corpus != null ? OnCorpus(method, options, plan, resume, events) : OnTask(method, options, plan, resume, events);
     }
+
+    /// <summary>The run's first line: "teacher L4-H256 (11,170,562 parameters) → student L2-H256 (…)".</summary>
+    static string Pair(BertTaskModel teacher, string student) =>
+        $"teacher {BertArch.NameOf(teacher.Config)} ({ParameterCounts.Of(teacher).Total:N0} parameters) → {student}";
 
     static JsonObject OnTask(DistillMethod method, DistillOptions options, DistillPlan plan, bool resume, RunEvents events)
     {
@@ -158,7 +163,7 @@ public static class Distiller
         using var student = distillation.Student;
         if (student.Config.MaxPositionEmbeddings < (task.MaxLength ?? 0))
             throw new ArgumentException($"max length {task.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");
-        events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → {distillation.StudentSummary}");
+        events.Message?.Invoke(Pair(teacherModel, distillation.StudentSummary));
         // A method that evaluates at the end only: an earlier best would not be the result (e.g. a wider, not yet pruned student).
         var run = method.EvaluatesAtEndOnly ? trainer with { EvalEvery = 0 } : trainer;
         return FineTuning.TrainOnTask(student, distillation, distillation.Finish, data, tokenizer, run, lengthBucketing: true, options.Out,
@@ -183,7 +188,7 @@ public static class Distiller
             };
             var distillation = method.ForCorpus(options.Method, new MethodInputs(teacherModel, plan.Student, BertTask.MaskedLM, trainer.Seed));
             using var student = (BertForMaskedLM)distillation.Student;
-            events.Message?.Invoke($"teacher {BertArch.NameOf(teacherModel.Config)} ({ParameterCounts.Of(teacherModel).Total:N0} parameters) → {distillation.StudentSummary}");
+            events.Message?.Invoke(Pair(teacherModel, distillation.StudentSummary));
             // The saved model is what the method finishes with (e.g. a physically pruned copy of the masked student).
             return Pretraining.RunOnCorpus(pretrain, tokenizer, student, distillation, "distill", new { command = "distill", options }, resume, events,
                 saved: () => (BertForMaskedLM)distillation.Finish());

@@ -126,8 +126,14 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
     }
 
     /// <summary>The student as it ends: the target's widths and parameter count (it trains at the teacher's width, masked).</summary>
-    public string StudentSummary =>
-        $"pruned while distilled to {Target} ({PruneTarget.Count(teacher.Model.Config, teacher.Model.Task, Target.Layers, Target.Hidden, Target.Heads, Target.Ffn):N0})";
+    public string StudentSummary
+    {
+        get
+        {
+            long parameters = PruneTarget.Count(teacher.Model.Config, teacher.Model.Task, Target.Layers, Target.Hidden, Target.Heads, Target.Ffn);
+            return $"pruned while distilled to {Target} ({parameters:N0})";
+        }
+    }
 
     /// <summary>The resolved target widths.</summary>
     public TargetWidths Target { get; }

@@ -2,21 +2,45 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
-using Distillery.Training;
 
 namespace Distillery;
 
 /// <summary>
+/// The JSON of run files, configs and recipes: indented, snake_case keys, enums as snake_case names (an enum with its
+/// own [JsonConverter] keeps it), records shaped by <see cref="JsonInlineAttribute"/> and <see cref="IJsonForm{TSelf}"/>.
+/// </summary>
+public static class JsonFiles
+{
+    /// <summary>The serializer settings.</summary>
+    public static JsonSerializerOptions Options { get; } = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new SnakeCaseEnums(), new ShapedJsonConverterFactory() },
+    };
+
+    /// <summary>Enums as snake_case names, except those that carry their own converter.</summary>
+    sealed class SnakeCaseEnums : JsonConverterFactory
+    {
+        readonly JsonStringEnumConverter names = new(JsonNamingPolicy.SnakeCaseLower);
+
+        public override bool CanConvert(Type type) => type.IsEnum && type.GetCustomAttribute<JsonConverterAttribute>() == null;
+
+        public override JsonConverter? CreateConverter(Type type, JsonSerializerOptions options) => names.CreateConverter(type, options);
+    }
+}
+
+/// <summary>
 /// Marks a property whose record is written inline: its keys stand beside the parent's in JSON (a job's
-/// <c>"task": "sst2", "data": …</c> are its <see cref="TaskSpec"/>), while C# holds them in one record. A null value
+/// <c>"task": "sst2", "data": …</c> are its <see cref="Training.TaskSpec"/>), while C# holds them in one record. A null value
 /// writes no keys; reading builds the record when any of its keys is present.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class JsonInlineAttribute : Attribute;
 
 /// <summary>
-/// A record that reads and writes some keys itself, beside the ones <see cref="RunFiles.Json"/> maps to its properties
-/// (distillation options: <c>"method": "kd", "kd": {…}</c>, where the method's options record depends on the name).
+/// A record that reads and writes some keys itself, beside the ones <see cref="JsonFiles.Options"/> maps to its properties
+/// (distillation options: <c>"method": name, name: {…}</c>, where the method's options record depends on the name).
 /// </summary>
 public interface IJsonForm<TSelf> where TSelf : IJsonForm<TSelf>
 {
@@ -63,7 +87,8 @@ public sealed class ShapedJsonConverterFactory : JsonConverterFactory
             {
                 var inner = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
                 var properties = inner.GetProperties(BindingFlags.Public | BindingFlags.Instance);
-                string Name(PropertyInfo q) => q.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? RunFiles.Json.PropertyNamingPolicy!.ConvertName(q.Name);
+                string Name(PropertyInfo q) =>
+                    q.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? JsonFiles.Options.PropertyNamingPolicy!.ConvertName(q.Name);
                 bool ignored(PropertyInfo q) => q.GetCustomAttribute<JsonIgnoreAttribute>() is { Condition: JsonIgnoreCondition.Always };
                 // Computed properties ([JsonIgnore]) were written by earlier versions (is_squad): dropped when read.
                 return (Name(p), inner, properties.Where(q => !ignored(q)).Select(Name).ToArray(), properties.Where(ignored).Select(Name).ToArray());
@@ -106,13 +131,13 @@ public sealed class ShapedJsonConverterFactory : JsonConverterFactory
 
     static JsonSerializerOptions PlainOptions()
     {
-        var options = new JsonSerializerOptions(RunFiles.Json);
+        var options = new JsonSerializerOptions(JsonFiles.Options);
         for (int i = options.Converters.Count - 1; i >= 0; i--)
             if (options.Converters[i] is ShapedJsonConverterFactory) options.Converters.RemoveAt(i);
         return options;
     }
 
-    /// <summary><see cref="RunFiles.Json"/> without this factory: the records' own properties, read and written plainly.</summary>
+    /// <summary><see cref="JsonFiles.Options"/> without this factory: the records' own properties, read and written plainly.</summary>
     static readonly Lazy<JsonSerializerOptions> PlainLazy = new(PlainOptions);
 
     class InlineConverter<T> : JsonConverter<T>, IShapedJson

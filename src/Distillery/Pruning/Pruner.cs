@@ -180,8 +180,8 @@ public static class Pruner
                 var objective = new IterativePruning(model, options.Score, schedule, options.PruneEvery, target);
                 // Evaluated once, at the end (at the final width); the physically pruned model is what is saved.
                 var metrics = FineTuning.TrainOnTask(model, objective, () => StructuredPruning.Shrink(model, objective.Mask), data, tokenizer,
-                    options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task.ToString(), new { command = "prune", options },
-                    resume: false, events);
+                    options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task.ToString(),
+                    new { command = "prune", options }, resume: false, events);
                 return metrics;
             }
         }

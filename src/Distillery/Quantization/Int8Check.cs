@@ -5,6 +5,7 @@
 // this CPU, the int8 and simulated columns agree; 8-bit weights on a CPU without VNNI are where they part (warned).
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Training;
 using static TorchSharp.torch;
 

@@ -22,6 +22,7 @@ using System.Text.Json.Nodes;
 using Distillery.Distillation;
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Training;
 using TorchSharp;
 using static TorchSharp.torch;

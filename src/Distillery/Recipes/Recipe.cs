@@ -155,10 +155,15 @@ public sealed class Recipe
             default:
             {
                 string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
-                var method = DistillMethods.Find(options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : DistillMethods.Default.Name);
+                var name = options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : DistillMethods.Default.Name;
+                var method = DistillMethods.Find(name);
                 // A method that must be given a student starts from the previous stage's output (a pre-trained student).
                 if (options["student"] == null && !method.BuildsOwnStudent && method.DefaultStudent == null)
-                    options["student"] = new JsonObject { ["kind"] = "checkpoint", ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)") };
+                    options["student"] = new JsonObject
+                    {
+                        ["kind"] = "checkpoint",
+                        ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)"),
+                    };
                 var o = Typed<DistillOptions>(options);
                 o.ResolvedTrainer.Validate();
                 var teacherConfig = ConfigOf(teacher, produced);

@@ -10,13 +10,8 @@ namespace Distillery.Training;
 /// </summary>
 public static class RunFiles
 {
-    /// <summary>Serializer settings for run files: indented, enums as names, snake_case keys.</summary>
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new TaskNameJsonConverter(), new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower), new ShapedJsonConverterFactory() },
-    };
+    /// <summary>Serializer settings for run files: indented, enums as names, snake_case keys (<see cref="JsonFiles.Options"/>).</summary>
+    public static JsonSerializerOptions Json => JsonFiles.Options;
 
     /// <summary>Writes <paramref name="value"/> as <c>dir/name</c> atomically.</summary>
     public static void Write<T>(string dir, string name, T value)
@@ -57,7 +52,11 @@ public static class RunFiles
         // differences count, not a changed layout (keys added with their defaults, keys no longer written).
         if (runConfig.GetType().GetProperty("options")?.GetValue(runConfig) is { } options && saved?["options"] is JsonObject savedOptions)
         {
-            try { saved["options"] = JsonSerializer.SerializeToNode(StrictJson.Deserialize(savedOptions.DeepClone(), options.GetType(), "options"), options.GetType(), Json); }
+            try
+            {
+                var read = StrictJson.Deserialize(savedOptions.DeepClone(), options.GetType(), "options");
+                saved["options"] = JsonSerializer.SerializeToNode(read, options.GetType(), Json);
+            }
             catch (Exception e) when (e is JsonException or InvalidDataException or ArgumentException) { }   // compared as written
         }
         foreach (var node in new[] { saved, now })

@@ -7,6 +7,7 @@ using Distillery.Text;
 namespace Distillery.Training;
 
 /// <summary>The tasks a job trains or evaluates on: the nine GLUE tasks (in <see cref="GlueTask"/> order) and SQuAD.</summary>
+[JsonConverter(typeof(TaskNameJsonConverter))]
 public enum TaskName { Cola, Sst2, Mrpc, Qqp, Stsb, Mnli, Qnli, Rte, Wnli, Squad }
 
 /// <summary>Task names as users write them, read in one place (CLI flags, configs, recipes).</summary>
@@ -28,7 +29,9 @@ public sealed class TaskNameJsonConverter : JsonConverter<TaskName>
 {
     /// <inheritdoc/>
     public override TaskName Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        reader.TokenType == JsonTokenType.String ? TaskNames.Parse(reader.GetString()!) : throw new JsonException("a task is a name such as \"sst2\" or \"squad\"");
+        reader.TokenType == JsonTokenType.String
+            ? TaskNames.Parse(reader.GetString()!)
+            : throw new JsonException("a task is a name such as \"sst2\" or \"squad\"");
 
     /// <inheritdoc/>
     public override void Write(Utf8JsonWriter writer, TaskName value, JsonSerializerOptions options) => writer.WriteStringValue(TaskNames.ShortName(value));
@@ -150,7 +153,10 @@ public static class TaskPipeline
         return new TrainedTask { Config = config, Tokenizer = tokenizer, Data = data, Model = LoadTrained(modelDir, data, task) };
     }
 
-    /// <summary>Loads and tokenises a task's training (when <paramref name="needTrain"/>) and evaluation data; <paramref name="seed"/> picks samples and splits.</summary>
+    /// <summary>
+    /// Loads and tokenises a task's training (when <paramref name="needTrain"/>) and evaluation data;
+    /// <paramref name="seed"/> picks samples and splits.
+    /// </summary>
     public static TaskData Prepare(TaskSpec o, long seed, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
     {
         int maxLength = o.MaxLength ?? Math.Min(o.IsSquad ? 384 : 128, maxPositions);
