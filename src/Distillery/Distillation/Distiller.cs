@@ -26,7 +26,7 @@ public sealed record CorpusSpec
 
 /// <summary>
 /// Options of <c>distillery distill</c>, for every method: the method's own options record (<see cref="Method"/>, written
-/// as <c>"method": "kd", "kd": {…}</c>), the teacher and student, and the task or the corpus it distils on.
+/// as <c>"method": name, name: {…}</c>), the teacher and student, and the task or the corpus it distils on.
 /// </summary>
 public sealed record DistillOptions : IJsonForm<DistillOptions>
 {
