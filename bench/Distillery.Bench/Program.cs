@@ -3,6 +3,7 @@
 using System.Diagnostics;
 using Distillery.Bench;
 using Distillery.Models;
+using Distillery.Runtime;
 using Distillery.Training;
 using TorchSharp;
 using static TorchSharp.torch;

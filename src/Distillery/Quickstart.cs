@@ -1,4 +1,5 @@
 using Distillery.Bench;
+using Distillery.Runtime;
 using Distillery.Distillation;
 using Distillery.Models;
 using Distillery.Text;
@@ -91,9 +92,10 @@ public static class Quickstart
 
         string fineTuned = Path.Combine(options.Out, "teacher-sst2");
         progress($"fine-tuning the teacher on SST-2 into {fineTuned}");
+        var sst2 = new TaskSpec { Name = TaskName.Sst2, Data = glueDir, MaxTrainExamples = options.TrainExamples };
         var finetune = new FinetuneOptions
         {
-            Task = "sst2", Model = teacher, Data = glueDir, Out = fineTuned, MaxTrainExamples = options.TrainExamples,
+            Task = sst2, Model = teacher, Out = fineTuned,
             Trainer = new TrainerOptions { BatchSize = 32, LearningRate = 1e-4, MaxSteps = options.Steps, WarmupRatio = 0.1, LogEvery = 25, CheckpointEvery = 0, Seed = options.Seed },
         };
         var metrics = FineTuning.Run(finetune, events: events, overwrite: true);   // the quickstart's own work folder: a re-run replaces it
@@ -107,9 +109,8 @@ public static class Quickstart
         progress($"distilling the teacher into {kdDir} (vanilla KD, layers {string.Join(",", init.TeacherLayers!)} of the teacher)");
         var kd = Distiller.Run(new DistillOptions
         {
-            Method = DistillMethod.Kd, Teacher = fineTuned, Student = init, Task = "sst2", Data = glueDir, Out = kdDir,
-            MaxTrainExamples = options.TrainExamples, Kd = new KdOptions { Temperature = 2, Alpha = 0.5 },
-            Trainer = finetune.Trainer,
+            Method = DistillMethods.Find("kd").DefaultOptions(),   // T 2, alpha 0.5
+            Teacher = fineTuned, Student = init, Task = sst2, Out = kdDir, Trainer = finetune.Trainer,
         }, events: events, overwrite: true);
         notes.Add($"vanilla KD (T 2, alpha 0.5) into teacher layers {string.Join(",", init.TeacherLayers!)}, the same {options.Steps} steps, in {kd["wall_seconds"]} s");
         notes.Add("DistilBERT and Pre-trained Distillation train on the corpus (recipes/, docs/results.md): too long for the quickstart");
@@ -119,7 +120,7 @@ public static class Quickstart
         progress("exporting to ONNX, scoring and timing every model on every backend");
         var bench = ModelBench.Run(new BenchOptions
         {
-            Models = [fineTuned, kdDir], Task = "sst2", Data = glueDir, SeqLength = options.SeqLength, Iterations = options.Iterations,
+            Models = [fineTuned, kdDir], Task = sst2 with { MaxTrainExamples = null }, SeqLength = options.SeqLength, Iterations = options.Iterations,
             Seed = options.Seed, Backends = BenchBackends.Recommended,   // no torch-bf16 row where bf16 is only emulated (slower than fp32)
         }, progress);
         var rows = bench.Select(r => new BenchRow(

@@ -26,7 +26,7 @@ public sealed class BenchTests
         SaveTinyClassifier(tmp["small"], layers: 1, seed: 2);
         var options = new BenchOptions
         {
-            Models = [tmp["big"], tmp["small"]], Task = "sst2", Data = TestData.Path("glue"), SeqLength = 32, Iterations = 3,
+            Models = [tmp["big"], tmp["small"]], Task = new() { Name = Training.TaskName.Sst2, Data = TestData.Path("glue") }, SeqLength = 32, Iterations = 3,
             Backends = BenchBackends.ParseList("torch-fp32, torch-bf16,onnx-fp32,onnx-int8"),
         };
         var progress = new List<string>();
@@ -49,7 +49,7 @@ public sealed class BenchTests
         for (int m = 0; m < 2; m++)
         {
             var rows = results.Skip(4 * m).Take(4).ToList();
-            var evaluated = FineTuning.Evaluate(new FinetuneOptions { Task = "sst2", Model = rows[0].Model, Data = options.Data, Out = rows[0].Model });
+            var evaluated = TaskPipeline.Evaluate(rows[0].Model, options.Task);
             Assert.Equal(evaluated["accuracy"], rows[0].Score);
             Assert.InRange(Math.Abs(rows[1].Score - rows[0].Score), 0, 0.03);   // bf16
             Assert.InRange(Math.Abs(rows[2].Score - rows[0].Score), 0, 0.01);   // ONNX fp32: the same function
@@ -92,6 +92,6 @@ public sealed class BenchTests
         Assert.Equal("torch-fp32", BenchBackends.Label(BenchBackend.TorchFp32, avx2));
         Assert.Equal([BenchBackend.TorchFp32, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8], BenchBackends.RecommendedFor(avx2));
         Assert.Equal(BenchBackends.All, BenchBackends.RecommendedFor(native));
-        Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = "sst2", Data = "d", Backends = [] }.Validate());
+        Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = new() { Name = Training.TaskName.Sst2, Data = "d" }, Backends = [] }.Validate());
     }
 }

@@ -342,4 +342,22 @@ public sealed class CliTests
         var unknownCommand = Run(tmp.Dir, "distil");
         Assert.NotEqual(0, unknownCommand.ExitCode);
     }
+
+    [Fact]
+    public void DistillReadsConfigsAndGeneratedFlagsForEveryMethod()
+    {
+        using var tmp = new TestData.TempDir();
+        // --config is read for corpus methods too (it was ignored for them): a misspelt option of the method is one line.
+        File.WriteAllText(tmp["minilm.json"], """{"method": "minilm", "teacher": "t", "corpus": ["c.txt"], "out": "o", "mini_lm": {"relation_head": 2}}""");
+        AssertOneLineError(Run(tmp.Dir, "distill", "--config", "minilm.json"), "minilm.json", "unknown key relation_head in mini_lm (did you mean relation_heads?)");
+        // A method flag belongs to the methods whose options record has it; enum values are checked in one place.
+        string[] task = ["--teacher", "t", "--task", "sst2", "--data", TestData.Path("glue"), "--out", "s"];
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "theseus", "--alpha", "1", .. task]), "--alpha is not an option of theseus");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "theseus", "--scheduler", "sideways", .. task]), "--scheduler: \"sideways\" is not one of constant, linear, anti");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "minilm", .. task]), "distils on a corpus: leave out the task flags");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "kd", .. task]), "kd needs a student");
+        var help = Run(tmp.Dir, "distill", "--help");
+        Assert.Contains("--successor-init", help.Out);
+        Assert.Contains("theseus: Slope k per optimizer step (default 0.0006)", System.Text.RegularExpressions.Regex.Replace(help.Out, @"\s+", " "));
+    }
 }

@@ -64,7 +64,7 @@ public sealed class DistillationTests
         var (teacherModel, batch) = MlmTeacherAndBatch();
         var teacher = new Teacher(teacherModel);
         var student = (BertForMaskedLM)StudentInit.EveryOtherLayer(4).Build(teacherModel, BertTask.MaskedLM, seed: 5);
-        var method = new DistilBert(teacher, student, new DistilBertOptions());
+        var method = new DistilBertMethod(teacher, student, new DistilBertOptions());
         Contract(method, teacher, student, batch, b => new BertInputs(tensor(b.InputIds, [b.Batch, b.Length])));
     }
 
@@ -84,11 +84,11 @@ public sealed class DistillationTests
     {
         var (teacherModel, _) = MlmTeacherAndBatch();
         var narrow = (BertForMaskedLM)new StudentInit(StudentInitKind.Random, Arch: "L2-H16-A2-F32").Build(teacherModel, BertTask.MaskedLM, 1);
-        Assert.Contains("equal hidden widths", Assert.Throws<ArgumentException>(() => new DistilBert(new Teacher(teacherModel), narrow, new DistilBertOptions())).Message);
-        var withoutCosine = new DistilBert(new Teacher(teacherModel), narrow, new DistilBertOptions { AlphaCos = 0 });
+        Assert.Contains("equal hidden widths", Assert.Throws<ArgumentException>(() => new DistilBertMethod(new Teacher(teacherModel), narrow, new DistilBertOptions())).Message);
+        var withoutCosine = new DistilBertMethod(new Teacher(teacherModel), narrow, new DistilBertOptions { AlphaCos = 0 });
         Assert.Same(narrow, withoutCosine.Student);
         using var classifier = BertTaskModel.Create(Config(2), BertTask.SequenceClassification);
-        Assert.Contains("masked-LM teacher", Assert.Throws<ArgumentException>(() => new DistilBert(new Teacher(classifier), narrow, new DistilBertOptions { AlphaCos = 0 })).Message);
+        Assert.Contains("masked-LM teacher", Assert.Throws<ArgumentException>(() => new DistilBertMethod(new Teacher(classifier), narrow, new DistilBertOptions { AlphaCos = 0 })).Message);
     }
 
     [Fact]
@@ -98,7 +98,7 @@ public sealed class DistillationTests
         var student = (BertForMaskedLM)StudentInit.FirstLayers(4).Build(teacherModel, BertTask.MaskedLM, 1);
         student.eval();
         using var scope = NewDisposeScope();
-        var method = new DistilBert(new Teacher(teacherModel), student, new DistilBertOptions { AlphaMlm = 0 });
+        var method = new DistilBertMethod(new Teacher(teacherModel), student, new DistilBertOptions { AlphaMlm = 0 });
         Assert.Equal(0.0, method.Loss(batch).Loss.item<float>(), 4);
     }
 

@@ -3,6 +3,7 @@ using Distillery.Export;
 using Distillery.Inference;
 using Distillery.IO;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Text;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,6 +1,7 @@
 using Distillery.Export;
 using Distillery.Export.Onnx;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Runtime;
 using Distillery.Text;
 using Xunit.Abstractions;

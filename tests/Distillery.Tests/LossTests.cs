@@ -75,16 +75,4 @@ public sealed class LossTests
         var teacher = tensor(new float[] { 3, 0, 0, 0 }).reshape(1, 1, 2, 2);
         Assert.Equal(4.0, Value(Losses.AttentionMse(student, teacher, mask)), 6);   // only (query 0, key 0): (1 − 3)²
     }
-
-    [Fact]
-    public void LayerMappingsResolveAndRejectBadEntries()
-    {
-        Assert.Equal([(1, 2), (2, 4), (3, 6)], new LayerMapping(LayerMapKind.Uniform).Resolve(3, 6));
-        Assert.Equal([(2, 12)], new LayerMapping(LayerMapKind.Last).Resolve(2, 12));
-        Assert.Equal([(1, 1), (2, 3), (3, 5), (4, 8), (5, 10), (6, 12)], new LayerMapping(LayerMapKind.Explicit, [1, 3, 5, 8, 10, 12]).Resolve(6, 12));
-        var outOfRange = Assert.Throws<ArgumentException>(() => new LayerMapping(LayerMapKind.Explicit, [1, 7]).Resolve(2, 6));
-        Assert.Contains("teacher layer 7, out of range 1..6", outOfRange.Message);
-        Assert.Contains("3 entries for a student with 2 layers", Assert.Throws<ArgumentException>(() => new LayerMapping(LayerMapKind.Explicit, [1, 2, 3]).Resolve(2, 6)).Message);
-        Assert.Contains("multiple", Assert.Throws<ArgumentException>(() => new LayerMapping(LayerMapKind.Uniform).Resolve(4, 6)).Message);
-    }
 }

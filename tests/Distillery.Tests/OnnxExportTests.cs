@@ -1,6 +1,7 @@
 using Distillery.Export;
 using Distillery.Export.Onnx;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Pruning;
 using Distillery.Text;
 using Microsoft.ML.OnnxRuntime;

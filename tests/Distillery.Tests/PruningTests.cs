@@ -167,7 +167,7 @@ public sealed class PruningTests
         ModelInit.Run(new InitOptions { Layers = 2, Hidden = 32, Heads = 4, Ffn = 64, MaxPositions = 32, VocabPath = tmp["vocab.txt"], Out = tmp["base"], Task = BertTask.SequenceClassification });
         var metrics = Pruner.Run(new PruneOptions
         {
-            Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp["pruned"], KeepHeads = 2, KeepNeurons = 16, Score = score,
+            Model = tmp["base"], Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, Out = tmp["pruned"], KeepHeads = 2, KeepNeurons = 16, Score = score,
             Iterative = iterative, ScoreBatches = 4, PruneEvery = 2,
             Trainer = new Training.TrainerOptions { BatchSize = 8, LearningRate = 1e-3, Epochs = 2, LogEvery = 2, CheckpointEvery = 0 },
         });
@@ -348,7 +348,7 @@ public sealed class PruningTests
         {
             Pruner.Run(new PruneOptions
             {
-                Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp[$"pruned{iterative}"], Target = "L2-H24-F40", Score = ImportanceScore.Magnitude,
+                Model = tmp["base"], Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, Out = tmp[$"pruned{iterative}"], Target = "L2-H24-F40", Score = ImportanceScore.Magnitude,
                 Iterative = iterative, PruneEvery = 2,
                 Trainer = new Training.TrainerOptions { BatchSize = 8, LearningRate = 1e-3, Epochs = 1, LogEvery = 2, CheckpointEvery = 0 },
             });
@@ -359,6 +359,6 @@ public sealed class PruningTests
             Assert.Equal([3, 3], config.LayerHeads);
         }
         Assert.Contains("keeps every layer", Assert.Throws<ArgumentException>(() => Pruner.Run(new PruneOptions
-            { Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp["x"], Target = "L1-H24" })).Message);
+            { Model = tmp["base"], Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, Out = tmp["x"], Target = "L1-H24" })).Message);
     }
 }

@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Distillery.Text;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Quantization;
 using Distillery.Training;
 using TorchSharp;
@@ -250,11 +251,11 @@ public sealed class QuantizationTests(Xunit.Abstractions.ITestOutputHelper outpu
     [Fact]
     public void QatOptionsRejectBadFields()
     {
-        var ok = new QatOptions { Model = "m", Task = "sst2", Data = "d", Out = "o" };
+        var ok = new QatOptions { Model = "m", Task = new() { Name = Training.TaskName.Sst2, Data = "d" }, Out = "o" };
         Assert.Same(ok, ok.Validate());
         Assert.Contains("precision must be fp32", Assert.Throws<ArgumentException>(() => (ok with { Trainer = ok.Trainer with { Precision = ComputePrecision.BFloat16 } }).Validate()).Message);
-        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => (ok with { Task = " " }).Validate()).Message);
-        Assert.Contains("max train examples", Assert.Throws<ArgumentException>(() => (ok with { MaxTrainExamples = 0 }).Validate()).Message);
+        Assert.Contains("data path", Assert.Throws<ArgumentException>(() => (ok with { Task = ok.Task with { Data = " " } }).Validate()).Message);
+        Assert.Contains("max_train_examples", Assert.Throws<ArgumentException>(() => (ok with { Task = ok.Task with { MaxTrainExamples = 0 } }).Validate()).Message);
         Assert.Contains("learning rate", Assert.Throws<ArgumentException>(() => (ok with { Trainer = ok.Trainer with { LearningRate = -1 } }).Validate()).Message);
         Assert.Contains("alpha", Assert.Throws<ArgumentException>(() => (ok with { Kd = new Distillation.KdOptions { Alpha = 2 } }).Validate()).Message);
     }
@@ -360,7 +361,7 @@ public sealed class QuantizationTests(Xunit.Abstractions.ITestOutputHelper outpu
         WriteTinyTask(tmp);
         var metrics = Qat.Run(new QatOptions
         {
-            Model = tmp["base"], Task = "sst2", Data = tmp["glue"], Out = tmp["qat"], Teacher = withTeacher ? tmp["base"] : null,
+            Model = tmp["base"], Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, Out = tmp["qat"], Teacher = withTeacher ? tmp["base"] : null,
             Trainer = new TrainerOptions { BatchSize = 8, LearningRate = 1e-3, Epochs = 1, LogEvery = 2, CheckpointEvery = 0 },
             ExportOnnx = withTeacher,
         });
@@ -395,7 +396,7 @@ public sealed class QuantizationTests(Xunit.Abstractions.ITestOutputHelper outpu
             Assert.Equal("int8", session.ModelMetadata.CustomMetadataMap[OnnxExporter.QuantizationKey]);
             Assert.Equal("7bit", session.ModelMetadata.CustomMetadataMap[OnnxExporter.Int8SchemeKey]);
         }
-        var check = Int8Check.Run(new Int8CheckOptions { Model = tmp["qat"], Onnx = tmp["qat/" + QatOptions.OnnxFileName], Task = "sst2", Data = tmp["glue"], BatchSize = 5 });
+        var check = Int8Check.Run(new Int8CheckOptions { Model = tmp["qat"], Onnx = tmp["qat/" + QatOptions.OnnxFileName], Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, BatchSize = 5 });
         Assert.Equal(16, check.Examples);
         Assert.Equal(Int8Scheme.Reduced7Bit, check.Scheme);   // read from the graph, and simulated with it
         Assert.Equal("accuracy", check.PrimaryMetric);

@@ -44,7 +44,7 @@ public sealed class ReliabilityTests
 
     static FinetuneOptions Finetune(string model, string glue, string output, int steps = 4, int checkpointEvery = 0) => new()
     {
-        Task = "sst2", Model = model, Data = glue, Out = output,
+        Task = new() { Name = Training.TaskName.Sst2, Data = glue }, Model = model, Out = output,
         Trainer = new TrainerOptions { BatchSize = 8, LearningRate = 1e-3, MaxSteps = steps, LogEvery = 1, CheckpointEvery = checkpointEvery, Precision = ComputePrecision.Float32 },
     };
 
@@ -64,7 +64,7 @@ public sealed class ReliabilityTests
         Assert.Contains("contains the input", Assert.Throws<ArgumentException>(() => FineTuning.Run(Finetune(model, glue, tmp.Dir))).Message);
         var distill = new Distillation.DistillOptions
         {
-            Method = Distillation.DistillMethod.Kd, Teacher = model, Student = Distillation.StudentInit.FirstLayers(1), Task = "sst2", Data = glue, Out = model,
+            Method = new Distillation.KdOptions(), Teacher = model, Student = Distillation.StudentInit.FirstLayers(1), Task = new() { Name = Training.TaskName.Sst2, Data = glue }, Out = model,
         };
         Assert.Throws<ArgumentException>(() => Distillation.Distiller.Run(distill, overwrite: true));
         Assert.Throws<ArgumentException>(() => Pretraining.Run(new PretrainOptions { Corpus = [tmp["vocab.txt"]], InitFrom = model, Out = model }, overwrite: true));
@@ -101,10 +101,10 @@ public sealed class ReliabilityTests
     {
         using var tmp = new TestData.TempDir();
         var (model, glue) = Setup(tmp);
-        var options = Finetune(model, glue, tmp["ft"], steps: 6, checkpointEvery: 2) with { MaxTrainExamples = 48 };
+        var options = Finetune(model, glue, tmp["ft"], steps: 6, checkpointEvery: 2) with { Task = new() { Name = TaskName.Sst2, Data = glue, MaxTrainExamples = 48 } };
         Assert.Throws<OperationCanceledException>(() => FineTuning.Run(options, events: KillAt(3)));
         Assert.Contains("unfinished run's checkpoint", Assert.Throws<IOException>(() => FineTuning.Run(options)).Message);
-        var other = Assert.Throws<InvalidOperationException>(() => FineTuning.Run(options with { MaxTrainExamples = 32 }, resume: true));
+        var other = Assert.Throws<InvalidOperationException>(() => FineTuning.Run(options with { Task = options.Task with { MaxTrainExamples = 32 } }, resume: true));
         Assert.Contains("max_train_examples differs", other.Message);
 
         // A kill mid-write cuts the last metrics.jsonl line; a kill between the checkpoint's two renames leaves only checkpoint.old-*.
@@ -196,18 +196,21 @@ public sealed class ReliabilityTests
             {
                 string kind = stage["stage"]!.GetValue<string>();
                 stage.Remove("stage");
-                string method = stage["method"]?.GetValue<string>() ?? "kd";
                 Type type = kind switch
                 {
                     "init" => typeof(InitOptions),
                     "pretrain" => typeof(PretrainOptions),
                     "finetune" => typeof(FinetuneOptions),
                     "prune" => typeof(Pruning.PruneOptions),
-                    _ when method is "distilbert" or "minilm" || (method == "homodistil" && stage["corpus"] != null) => typeof(Distillation.CorpusDistillOptions),
-                    _ => typeof(Distillation.DistillOptions),
+                    _ => typeof(Distillation.DistillOptions),   // every method: its own options under its key
                 };
                 var e = Record.Exception(() => StrictJson.CheckKeys(stage, type, "the stage"));
                 Assert.True(e == null, $"{file}: {e?.Message}");
+                if (kind != "distill") continue;
+                // Distill stages read into the one options record, with the method's own options.
+                var distill = StrictJson.Deserialize<Distillation.DistillOptions>(stage, "the stage");
+                Assert.Equal(stage["method"]?.GetValue<string>() ?? "kd", distill.Registered.Name);
+                Assert.Equal(stage["corpus"] != null, distill.Corpus != null);
             }
         }
     }

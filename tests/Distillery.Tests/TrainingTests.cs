@@ -311,7 +311,7 @@ public sealed class TrainingTests
         WriteTinySst2(tmp["glue"]);
         var options = new FinetuneOptions
         {
-            Task = "sst2", Model = tmp["base"], Data = tmp["glue"], Out = tmp["ft"],
+            Task = new() { Name = Training.TaskName.Sst2, Data = tmp["glue"] }, Model = tmp["base"], Out = tmp["ft"],
             Trainer = new TrainerOptions { BatchSize = 8, LearningRate = 3e-3, Epochs = 4, EvalEvery = 8, LogEvery = 4, WarmupRatio = 0.1 },
         };
         var metrics = FineTuning.Run(options);
@@ -324,7 +324,7 @@ public sealed class TrainingTests
         var config = BertConfig.Load(Path.Combine(tmp["ft"], "config.json"));
         Assert.Equal(["BertForSequenceClassification"], config.Architectures);
         // The saved model is the best dev checkpoint, and eval reproduces its score.
-        var again = FineTuning.Evaluate(options with { Model = tmp["ft"] });
+        var again = TaskPipeline.Evaluate(tmp["ft"], options.Task);
         Assert.Equal(accuracy, again["accuracy"], 6);
         // The run config re-reads into the same options.
         var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["ft"], "run_config.json")))!["options"]!;
@@ -361,7 +361,8 @@ public sealed class TrainingTests
         using (var model = BertTaskModel.Create(TinyConfig(tokenizer.VocabSize), BertTask.MaskedLM))
             BertCheckpoint.Save(model, tmp["base"], tokenizer);
         WriteTinySst2(tmp["glue"]);
-        FinetuneOptions Options(string task, int? maxLength = null) => new() { Task = task, Model = tmp["base"], Data = tmp["glue"], Out = tmp["out-" + task], MaxLength = maxLength };
+        FinetuneOptions Options(string task, int? maxLength = null) =>
+            new() { Task = new() { Name = TaskNames.Parse(task), Data = tmp["glue"], MaxLength = maxLength }, Model = tmp["base"], Out = tmp["out-" + task] };
 
         var unknown = Assert.Throws<ArgumentException>(() => FineTuning.Run(Options("sst3")));
         Assert.Contains("unknown GLUE task 'sst3'", unknown.Message);
@@ -393,7 +394,7 @@ public sealed class TrainingTests
         File.WriteAllLines(Path.Combine(dir, "dev_mismatched.tsv"), [header, .. Enumerable.Range(0, 6).Select(Row)]);
         var metrics = FineTuning.Run(new FinetuneOptions
         {
-            Task = "mnli", Model = tmp["base"], Data = tmp["glue"], Out = tmp["mnli"],
+            Task = new() { Name = TaskName.Mnli, Data = tmp["glue"] }, Model = tmp["base"], Out = tmp["mnli"],
             Trainer = new TrainerOptions { BatchSize = 8, MaxSteps = 2, LogEvery = 1, CheckpointEvery = 0 },
         });
         var dev = metrics["dev"]!.AsObject();

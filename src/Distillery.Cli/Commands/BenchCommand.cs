@@ -2,6 +2,7 @@ using System.CommandLine;
 using Distillery.Bench;
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Spectre.Console;
 
 namespace Distillery.Cli.Commands;
@@ -12,9 +13,7 @@ public static class BenchCommand
     public static Command Create(CliContext context)
     {
         var models = new Argument<string[]>("models") { Description = "Model folders; the first is the reference for the ratios (usually the teacher).", Arity = ArgumentArity.OneOrMore };
-        var task = new Option<string>("--task") { Description = "GLUE task or squad.", Required = true };
-        var data = new Option<string>("--data") { Description = "GLUE folder or SQuAD JSON file.", Required = true };
-        var splitArticles = new Option<int>("--split-articles") { Description = "SQuAD: evaluate on the articles not among the first N (as fine-tuned).", DefaultValueFactory = _ => 0 };
+        var task = new TaskCliOptions();
         var seqLength = new Option<int>("--seq-length") { Description = "Tokens per sequence in the latency runs.", DefaultValueFactory = _ => 128 };
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards at batch 1.", DefaultValueFactory = _ => 20 };
         var backends = new Option<string>("--backends", "-b")
@@ -29,13 +28,14 @@ public static class BenchCommand
         var command = new Command("bench", "Measure models on one task in one run: parameters, bytes on disk, dev score, CPU latency (batch 1) and throughput (batch 32), with ratios to the first row; optionally across backends (TorchSharp fp32/bf16, ONNX Runtime fp32/int8) and as a plot.\n\n" +
             "Example: distillery bench runs/sst2 runs/sst2-kd --task sst2 --data ../shared/data/glue --backends torch-fp32,torch-bf16,onnx-fp32,onnx-int8 --out bench.md --plot bench.png")
         {
-            models, task, data, splitArticles, seqLength, iterations, backends, output, plot, int8Weights,
+            models, seqLength, iterations, backends, output, plot, int8Weights,
         };
+        task.AddTo(command);
         command.SetAction(parse =>
         {
             var options = new BenchOptions
             {
-                Models = parse.GetValue(models)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, SplitArticles = parse.GetValue(splitArticles),
+                Models = parse.GetValue(models)!, Task = task.Apply(parse, null),
                 SeqLength = parse.GetValue(seqLength), Iterations = parse.GetValue(iterations),
                 Backends = BenchBackends.ParseList(parse.GetValue(backends)!),
                 Int8Scheme = ExportCommand.Int8Weights(parse, int8Weights) ?? Int8Quantization.DefaultScheme,
@@ -56,7 +56,7 @@ public static class BenchCommand
             if (parse.GetValue(output) is string path) AtomicFile.WriteAllText(path, markdown);
             if (plotPath != null)
             {
-                BenchPlot.SavePng(results, plotPath, options.Task);
+                BenchPlot.SavePng(results, plotPath, options.Task.ToString());
                 context.Console.MarkupLineInterpolated($"[grey]plot written to {plotPath}[/]");
             }
             return 0;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Distillery.Export;
+using Distillery.Numerics;
 using Spectre.Console;
 
 namespace Distillery.Cli.Commands;

@@ -10,15 +10,13 @@ public static class PruneCommand
     public static Command Create(CliContext context)
     {
         var model = new Option<string>("--model", "-m") { Description = "Fine-tuned model folder.", Required = true };
-        var task = new Option<string>("--task") { Description = "Its task (GLUE name or squad).", Required = true };
-        var data = new Option<string>("--data") { Description = "Task data.", Required = true };
+        var task = new TaskCliOptions();
         var output = new Option<string>("--out", "-o") { Description = "Output folder (a smaller, ordinary checkpoint).", Required = true };
         var heads = new Option<int?>("--keep-heads") { Description = "Heads to keep in every layer (default: all)." };
         var neurons = new Option<int?>("--keep-neurons") { Description = "FFN neurons to keep in every layer (default: all)." };
         var hidden = new Option<int?>("--keep-hidden") { Description = "Hidden dimensions to keep, model-wide (default: all; the head size stays)." };
         var target = new Option<string?>("--target") { Description = "Instead of the keep counts: the final width, an architecture of the model's depth (L4-H128-F512, -A heads optional) or a parameter count (9.6M)." };
         var score = new Option<string>("--score") { Description = "magnitude, sensitivity (|θ·∂L/∂θ|, default) or platon.", DefaultValueFactory = _ => "sensitivity" };
-        score.AcceptOnlyFromAmong("magnitude", "sensitivity", "platon");
         var iterative = new Option<bool>("--iterative") { Description = "Prune while fine-tuning on the cubic schedule (default: one-shot, then fine-tune)." };
         var scoreBatches = new Option<int>("--score-batches") { Description = "One-shot: training batches the gradient scores accumulate over.", DefaultValueFactory = _ => 64 };
         var pruneEvery = new Option<int>("--prune-every") { Description = "Iterative: steps between mask updates.", DefaultValueFactory = _ => 50 };
@@ -27,16 +25,17 @@ public static class PruneCommand
         var command = new Command("prune", "Prune attention heads, FFN neurons and hidden dimensions of a fine-tuned model (scores: magnitude, sensitivity, PLATON), remove them physically, and fine-tune.\n" +
             "Example: distillery prune -m runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --iterative --score platon -o runs/pruned")
         {
-            model, task, data, output, heads, neurons, hidden, target, score, iterative, scoreBatches, pruneEvery, overwrite,
+            model, output, heads, neurons, hidden, target, score, iterative, scoreBatches, pruneEvery, overwrite,
         };
+        task.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse =>
         {
             var options = new PruneOptions
             {
-                Model = parse.GetValue(model)!, Task = parse.GetValue(task)!, Data = parse.GetValue(data)!, Out = parse.GetValue(output)!,
+                Model = parse.GetValue(model)!, Task = task.Apply(parse, null), Out = parse.GetValue(output)!,
                 KeepHeads = parse.GetValue(heads), KeepNeurons = parse.GetValue(neurons), KeepHidden = parse.GetValue(hidden), Target = parse.GetValue(target),
-                Score = parse.GetValue(score) switch { "magnitude" => ImportanceScore.Magnitude, "platon" => ImportanceScore.Platon, _ => ImportanceScore.Sensitivity },
+                Score = CliEnums.Parse<ImportanceScore>(parse.GetValue(score)!, "--score"),
                 Iterative = parse.GetValue(iterative), ScoreBatches = parse.GetValue(scoreBatches), PruneEvery = parse.GetValue(pruneEvery),
             };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };

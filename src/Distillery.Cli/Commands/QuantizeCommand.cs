@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Distillery.Export;
+using Distillery.Numerics;
 using Distillery.Quantization;
 using Spectre.Console;
 
@@ -16,14 +17,10 @@ public static class QuantizeCommand
         var model = new Option<string>("--model", "-m") { Description = "Fine-tuned fp32 model folder.", Required = true };
         var mode = new Option<string>("--mode") { Description = "dynamic: export the int8 graph as is (post-training); qat: quantization-aware training first, then export.", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "dynamic: the .onnx file; qat: a folder (fp32 checkpoint trained for int8 + " + QatOptions.OnnxFileName + ").", Required = true };
-        var task = new Option<string?>("--task") { Description = "GLUE task or squad (qat, and --check)." };
-        var data = new Option<string?>("--data") { Description = "GLUE folder or SQuAD JSON file (qat, and --check)." };
+        var task = new TaskCliOptions();   // qat, and --check
         var teacher = new Option<string?>("--teacher") { Description = "qat: distil from this fine-tuned teacher (e.g. the fp32 model itself) with vanilla KD instead of training on labels alone." };
         var temperature = new Option<double?>("--temperature") { Description = "qat with --teacher: soft-target temperature (default 2)." };
         var alpha = new Option<double?>("--alpha") { Description = "qat with --teacher: weight of the soft-target loss; 1 − alpha on the labels (default 0.5)." };
-        var maxLength = new Option<int?>("--max-length") { Description = "Longest input in tokens." };
-        var splitArticles = new Option<int?>("--split-articles") { Description = "SQuAD: train on N articles, evaluate on the rest." };
-        var maxTrain = new Option<int?>("--max-train-examples") { Description = "qat, GLUE: a seeded sample of at most N training examples." };
         var opset = new Option<int?>("--opset") { Description = "ai.onnx opset of the graph (default 17)." };
         var check = new Option<bool>("--check") { Description = "Score the int8 graph (ONNX Runtime) and the fp32 model (TorchSharp) on the dev set: metrics both ways, argmax agreement (needs --task, --data)." };
         var resume = new Option<bool>("--resume") { Description = "qat: continue from the last checkpoint in --out." };
@@ -37,20 +34,20 @@ public static class QuantizeCommand
             "  distillery quantize --model runs/sst2 --mode dynamic --out sst2.int8.onnx --check --task sst2 --data glue_data\n" +
             "  distillery quantize --model runs/sst2 --mode qat --task sst2 --data glue_data --teacher runs/sst2 --out runs/sst2-qat --check")
         {
-            model, mode, output, task, data, teacher, temperature, alpha, maxLength, splitArticles, maxTrain, opset, check, resume, overwrite, int8Weights,
+            model, mode, output, teacher, temperature, alpha, opset, check, resume, overwrite, int8Weights,
         };
+        task.AddTo(command);
         training.AddTo(command);
         command.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outPath = parse.GetValue(output)!;
-            string? taskName = parse.GetValue(task), dataPath = parse.GetValue(data);
             bool qat = parse.GetValue(mode) switch
             {
                 "qat" => true,
                 "dynamic" => false,
                 var other => throw new ArgumentException($"--mode must be dynamic or qat (got \"{other}\")"),
             };
-            if (parse.GetValue(check) && (taskName == null || dataPath == null))
+            if (parse.GetValue(check) && !task.Given(parse))
                 throw new ArgumentException("--check scores the dev set: give --task and --data");
             // The same scheme for the simulation (QAT, --check) and the graph; the check reads it back from the graph.
             var scheme = ExportCommand.Int8Weights(parse, int8Weights) ?? OnnxExportJob.DefaultScheme(modelDir);
@@ -62,17 +59,15 @@ public static class QuantizeCommand
                 var options = new QatOptions
                 {
                     Model = modelDir,
-                    Task = taskName ?? throw new ArgumentException("--mode qat trains on a task: give --task (e.g. sst2) and --data"),
-                    Data = dataPath ?? throw new ArgumentException("--mode qat trains on a task: give --data (the GLUE folder or SQuAD file)"),
+                    Task = task.Given(parse)
+                        ? task.Apply(parse, null)
+                        : throw new ArgumentException("--mode qat trains on a task: give --task (e.g. sst2) and --data"),
                     Out = outPath,
                     Teacher = parse.GetValue(teacher),
                     Int8Scheme = scheme,
                 };
                 if (parse.GetValue(temperature) is double t) options = options with { Kd = options.Kd with { Temperature = t } };
                 if (parse.GetValue(alpha) is double a) options = options with { Kd = options.Kd with { Alpha = a } };
-                if (parse.GetValue(maxLength) is int m) options = options with { MaxLength = m };
-                if (parse.GetValue(splitArticles) is int s) options = options with { SplitArticles = s };
-                if (parse.GetValue(maxTrain) is int cap) options = options with { MaxTrainExamples = cap };
                 if (parse.GetValue(opset) is int o) options = options with { Opset = o };
                 options = options with { Trainer = training.Apply(parse, options.Trainer) };
                 var metrics = RunProgress.Show(context, events => Qat.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
@@ -81,7 +76,12 @@ public static class QuantizeCommand
             }
             else
             {
-                foreach (var (name, given) in new[] { ("--teacher", parse.GetValue(teacher) != null), ("--max-train-examples", parse.GetValue(maxTrain) != null), ("--resume", parse.GetValue(resume)) })
+                foreach (var (name, given) in new[]
+                {
+                    ("--teacher", parse.GetValue(teacher) != null),
+                    ("--max-train-examples", parse.GetValue(task.MaxTrainExamples) != null),
+                    ("--resume", parse.GetValue(resume)),
+                })
                     if (given) throw new ArgumentException($"{name} applies to --mode qat only (dynamic quantization does not train)");
                 if (Directory.Exists(outPath)) throw new ArgumentException($"--mode dynamic writes one file: --out {outPath} is a folder (give e.g. {Path.Combine(outPath, QatOptions.OnnxFileName)})");
                 RunOutput.PrepareFile(outPath, parse.GetValue(overwrite), [modelDir]);
@@ -92,7 +92,7 @@ public static class QuantizeCommand
             }
             if (parse.GetValue(check))
             {
-                var checkOptions = new Int8CheckOptions { Model = qat ? outPath : modelDir, Onnx = onnx, Task = taskName!, Data = dataPath!, MaxLength = parse.GetValue(maxLength) };
+                var checkOptions = new Int8CheckOptions { Model = qat ? outPath : modelDir, Onnx = onnx, Task = task.Apply(parse, null) };
                 var report = RunProgress.Show(context, events => Int8Check.Run(checkOptions, events));
                 Print(context, report);
             }

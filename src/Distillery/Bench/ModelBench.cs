@@ -3,6 +3,7 @@ using System.Text;
 using Distillery.Export;
 using Distillery.Inference;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Runtime;
 using Distillery.Text;
 using Distillery.Training;
@@ -82,12 +83,12 @@ public sealed record BenchOptions
 {
     /// <summary>Model folders; the first is the reference for the ratios (usually the teacher).</summary>
     public required IReadOnlyList<string> Models { get; init; }
-    /// <summary>Task to score them on (GLUE name or squad).</summary>
-    public required string Task { get; init; }
-    /// <summary>Task data.</summary>
-    public required string Data { get; init; }
-    /// <summary>SQuAD: the evaluation articles are those not among the first N (as in fine-tuning with --split-articles).</summary>
-    public int SplitArticles { get; init; }
+    /// <summary>
+    /// The task to score them on and its data (written inline); SQuAD with split articles evaluates on the articles not
+    /// among the first N, as fine-tuning with the same split and seed did.
+    /// </summary>
+    [JsonInline]
+    public required TaskSpec Task { get; init; }
     /// <summary>Seed of the SQuAD article split (must match the fine-tuning's).</summary>
     public long Seed { get; init; } = 42;
     /// <summary>Tokens per sequence in the latency runs.</summary>
@@ -157,16 +158,9 @@ public static class ModelBench
         {
             foreach (string dir in options.Models)
             {
-                var taskOptions = new FinetuneOptions
-                {
-                    Task = options.Task, Model = dir, Data = options.Data, Out = dir, SplitArticles = options.SplitArticles,
-                    Trainer = new TrainerOptions { Seed = options.Seed },
-                };
-                var config = BertCheckpoint.ReadConfig(dir);
-                var tokenizer = BertCheckpoint.LoadTokenizer(dir, config);
-                var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
+                using var trained = TaskPipeline.Load(dir, options.Task, options.Seed, needTrain: false);
+                var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
                 string primary = data.PrimaryMetric;
-                using var model = FineTuning.LoadTrained(dir, data, options.Task);
                 string arch = BertArch.NameOf(model.Config);
                 long parameters = ParameterCounts.Of(model).Total;
                 foreach (var backendKind in options.Backends)

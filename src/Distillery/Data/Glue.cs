@@ -71,6 +71,9 @@ public static class Glue
         return Infos[i];
     }
 
+    /// <summary>The short name of <paramref name="task"/> ("sst2", "stsb").</summary>
+    public static string ShortName(GlueTask task) => ShortNames[(int)task];
+
     /// <summary>All nine tasks, in <see cref="GlueTask"/> order.</summary>
     public static IEnumerable<GlueTask> All => AllTasks;
 

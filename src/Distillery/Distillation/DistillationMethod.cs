@@ -18,6 +18,9 @@ public interface IDistillationMethod<in TBatch> : ITrainingObjective<TBatch>
 
     /// <summary>The model to save when training ends (a method may assemble or shrink it).</summary>
     BertTaskModel Finish() => Student;
+
+    /// <summary>The student for the run's first message: its architecture and parameter count.</summary>
+    string StudentSummary => $"student {BertArch.NameOf(Student.Config)} ({ParameterCounts.Of(Student).Total:N0})";
 }
 
 /// <summary>

@@ -31,7 +31,7 @@ using static TorchSharp.torch;
 namespace Distillery.Distillation;
 
 /// <summary>HomoDistil's target, importance score, schedule and loss weights.</summary>
-public sealed record HomoDistilOptions
+public sealed record HomoDistilOptions : IDistillMethodOptions<HomoDistilOptions>
 {
     /// <summary>The final width: an architecture (L4-H128-F512, -A heads optional) or a parameter count (9.6M); see <see cref="PruneTarget"/>.</summary>
     public string? Target { get; init; }
@@ -76,6 +76,30 @@ public sealed record HomoDistilOptions
 /// </summary>
 public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMethod<TaskBatch>
 {
+    /// <summary>The registry entry: <c>homodistil</c>, on a corpus (when one is given) or on a task; the student is the teacher, pruned.</summary>
+    public static readonly DistillMethod<HomoDistilOptions> Method = new()
+    {
+        Name = "homodistil",
+        Summary = "HomoDistil: the teacher pruned while distilled into itself (Liang et al. 2023), on a corpus or a task",
+        BuildsOwnStudent = true,
+        CannotResume = "its masks and importance scores are not checkpointed",
+        EvaluatesAtEndOnly = true,
+        // A target the teacher cannot reach is one line before any data loads.
+        CheckTeacher = (o, plan) => { if (plan.Teacher != null) Resolve(plan.Teacher, plan.Head, o); },
+        NeedsLabels = o => o.AlphaMlm != 0 ? $"use --alpha-mlm 0 (no task loss), not {o.AlphaMlm}" : null,
+        OnTask = (o, inputs) => new HomoDistil(inputs.Teacher, o, inputs.Seed),
+        OnCorpus = (o, inputs) => new HomoDistil(inputs.Teacher, o, inputs.Seed),
+    };
+
+    /// <summary>The target's widths for a teacher of <paramref name="config"/>; its depth must divide the teacher's.</summary>
+    static TargetWidths Resolve(BertConfig config, BertTask task, HomoDistilOptions options)
+    {
+        var target = PruneTarget.Parse(options.Target!).Resolve(config, task);
+        if (config.NumHiddenLayers % target.Layers != 0)
+            throw new ArgumentException($"target {options.Target} has {target.Layers} layers, which do not divide the teacher's {config.NumHiddenLayers} (the student keeps uniformly spaced teacher layers)");
+        return target;
+    }
+
     private readonly Teacher teacher;
     private readonly HomoDistilOptions options;
     private readonly ImportanceTracker tracker;
@@ -91,9 +115,7 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         this.options = options.Validate();
         this.teacher = teacher;
         var t = teacher.Model.Config;
-        Target = PruneTarget.Parse(options.Target!).Resolve(t, teacher.Model.Task);
-        if (t.NumHiddenLayers % Target.Layers != 0)
-            throw new ArgumentException($"target {options.Target} has {Target.Layers} layers, which do not divide the teacher's {t.NumHiddenLayers} (the student keeps uniformly spaced teacher layers)");
+        Target = Resolve(t, teacher.Model.Task, options);
         int step = t.NumHiddenLayers / Target.Layers;
         // Equal depth: an exact copy of the teacher. Fewer layers: the top layer of each group of `step`.
         Student = new StudentInit(StudentInitKind.TeacherLayers, Enumerable.Range(1, Target.Layers).Select(k => k * step - 1).ToArray())
@@ -101,6 +123,16 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         pairs = Enumerable.Range(0, Target.Layers + 1).Select(k => (k, k * step)).ToList();
         tracker = new ImportanceTracker(Student, options.Score);
         mask = PruningMask.KeepAll(Student.Config);
+    }
+
+    /// <summary>The student as it ends: the target's widths and parameter count (it trains at the teacher's width, masked).</summary>
+    public string StudentSummary
+    {
+        get
+        {
+            long parameters = PruneTarget.Count(teacher.Model.Config, teacher.Model.Task, Target.Layers, Target.Hidden, Target.Heads, Target.Ffn);
+            return $"pruned while distilled to {Target} ({parameters:N0})";
+        }
     }
 
     /// <summary>The resolved target widths.</summary>

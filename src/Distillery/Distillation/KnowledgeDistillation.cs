@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Distillery.Distillation;
 
 /// <summary>Options of vanilla KD.</summary>
-public sealed record KdOptions
+public sealed record KdOptions : IDistillMethodOptions<KdOptions>
 {
     /// <summary>Softmax temperature T of the soft targets.</summary>
     public double Temperature { get; init; } = 2.0;
@@ -29,6 +29,15 @@ public sealed record KdOptions
 /// <summary>Vanilla KD from a fine-tuned teacher on task batches (classification, regression, span QA).</summary>
 public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
 {
+    /// <summary>The registry entry: <c>kd</c>, on a task, into a given student.</summary>
+    public static readonly DistillMethod<KdOptions> Method = new()
+    {
+        Name = "kd",
+        Summary = "vanilla knowledge distillation on a task (Hinton et al. 2015) into a given student",
+        NeedsLabels = o => o.Alpha != 1 ? $"use --alpha 1 (soft targets only), not {o.Alpha}" : null,
+        OnTask = (o, inputs) => new KnowledgeDistillation(inputs.Teacher, inputs.BuildStudent(), o),
+    };
+
     private readonly Teacher teacher;
     private readonly KdOptions options;
 

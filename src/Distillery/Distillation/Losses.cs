@@ -38,7 +38,7 @@ public static class Losses
 
     /// <summary>
     /// MSE between hidden states [B, T, H] over real tokens only: Σ over tokens and dimensions / (tokens · H).
-    /// When widths differ, pass the student's states through a learned projection first (see <see cref="HiddenProjection"/>).
+    /// Both must have the same width (a narrower student needs its own projection, or a method that compares relations).
     /// </summary>
     public static Tensor HiddenMse(Tensor student, Tensor teacher, Tensor? mask)
     {
@@ -93,72 +93,4 @@ public static class Losses
         var pairs = m.unsqueeze(1).unsqueeze(-1) * m.unsqueeze(1).unsqueeze(2);   // [B, 1, T, T]
         return ((student - teacher).pow(2) * pairs).sum() / (pairs.sum() * student.shape[1]).clamp_min(1.0);
     }
-}
-
-/// <summary>How student layers are paired with teacher layers for intermediate losses.</summary>
-public enum LayerMapKind
-{
-    /// <summary>Student layer i ↔ teacher layer i·(L_T / L_S) (TinyBERT's uniform strategy; the last layers always pair).</summary>
-    Uniform,
-    /// <summary>Only the last layers pair (MiniLM).</summary>
-    Last,
-    /// <summary>An explicit list: student layer i ↔ teacher layer list[i].</summary>
-    Explicit,
-}
-
-/// <summary>
-/// A typed layer mapping. Layers are numbered 1..L (0 is the embedding output), as in hidden-state lists, so
-/// <c>Resolve</c> returns indices straight into <see cref="Models.EncoderOutput.HiddenStates"/>.
-/// </summary>
-/// <param name="Kind">The strategy.</param>
-/// <param name="TeacherLayers">For <see cref="LayerMapKind.Explicit"/>: the teacher layer (1-based) of each student layer.</param>
-public sealed record LayerMapping(LayerMapKind Kind, IReadOnlyList<int>? TeacherLayers = null)
-{
-    /// <summary>Pairs (student layer, teacher layer), 1-based; throws naming the bad entry.</summary>
-    public IReadOnlyList<(int Student, int Teacher)> Resolve(int studentLayers, int teacherLayers)
-    {
-        if (studentLayers < 1 || teacherLayers < 1) throw new ArgumentException("both models need at least one layer for a layer mapping");
-        switch (Kind)
-        {
-            case LayerMapKind.Last:
-                return [(studentLayers, teacherLayers)];
-            case LayerMapKind.Uniform:
-                if (teacherLayers % studentLayers != 0)
-                    throw new ArgumentException($"uniform layer mapping needs the teacher's {teacherLayers} layers to be a multiple of the student's {studentLayers}; give an explicit list");
-                int step = teacherLayers / studentLayers;
-                return Enumerable.Range(1, studentLayers).Select(i => (i, i * step)).ToList();
-            default:
-                var list = TeacherLayers ?? throw new ArgumentException("an explicit layer mapping needs its list of teacher layers");
-                if (list.Count != studentLayers)
-                    throw new ArgumentException($"layer map has {list.Count} entries for a student with {studentLayers} layers");
-                for (int i = 0; i < list.Count; i++)
-                    if (list[i] < 1 || list[i] > teacherLayers)
-                        throw new ArgumentException($"layer map entry {i} is teacher layer {list[i]}, out of range 1..{teacherLayers}");
-                return list.Select((t, i) => (i + 1, t)).ToList();
-        }
-    }
-}
-
-/// <summary>
-/// A learned linear map from the student's hidden width to the teacher's (TinyBERT's W_h), trained with the student so
-/// that hidden-state losses apply when widths differ. Initialised like BERT's dense layers.
-/// </summary>
-public sealed class HiddenProjection : nn.Module<Tensor, Tensor>
-{
-    private readonly Models.Dense proj;
-
-    /// <summary>A projection [studentWidth → teacherWidth].</summary>
-    public HiddenProjection(int studentWidth, int teacherWidth, double initializerRange = 0.02) : base(nameof(HiddenProjection))
-    {
-        proj = new Models.Dense(studentWidth, teacherWidth);
-        using (no_grad())
-        {
-            nn.init.normal_(proj.Weight, 0, initializerRange);
-            proj.Bias!.zero_();
-        }
-        RegisterComponents();
-    }
-
-    /// <summary>[.., H_S] → [.., H_T].</summary>
-    public override Tensor forward(Tensor studentHidden) => proj.forward(studentHidden);
 }

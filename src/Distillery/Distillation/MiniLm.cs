@@ -26,7 +26,7 @@ public enum MiniLmRelations
 }
 
 /// <summary>MiniLM's options.</summary>
-public sealed record MiniLmOptions
+public sealed record MiniLmOptions : IDistillMethodOptions<MiniLmOptions>
 {
     /// <summary>v1 or v2 relations.</summary>
     public MiniLmRelations Relations { get; init; } = MiniLmRelations.V1;
@@ -34,6 +34,15 @@ public sealed record MiniLmOptions
     public int RelationHeads { get; init; } = 4;
     /// <summary>The teacher layer to distil (1-based); null means the last.</summary>
     public int? TeacherLayer { get; init; }
+
+    /// <summary>Checks the fields (the widths and depth they must fit are checked against the models).</summary>
+    public MiniLmOptions Validate()
+    {
+        if (!Enum.IsDefined(Relations)) throw new ArgumentException($"unknown relations {Relations} (known: v1, v2)");
+        if (RelationHeads < 1) throw new ArgumentException($"relation_heads must be at least 1 (got {RelationHeads})");
+        if (TeacherLayer is < 1) throw new ArgumentException($"teacher_layer is 1-based (got {TeacherLayer})");
+        return this;
+    }
 }
 
 /// <summary>The relation matrices MiniLM compares.</summary>
@@ -62,6 +71,16 @@ public static class MiniLmRelationsMath
 /// <summary>MiniLM (v1 or v2) from a masked-LM teacher into a masked-LM student of any depth and width.</summary>
 public sealed class MiniLm : IDistillationMethod<MlmBatch>
 {
+    /// <summary>The registry entry: <c>minilm</c>, on a corpus, into every other teacher layer unless a student is given.</summary>
+    public static readonly DistillMethod<MiniLmOptions> Method = new()
+    {
+        Name = "minilm",
+        OptionsKey = "mini_lm",
+        Summary = "MiniLM self-attention relation distillation on a corpus (Wang et al. 2020, v1; 2021, v2)",
+        DefaultStudent = teacher => StudentInit.EveryOtherLayer(teacher.NumHiddenLayers),
+        OnCorpus = (o, inputs) => new MiniLm(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
+    };
+
     private readonly Teacher teacher;
     private readonly BertForMaskedLM student;
     private readonly MiniLmOptions options;

@@ -23,6 +23,7 @@ public enum TheseusScheduler
     /// <summary>p(t) = min(1, k·t + b): the curriculum of the paper.</summary>
     Linear,
     /// <summary>p(t) = max(0, 1 − (k·t + b)): starts with the successors and hands back to the predecessor.</summary>
+    [CliName("anti")]
     AntiCurriculum,
 }
 
@@ -30,13 +31,15 @@ public enum TheseusScheduler
 public enum TheseusInit
 {
     /// <summary>Successor i copies predecessor layer i (the official code).</summary>
+    [CliName("first")]
     FirstLayers,
     /// <summary>Successor i copies the first layer of group i (layers spread over the depth).</summary>
+    [CliName("spread")]
     EvenlySpread,
 }
 
 /// <summary>BERT-of-Theseus options (paper defaults for GLUE: linear scheduler with k = 0.0006 … tuned per task, b = 0.3).</summary>
-public sealed record TheseusOptions
+public sealed record TheseusOptions : IDistillMethodOptions<TheseusOptions>
 {
     /// <summary>Successor layers n (the predecessor's depth must be a multiple of it).</summary>
     public int SuccessorLayers { get; init; } = 6;
@@ -46,7 +49,8 @@ public sealed record TheseusOptions
     public double K { get; init; } = 0.0006;
     /// <summary>Intercept b (the constant scheduler's p).</summary>
     public double B { get; init; } = 0.3;
-    /// <summary>Successor initialisation.</summary>
+    /// <summary>Successor initialisation: first (successor i copies layer i) or spread (the first layer of each group).</summary>
+    [CliName("successor-init")]
     public TheseusInit Init { get; init; } = TheseusInit.FirstLayers;
 
     /// <summary>p at optimizer step <paramref name="step"/>.</summary>
@@ -70,6 +74,24 @@ public sealed record TheseusOptions
 /// <summary>Progressive module replacing on task batches.</summary>
 public sealed class Theseus : IDistillationMethod<TaskBatch>
 {
+    /// <summary>The registry entry: <c>theseus</c>, on a task; the successor is built from the predecessor here.</summary>
+    public static readonly DistillMethod<TheseusOptions> Method = new()
+    {
+        Name = "theseus",
+        Summary = "BERT-of-Theseus progressive module replacing on a task (Xu et al. 2020); the successor is built from the teacher",
+        BuildsOwnStudent = true,
+        CheckTeacher = (o, plan) => { if (plan.Teacher != null) GroupSize(plan.Teacher.NumHiddenLayers, o); },
+        NeedsLabels = _ => "theseus trains on the task loss alone (it has no soft-target term)",
+        // The predecessor as loaded: its layers are run and frozen here (a frozen Teacher's copy would freeze the successor).
+        OnTask = (o, inputs) => new Theseus(inputs.TeacherModel, o, inputs.Seed),
+    };
+
+    /// <summary>Predecessor layers per successor layer; throws when <paramref name="layers"/> do not split into equal groups.</summary>
+    static int GroupSize(int layers, TheseusOptions options) =>
+        layers % options.SuccessorLayers != 0 || options.SuccessorLayers > layers
+            ? throw new ArgumentException($"the predecessor's {layers} layers cannot be split into {options.SuccessorLayers} equal groups")
+            : layers / options.SuccessorLayers;
+
     private readonly BertTaskModel predecessor;
     private readonly TheseusOptions options;
     private readonly int ratio;
@@ -83,10 +105,7 @@ public sealed class Theseus : IDistillationMethod<TaskBatch>
     {
         this.options = options.Validate();
         predecessor = predecessorModel;
-        int layers = predecessorModel.Config.NumHiddenLayers;
-        if (layers % options.SuccessorLayers != 0 || options.SuccessorLayers > layers)
-            throw new ArgumentException($"the predecessor's {layers} layers cannot be split into {options.SuccessorLayers} equal groups");
-        ratio = layers / options.SuccessorLayers;
+        ratio = GroupSize(predecessorModel.Config.NumHiddenLayers, options);
         var copied = Enumerable.Range(0, options.SuccessorLayers).Select(i => options.Init == TheseusInit.FirstLayers ? i : i * ratio).ToArray();
         Student = new StudentInit(StudentInitKind.TeacherLayers, copied).Build(predecessorModel, predecessorModel.Task, seed);
         foreach (var p in predecessorModel.parameters()) p.requires_grad = false;

@@ -2,6 +2,7 @@
 // it, put its tokenizer and config beside the .onnx file (a folder holding both is what inference loads), and check the
 // graph in ONNX Runtime against the TorchSharp forward on a few real sentences.
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Text;
 using Microsoft.ML.OnnxRuntime;
 

@@ -41,6 +41,7 @@ using System.Globalization;
 using System.Text.Json;
 using Distillery.Export.Onnx;
 using Distillery.Models;
+using Distillery.Numerics;
 using Google.Protobuf;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -69,9 +70,9 @@ public sealed record OnnxExportOptions
     public bool Int8 { get; init; }
 
     /// <summary>
-    /// The int8 weight grid (with <see cref="Int8"/>; ignored for fp32): <see cref="Export.Int8Scheme.Reduced7Bit"/>
+    /// The int8 weight grid (with <see cref="Int8"/>; ignored for fp32): <see cref="Numerics.Int8Scheme.Reduced7Bit"/>
     /// (default; scale = max|row| / 64, clamp to ±64), exact on every x86-64 CPU, or
-    /// <see cref="Export.Int8Scheme.Full8Bit"/> (max|row| / 127, ±127), exact only on CPUs with VNNI or AMX-INT8.
+    /// <see cref="Numerics.Int8Scheme.Full8Bit"/> (max|row| / 127, ±127), exact only on CPUs with VNNI or AMX-INT8.
     /// Written into the graph's metadata (<see cref="OnnxExporter.Int8SchemeKey"/>).
     /// </summary>
     public Int8Scheme Int8Scheme { get; init; } = Int8Quantization.DefaultScheme;

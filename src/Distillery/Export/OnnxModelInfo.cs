@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Distillery.Export.Onnx;
 using Distillery.Models;
+using Distillery.Numerics;
 using Google.Protobuf;
 
 namespace Distillery.Export;
@@ -14,7 +15,7 @@ namespace Distillery.Export;
 /// <param name="Config">The model's config.json, as recorded at export.</param>
 /// <param name="Int8Scheme">
 /// For the int8 dynamic-quantized graph, its weight grid (<see cref="OnnxExporter.Int8SchemeKey"/>; int8 graphs written
-/// before that key existed are <see cref="Export.Int8Scheme.Full8Bit"/>); null for an fp32 graph.
+/// before that key existed are <see cref="Numerics.Int8Scheme.Full8Bit"/>); null for an fp32 graph.
 /// </param>
 /// <param name="Opset">The ai.onnx opset the graph declares.</param>
 public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme? Int8Scheme, int Opset)
@@ -64,7 +65,7 @@ public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme?
             scheme = Int8Quantization.TryParse(schemeName)
                 ?? throw new InvalidDataException($"{path}: {OnnxExporter.Int8SchemeKey} \"{schemeName}\" is not an int8 weight scheme this version knows ({Int8Quantization.Names})");
         }
-        else if (int8) scheme = Export.Int8Scheme.Full8Bit;   // exported before the scheme was recorded: 8-bit weights
+        else if (int8) scheme = Numerics.Int8Scheme.Full8Bit;   // exported before the scheme was recorded: 8-bit weights
         JsonNode? json;
         try { json = JsonNode.Parse(Require(OnnxExporter.ConfigKey), documentOptions: new JsonDocumentOptions { MaxDepth = 32 }); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not valid JSON ({e.Message.Split('\n')[0]})"); }

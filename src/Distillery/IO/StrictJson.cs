@@ -3,7 +3,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
-using Distillery.Training;
 
 namespace Distillery;
 
@@ -17,7 +16,7 @@ public static class StrictJson
 {
     /// <summary>
     /// Throws <see cref="InvalidDataException"/> for the first key of <paramref name="node"/> (recursively) that is not a
-    /// property of <paramref name="type"/> under <see cref="RunFiles.Json"/>'s snake_case naming.
+    /// property of <paramref name="type"/> under <see cref="JsonFiles.Options"/>'s snake_case naming.
     /// <paramref name="where"/> names the object in the message (e.g. "options"; nested objects add their key).
     /// </summary>
     public static void CheckKeys(JsonNode? node, Type type, string where)
@@ -25,6 +24,12 @@ public static class StrictJson
         if (node is not JsonObject obj) return;
         type = Nullable.GetUnderlyingType(type) ?? type;
         if (!IsRecord(type)) return;
+        if (Shapes.CanConvert(type))
+        {
+            // Inline records (a job's task keys) are checked as the record they fill; own keys by the record itself.
+            obj = obj.DeepClone().AsObject();
+            ((IShapedJson)Shapes.CreateConverter(type, JsonFiles.Options)).ToPropertyShape(obj, where);
+        }
         var properties = Properties(type);
         foreach (var (key, value) in obj)
         {
@@ -37,11 +42,16 @@ public static class StrictJson
         }
     }
 
+    static readonly ShapedJsonConverterFactory Shapes = new();
+
     /// <summary>Deserializes <paramref name="node"/> as <typeparamref name="T"/> after <see cref="CheckKeys"/>.</summary>
-    public static T Deserialize<T>(JsonNode? node, string where)
+    public static T Deserialize<T>(JsonNode? node, string where) => (T)Deserialize(node, typeof(T), where);
+
+    /// <summary>Deserializes <paramref name="node"/> as <paramref name="type"/> after <see cref="CheckKeys"/>.</summary>
+    public static object Deserialize(JsonNode? node, Type type, string where)
     {
-        CheckKeys(node, typeof(T), where);
-        return node.Deserialize<T>(RunFiles.Json) ?? throw new InvalidDataException($"{where}: empty");
+        CheckKeys(node, type, where);
+        return node.Deserialize(type, JsonFiles.Options) ?? throw new InvalidDataException($"{where}: empty");
     }
 
     /// <summary>Options types: classes of this library (records), not strings, collections or enums.</summary>
@@ -56,7 +66,7 @@ public static class StrictJson
         {
             if (p.GetCustomAttribute<JsonIgnoreAttribute>() is { Condition: JsonIgnoreCondition.Always }) continue;
             if (p.SetMethod == null && type.GetConstructors().All(c => c.GetParameters().All(a => !string.Equals(a.Name, p.Name, StringComparison.OrdinalIgnoreCase)))) continue;
-            string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? RunFiles.Json.PropertyNamingPolicy!.ConvertName(p.Name);
+            string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? JsonFiles.Options.PropertyNamingPolicy!.ConvertName(p.Name);
             result[name] = p;
         }
         return result;

@@ -135,7 +135,7 @@ public static class RealTeacher
                     ["tolerance"] = ImportParity.Tolerance,
                 },
                 ["imported_at"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"),
-                ["machine"] = Bench.Machine.Describe(),
+                ["machine"] = Runtime.Machine.Describe(),
             };
             foreach (var (key, value) in source.Extra) record[key] = value?.DeepClone();
             Models.BertCheckpoint.ReadConfig(temp);   // still loads

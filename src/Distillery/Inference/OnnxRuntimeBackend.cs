@@ -1,5 +1,6 @@
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Text;
 using Microsoft.ML.OnnxRuntime;
 

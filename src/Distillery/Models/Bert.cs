@@ -142,7 +142,7 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
     private readonly double eps;
     /// <summary>
     /// Quantization-aware training: when on, every looked-up word embedding is fake-quantized to int8 with its row's
-    /// scale, as the int8 exporter stores the table (see <see cref="Quantization.FakeQuant.EmbeddingRows"/>). Default off.
+    /// scale, as the int8 exporter stores the table (see <see cref="Numerics.FakeQuant.EmbeddingRows"/>). Default off.
     /// </summary>
     public bool FakeQuantizeWords { get; set; }
 
@@ -167,7 +167,7 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
         positionIds ??= arange(seqLength, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0);   // [1, T]
         tokenTypeIds ??= zeros_like(inputIds);
         var words = word_embeddings.forward(inputIds);                                           // [B, T, H]
-        if (FakeQuantizeWords) words = Quantization.FakeQuant.EmbeddingRows(words);
+        if (FakeQuantizeWords) words = Numerics.FakeQuant.EmbeddingRows(words);
         var sum = words + token_type_embeddings.forward(tokenTypeIds) + position_embeddings.forward(positionIds);
         return dropout.forward(HiddenMasking.Norm(LayerNorm, sum, KeptHidden, eps)).MoveToOuterDisposeScope();
     }
@@ -375,7 +375,7 @@ public sealed class BertLayer : nn.Module
     }
 }
 
-/// <summary>The stack of layers (<c>bert.encoder</c>). Layers can be replaced from outside (Theseus swaps groups of them).</summary>
+/// <summary>The stack of layers (<c>bert.encoder</c>). Layers can be replaced from outside (a method may swap groups of them).</summary>
 public sealed class BertEncoder : nn.Module
 {
     private ModuleList<BertLayer> layer;

@@ -102,13 +102,13 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
     public ComputePrecision Precision { get; set; } = ComputePrecision.Float32;
     /// <summary>
     /// Quantization-aware training: when set, the forward pass multiplies int8 fake-quantized copies of the weight
-    /// (symmetric, per output channel, on the grid of this <see cref="Export.Int8Scheme"/>: 7-bit or 8-bit) and of the
+    /// (symmetric, per output channel, on the grid of this <see cref="Numerics.Int8Scheme"/>: 7-bit or 8-bit) and of the
     /// input (asymmetric uint8, per tensor, range of the current input), with a straight-through gradient to the fp32
     /// weight and input; the bias stays fp32. This simulates the exporter's dynamic int8 graph of the same scheme (see
-    /// <see cref="Quantization.FakeQuant"/>). Default null (off): the layer is then exactly
+    /// <see cref="Numerics.FakeQuant"/>). Default null (off): the layer is then exactly
     /// <see cref="Linear(Tensor, Tensor, Tensor?, ComputePrecision)"/>.
     /// </summary>
-    public Export.Int8Scheme? FakeQuantize { get; set; }
+    public Numerics.Int8Scheme? FakeQuantize { get; set; }
 
     /// <summary>A layer with uninitialised (empty) parameters; models initialise them explicitly.</summary>
     public Dense(long inFeatures, long outFeatures, bool hasBias = true) : base(nameof(Dense))
@@ -123,8 +123,8 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IPrecisionSwitchable
     {
         if (FakeQuantize is not { } scheme) return Linear(input, weight, bias, Precision);
         using var scope = NewDisposeScope();
-        var x = Quantization.FakeQuant.ActivationPerTensor(input);          // [.., in] on the uint8 grid of this input
-        var w = Quantization.FakeQuant.WeightPerChannel(weight, scheme);    // [out, in] on the scheme's grid of each row
+        var x = Numerics.FakeQuant.ActivationPerTensor(input);          // [.., in] on the uint8 grid of this input
+        var w = Numerics.FakeQuant.WeightPerChannel(weight, scheme);    // [out, in] on the scheme's grid of each row
         return Linear(x, w, bias, Precision).MoveToOuterDisposeScope();
     }
 

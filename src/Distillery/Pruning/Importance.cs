@@ -3,7 +3,7 @@
 // weight that reads or writes the residual stream: HiddenDims.Axes lists them):
 //   magnitude:   Σ |θ| over the structure's weights;
 //   sensitivity: Σ |θ · ∂L/∂θ| (first-order Taylor estimate of the loss change when θ is zeroed; Molchanov et al. 2019,
-//                HomoDistil's choice), accumulated over steps;
+//                the choice of methods that prune while distilling), accumulated over steps;
 //   PLATON:      Zhang et al. 2022, eq. 4–6: Ī ← β₁Ī + (1−β₁)I, Ū ← β₂Ū + (1−β₂)|I − Ī|, score = Ī · Ū, with I the
 //                sensitivity of the step (β₁ 0.85, β₂ 0.95), computed per weight and then aggregated.
 using Distillery.Models;
@@ -140,7 +140,7 @@ public sealed class ImportanceTracker : IDisposable
 }
 
 /// <summary>
-/// The cubic sparsity schedule (Zhu &amp; Gupta 2017; used by PLATON and HomoDistil): no pruning for the first
+/// The cubic sparsity schedule (Zhu &amp; Gupta 2017; used by PLATON and by pruning while distilling): no pruning for the first
 /// <c>warmup</c> steps, then the pruned fraction rises as s(t) = s_f · (1 − (1 − (t − t_i)/(T − t_i − t_f))³), reaching
 /// the final sparsity s_f <c>final</c> steps before the end and staying there.
 /// </summary>

@@ -1,4 +1,4 @@
-// The width a pruning run (or HomoDistil) ends at, given as an architecture name or as a parameter count.
+// The width a pruning run (or a method that prunes while distilling) ends at, given as an architecture name or as a parameter count.
 // Names are BertArch's (L4-H128-F512, optionally -A2); unlike BertArch, the hidden size need not be a multiple of 64,
 // because pruning keeps the teacher's head size d: without -A, the head count shrinks in proportion to the width,
 // round(h·H'/H) (halves up, at least 1), which for d = 64 teachers is BertArch's own H'/64 rule. Without -F, the FFN width

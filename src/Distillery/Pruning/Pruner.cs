@@ -11,10 +11,9 @@ public sealed record PruneOptions
 {
     /// <summary>A fine-tuned model folder.</summary>
     public required string Model { get; init; }
-    /// <summary>Its task (GLUE name or squad): the data scores and fine-tuning use.</summary>
-    public required string Task { get; init; }
-    /// <summary>Task data.</summary>
-    public required string Data { get; init; }
+    /// <summary>Its task and data (written inline): what the scores and fine-tuning use.</summary>
+    [JsonInline]
+    public required TaskSpec Task { get; init; }
     /// <summary>Output model folder (physically pruned).</summary>
     public required string Out { get; init; }
     /// <summary>Heads to keep in every layer (null: all, or what <see cref="Target"/> says).</summary>
@@ -46,10 +45,6 @@ public sealed record PruneOptions
     public double FinalFraction { get; init; } = 0.3;
     /// <summary>Fine-tuning (one-shot: after pruning; 0 epochs skips it) or the iterative run.</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 1e-4, Epochs = 1, BatchSize = 32 };
-    /// <summary>Longest input in tokens.</summary>
-    public int? MaxLength { get; init; }
-    /// <summary>SQuAD: train on N articles, evaluate on the rest.</summary>
-    public int SplitArticles { get; init; }
 
     /// <summary>
     /// The widths to keep for a model of <paramref name="config"/> with head <paramref name="task"/>: from
@@ -74,7 +69,7 @@ public sealed record PruneOptions
 }
 
 /// <summary>
-/// The mask schedule shared by iterative pruning and HomoDistil: every ΔT steps, the cubic curve's share of the way
+/// The mask schedule shared by iterative pruning and pruning while distilling: every ΔT steps, the cubic curve's share of the way
 /// from the full widths to the target sets how many heads, neurons and hidden dimensions stay; the lowest-scoring
 /// live ones go; masks only shrink. The widths reach the target exactly once the curve reaches 1.
 /// </summary>
@@ -149,18 +144,10 @@ public static class Pruner
         events ??= new RunEvents();
         RunOutput.CheckFolder(options.Out, overwrite, resume: false, [options.Model]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
-        var config = BertCheckpoint.ReadConfig(options.Model);
-        var head = options.Task.Equals("squad", StringComparison.OrdinalIgnoreCase) ? BertTask.QuestionAnswering : BertTask.SequenceClassification;
-        var target = options.Resolve(config, head);
-        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
-        var taskOptions = new FinetuneOptions
+        var target = options.Resolve(BertCheckpoint.ReadConfig(options.Model), options.Task.Validate().Head);
+        using (var trained = TaskPipeline.Load(options.Model, options.Task, options.Trainer.Seed, needTrain: true))
         {
-            Task = options.Task, Model = options.Model, Data = options.Data, Out = options.Out, MaxLength = options.MaxLength,
-            SplitArticles = options.SplitArticles, Trainer = options.Trainer,
-        };
-        var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
-        using (var model = FineTuning.LoadTrained(options.Model, data, options.Task))
-        {
+            var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
             if (!options.Iterative)
             {
                 var tracker = new ImportanceTracker(model, options.Score);
@@ -183,7 +170,7 @@ public static class Pruner
                 using var pruned = StructuredPruning.Shrink(model, mask);
                 events.Message?.Invoke($"pruned to hidden {target.Hidden}, {target.Heads} heads and {target.Ffn} FFN neurons per layer: {ParameterCounts.Of(model).Total:N0} → {ParameterCounts.Of(pruned).Total:N0} parameters");
                 return FineTuning.TrainOnTask(pruned, new TaskObjective(pruned), () => pruned, data, tokenizer, options.Trainer, lengthBucketing: true,
-                    options.Out, "prune", options.Task, new { command = "prune", options }, resume: false, events);
+                    options.Out, "prune", options.Task.ToString(), new { command = "prune", options }, resume: false, events);
             }
             else
             {
@@ -193,7 +180,8 @@ public static class Pruner
                 var objective = new IterativePruning(model, options.Score, schedule, options.PruneEvery, target);
                 // Evaluated once, at the end (at the final width); the physically pruned model is what is saved.
                 var metrics = FineTuning.TrainOnTask(model, objective, () => StructuredPruning.Shrink(model, objective.Mask), data, tokenizer,
-                    options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task, new { command = "prune", options }, resume: false, events);
+                    options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task.ToString(),
+                    new { command = "prune", options }, resume: false, events);
                 return metrics;
             }
         }

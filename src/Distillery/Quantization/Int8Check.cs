@@ -5,6 +5,7 @@
 // this CPU, the int8 and simulated columns agree; 8-bit weights on a CPU without VNNI are where they part (warned).
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Training;
 using static TorchSharp.torch;
 
@@ -17,14 +18,9 @@ public sealed record Int8CheckOptions
     public required string Model { get; init; }
     /// <summary>The int8 ONNX graph.</summary>
     public required string Onnx { get; init; }
-    /// <summary>A GLUE task name or "squad".</summary>
-    public required string Task { get; init; }
-    /// <summary>Task data (its dev split is scored).</summary>
-    public required string Data { get; init; }
-    /// <summary>Longest input in tokens.</summary>
-    public int? MaxLength { get; init; }
-    /// <summary>SQuAD window stride.</summary>
-    public int DocStride { get; init; } = 128;
+    /// <summary>The task and its data (written inline; its dev split is scored).</summary>
+    [JsonInline]
+    public required TaskSpec Task { get; init; }
     /// <summary>
     /// Examples per batch; the same batches go to every runtime. Dynamic quantization takes each activation's scale from
     /// the whole batch (padding included), so int8 results depend a little on batching; 64 is the batch the dev
@@ -65,14 +61,8 @@ public static class Int8Check
     {
         events ??= new RunEvents();
         options.Validate();
-        var config = BertCheckpoint.ReadConfig(options.Model);
-        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
-        var taskOptions = new FinetuneOptions
-        {
-            Task = options.Task, Model = options.Model, Data = options.Data, Out = "", MaxLength = options.MaxLength, DocStride = options.DocStride,
-        };
-        var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
-        using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
+        using var trained = TaskPipeline.Load(options.Model, options.Task.Validate(), new TrainerOptions().Seed, needTrain: false);
+        var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
         // Validates the file (a Distillery export of this head) and warns when its int8 arithmetic is not exact here.
         using var graph = Inference.OnnxRuntimeBackend.Load(options.Onnx, intraOpThreads: null, warning: w => events.Message?.Invoke($"warning: {w}"));
         var scheme = graph.Int8Scheme ?? throw new InvalidDataException($"{options.Onnx}: an fp32 graph; the check compares an int8 graph with its model");

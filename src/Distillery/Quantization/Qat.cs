@@ -22,6 +22,7 @@ using System.Text.Json.Nodes;
 using Distillery.Distillation;
 using Distillery.Export;
 using Distillery.Models;
+using Distillery.Numerics;
 using Distillery.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -33,10 +34,9 @@ public sealed record QatOptions
 {
     /// <summary>The fine-tuned fp32 model folder (it must carry a trained head for <see cref="Task"/>).</summary>
     public required string Model { get; init; }
-    /// <summary>A GLUE task name or "squad".</summary>
-    public required string Task { get; init; }
-    /// <summary>Task data (as for fine-tuning).</summary>
-    public required string Data { get; init; }
+    /// <summary>The task and its data (written inline, as for fine-tuning).</summary>
+    [JsonInline]
+    public required TaskSpec Task { get; init; }
     /// <summary>Output folder: the QAT checkpoint (fp32 safetensors, config marked <c>distillery_qat</c>) and its int8 ONNX graph.</summary>
     public required string Out { get; init; }
     /// <summary>
@@ -46,14 +46,6 @@ public sealed record QatOptions
     public string? Teacher { get; init; }
     /// <summary>KD temperature and soft-target weight (used with <see cref="Teacher"/>).</summary>
     public KdOptions Kd { get; init; } = new();
-    /// <summary>Longest input in tokens.</summary>
-    public int? MaxLength { get; init; }
-    /// <summary>SQuAD window stride.</summary>
-    public int DocStride { get; init; } = 128;
-    /// <summary>SQuAD: train on this many articles, evaluate on the rest.</summary>
-    public int SplitArticles { get; init; }
-    /// <summary>GLUE: a seeded sample of at most this many training examples.</summary>
-    public int? MaxTrainExamples { get; init; }
     /// <summary>
     /// Optimisation. QAT continues from a fine-tuned model, so it is short and gentle: one epoch at a small peak rate
     /// (2e-5, a fifth of Distillery's fine-tuning default), 10% warm-up, evaluated at the end. fp32 only (see
@@ -77,11 +69,9 @@ public sealed record QatOptions
     public QatOptions Validate()
     {
         if (string.IsNullOrWhiteSpace(Model)) throw new ArgumentException("qat: the model folder (--model) is empty");
-        if (string.IsNullOrWhiteSpace(Task)) throw new ArgumentException("qat: the task (--task) is empty");
-        if (string.IsNullOrWhiteSpace(Data)) throw new ArgumentException("qat: the data path (--data) is empty");
+        Task.Validate();
         if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("qat: the output folder (--out) is empty");
         if (Teacher != null && string.IsNullOrWhiteSpace(Teacher)) throw new ArgumentException("qat: the teacher folder (--teacher) is empty");
-        if (MaxTrainExamples is <= 0) throw new ArgumentException($"qat: max train examples must be positive (got {MaxTrainExamples})");
         Kd.Validate();
         Trainer.Validate();
         new OnnxExportOptions { Int8 = true, Opset = Opset, Int8Scheme = Int8Scheme }.Validate();
@@ -168,18 +158,10 @@ public static class Qat
         if (options.Trainer.Precision == ComputePrecision.Auto) options = options with { Trainer = options.Trainer with { Precision = ComputePrecision.Float32 } };
         var scheme = options.Int8Scheme;
         if (Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) is string warning) events.Message?.Invoke($"warning: {warning}");
-        var config = BertCheckpoint.ReadConfig(options.Model);
-        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
-        var taskOptions = new FinetuneOptions
-        {
-            Task = options.Task, Model = options.Model, Data = options.Data, Out = options.Out, MaxLength = options.MaxLength,
-            DocStride = options.DocStride, SplitArticles = options.SplitArticles, MaxTrainExamples = options.MaxTrainExamples, Trainer = options.Trainer,
-        };
-        var data = FineTuning.Prepare(taskOptions, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
+        using var trained = TaskPipeline.Load(options.Model, options.Task, options.Trainer.Seed, needTrain: true);
+        var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
         events.Message?.Invoke(data.Description);
-
-        using var model = FineTuning.LoadTrained(options.Model, data, options.Task);
-        using var teacherModel = options.Teacher is string t ? FineTuning.LoadTrained(t, data, options.Task) : null;
+        using var teacherModel = options.Teacher is string t ? TaskPipeline.LoadTrained(t, data, options.Task) : null;
         ITrainingObjective<TaskBatch> objective = teacherModel is null
             ? new TaskObjective(model)
             : new KnowledgeDistillation(new Teacher(teacherModel), model, options.Kd);
@@ -189,16 +171,16 @@ public static class Qat
         var before = new JsonObject();
         if (!resume)
         {
-            before["fp32"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
+            before["fp32"] = RunFiles.Metrics(trained.Score());
             Enable(model, scheme);
-            before["int8_simulated"] = RunFiles.Metrics(Score(model, data, tokenizer.PadId));
+            before["int8_simulated"] = RunFiles.Metrics(trained.Score());
             events.Message?.Invoke($"before QAT: fp32 {before["fp32"]!.ToJsonString()}, int8 (simulated) {before["int8_simulated"]!.ToJsonString()}");
         }
         int quantized = Enable(model, scheme);
         events.Message?.Invoke($"fake quantization ({Int8Quantization.Name(scheme)} weights) on {quantized} dense layers{(teacherModel is null ? "" : $"; distilling from {options.Teacher}")}");
 
         var metrics = FineTuning.TrainOnTask(model, objective, () => model, data, tokenizer, options.Trainer, lengthBucketing: true,
-            options.Out, "quantize", options.Task, new { command = "quantize", mode = "qat", options }, resume, events);
+            options.Out, "quantize", options.Task.ToString(), new { command = "quantize", mode = "qat", options }, resume, events);
 
         // The saved weights are the fp32 masters; the marker says they were trained for the int8 graph.
         string configPath = Path.Combine(options.Out, BertCheckpoint.ConfigFile);
@@ -218,12 +200,5 @@ public static class Qat
         if (!resume) metrics["before"] = before;
         RunFiles.Write(options.Out, "metrics.json", metrics);
         return metrics;
-    }
-
-    /// <summary>Dev metrics of <paramref name="model"/> as it is now (eval mode, no gradients).</summary>
-    static IReadOnlyDictionary<string, double> Score(BertTaskModel model, FineTuning.TaskData data, int padId)
-    {
-        model.eval();
-        return data.Score(TaskObjective.Predict(model, data.Eval, padId));
     }
 }

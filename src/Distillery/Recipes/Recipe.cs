@@ -16,8 +16,8 @@ public enum StageKind
     /// <summary>Fine-tuning (<see cref="FinetuneOptions"/>); its input is <c>model</c>.</summary>
     Finetune,
     /// <summary>
-    /// Distillation: <c>method</c> kd, theseus or homodistil on a task (<see cref="DistillOptions"/>; kd's input is
-    /// <c>student</c>), or distilbert, minilm or homodistil with a <c>corpus</c> (<see cref="CorpusDistillOptions"/>).
+    /// Distillation (<see cref="DistillOptions"/>): any registered <c>method</c> (<see cref="DistillMethods"/>), on a task
+    /// or with a <c>corpus</c>; a method that must be given a student takes the previous stage's output by default.
     /// </summary>
     Distill,
     /// <summary>Structured pruning with fine-tuning (<see cref="Pruning.PruneOptions"/>); its input is <c>model</c>.</summary>
@@ -140,7 +140,7 @@ public sealed class Recipe
                 Default(options, "model", previousOut, where);
                 var o = Typed<FinetuneOptions>(options);
                 o.Trainer.Validate();
-                if (!o.IsSquad) Data.Glue.ParseTask(o.Task);
+                o.Task.Validate();
                 return (new RecipeStage(index, kind, o.Out, o, events => FineTuning.Run(o, events: events, overwrite: true)), ConfigOf(o.Model, produced));
             }
             case StageKind.Prune:
@@ -148,57 +148,34 @@ public sealed class Recipe
                 Default(options, "model", previousOut, where);
                 var o = Typed<Pruning.PruneOptions>(options);
                 o.Trainer.Validate();
-                bool squad = o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
-                if (!squad) Data.Glue.ParseTask(o.Task);
-                if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
+                o.Task.Validate();
+                if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, o.Task.Head);
                 return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events, overwrite: true)), null);
             }
             default:
             {
-                string method = options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : "kd";
-                if (!Enum.TryParse<DistillMethod>(method, ignoreCase: true, out var m) || int.TryParse(method, out _))
-                    throw new InvalidDataException($"{where}: unknown method \"{method}\" (known: {string.Join(", ", Enum.GetNames<DistillMethod>().Select(n => n.ToLowerInvariant()))})");
                 string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
+                var name = options["method"]?.GetValueKind() == JsonValueKind.String ? options["method"]!.GetValue<string>() : DistillMethods.Default.Name;
+                var method = DistillMethods.Find(name);
+                // A method that must be given a student starts from the previous stage's output (a pre-trained student).
+                if (options["student"] == null && !method.BuildsOwnStudent && method.DefaultStudent == null)
+                    options["student"] = new JsonObject
+                    {
+                        ["kind"] = "checkpoint",
+                        ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)"),
+                    };
+                var o = Typed<DistillOptions>(options);
+                o.ResolvedTrainer.Validate();
                 var teacherConfig = ConfigOf(teacher, produced);
-                if (m is DistillMethod.DistilBert or DistillMethod.MiniLm || (m == DistillMethod.HomoDistil && options["corpus"] != null))
-                {
-                    var o = Typed<CorpusDistillOptions>(options);
-                    o.DistilBert.Validate();
-                    o.Trainer.Validate();
-                    if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, BertTask.MaskedLM);
-                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: m == DistillMethod.DistilBert && o.DistilBert.AlphaCos > 0);
-                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.RunOnCorpus(o, events: events, overwrite: true)), null);
-                }
-                else
-                {
-                    if (options["student"] == null && m == DistillMethod.Kd)
-                        options["student"] = new JsonObject { ["kind"] = "checkpoint", ["checkpoint"] = previousOut ?? throw new InvalidDataException($"{where}: needs \"student\" (there is no previous stage to start from)") };
-                    var o = Typed<DistillOptions>(options);
-                    o.Kd.Validate();
-                    o.Trainer.Validate();
-                    bool squad = o.Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
-                    if (!squad) Data.Glue.ParseTask(o.Task);
-                    if (m == DistillMethod.HomoDistil) CheckHomoDistil(o.HomoDistil, o.Student, teacherConfig, squad ? BertTask.QuestionAnswering : BertTask.SequenceClassification);
-                    CheckStudent(o.Student, teacherConfig, produced, widthMustMatch: false);
-                    return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events, overwrite: true)), null);
-                }
+                method.Check(o, teacherConfig, resume: false);
+                CheckStudent(o.Student, teacherConfig, produced);
+                return (new RecipeStage(index, kind, o.Out, o, events => Distiller.Run(o, events: events, overwrite: true)), null);
             }
         }
     }
 
-    /// <summary>HomoDistil's options, and its target against the teacher where the teacher's config is known.</summary>
-    static void CheckHomoDistil(HomoDistilOptions options, StudentInit? student, BertConfig? teacher, BertTask task)
-    {
-        options.Validate();
-        if (student != null) throw new ArgumentException("homodistil builds its student from the teacher; leave out \"student\"");
-        if (teacher == null) return;
-        var target = Pruning.PruneTarget.Parse(options.Target!).Resolve(teacher, task);
-        if (teacher.NumHiddenLayers % target.Layers != 0)
-            throw new ArgumentException($"target {options.Target} has {target.Layers} layers, which do not divide the teacher's {teacher.NumHiddenLayers}");
-    }
-
     /// <summary>Checks what can be checked of a student against its teacher (when its config is known) before anything runs.</summary>
-    static void CheckStudent(StudentInit? init, BertConfig? teacher, Dictionary<string, BertConfig?> produced, bool widthMustMatch)
+    static void CheckStudent(StudentInit? init, BertConfig? teacher, Dictionary<string, BertConfig?> produced)
     {
         if (init == null || teacher == null) return;
         switch (init.Kind)
@@ -209,9 +186,7 @@ public sealed class Recipe
                         throw new ArgumentException($"student layer map names teacher layer {layer}, but the teacher has layers 0..{teacher.NumHiddenLayers - 1}");
                 break;
             case StudentInitKind.Random:
-                var shape = BertArch.Parse(init.Arch ?? throw new ArgumentException("a random student needs \"arch\""));
-                if (widthMustMatch && shape.HiddenSize != teacher.HiddenSize)
-                    throw new ArgumentException($"student width {shape.HiddenSize} differs from the teacher's {teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
+                BertArch.Parse(init.Arch ?? throw new ArgumentException("a random student needs \"arch\""));
                 break;
             case StudentInitKind.Checkpoint:
                 var student = ConfigOf(init.Checkpoint ?? throw new ArgumentException("a checkpoint student needs \"checkpoint\""), produced);

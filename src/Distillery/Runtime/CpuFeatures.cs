@@ -2,7 +2,7 @@
 //   * int8: ONNX Runtime's x86 int8 GEMM (MLAS, uint8 activations × int8 weights) multiplies with vpmaddubsw on AVX2
 //     and AVX-512 CPUs without VNNI, which adds two u8·s8 products into an int16 WITH saturation (255·127·2 > 32767);
 //     AVX512-VNNI, AVX-VNNI and AMX-INT8 accumulate u8·s8 products straight into int32 (vpdpbusd, tdpbusd) and never
-//     saturate. Export/Int8Quantization's default 7-bit weights are exact on both (see Int8Scheme).
+//     saturate. Numerics/Int8Quantization's default 7-bit weights are exact on both (see Int8Scheme).
 //   * bf16: libtorch runs bf16 matmuls natively only with AVX512-BF16 or AMX-BF16; elsewhere it converts to fp32 and
 //     back around every product, which is several times slower than fp32 (ComputePrecision.Auto picks fp32 there).
 // The flags come from /proc/cpuinfo on Linux (what the kernel enabled, so AVX-512/AMX state the OS does not save is

@@ -145,133 +145,22 @@ public sealed class TaskObjective(BertTaskModel model) : ITrainingObjective<Task
 /// <summary>Options of <c>distillery finetune</c> and <c>distillery eval</c>.</summary>
 public sealed record FinetuneOptions
 {
-    /// <summary>A GLUE task name (sst2, mrpc, rte, cola, stsb, qnli, wnli, qqp, mnli) or "squad".</summary>
-    public required string Task { get; init; }
+    /// <summary>The task, its data, lengths and splits (written inline: <c>"task": "sst2", "data": …</c>).</summary>
+    [JsonInline]
+    public required TaskSpec Task { get; init; }
     /// <summary>The model folder to start from (pre-trained or any BERT).</summary>
     public required string Model { get; init; }
-    /// <summary>GLUE: the glue_data folder (or the task's folder); SQuAD: the JSON file (v1.1 or v2.0).</summary>
-    public required string Data { get; init; }
     /// <summary>Output model folder.</summary>
     public required string Out { get; init; }
-    /// <summary>Longest input in tokens (GLUE default 128, SQuAD 384).</summary>
-    public int? MaxLength { get; init; }
-    /// <summary>SQuAD: window stride.</summary>
-    public int DocStride { get; init; } = 128;
-    /// <summary>
-    /// SQuAD with only a dev file: train on this many articles (seeded choice), evaluate on the rest. 0 means train on
-    /// the file given and evaluate on <see cref="EvalData"/>.
-    /// </summary>
-    public int SplitArticles { get; init; }
-    /// <summary>Separate evaluation file (SQuAD) when not splitting articles.</summary>
-    public string? EvalData { get; init; }
-    /// <summary>GLUE: train on a seeded sample of at most this many examples (quick runs); null uses all.</summary>
-    public int? MaxTrainExamples { get; init; }
     /// <summary>Group similar lengths into batches.</summary>
     public bool LengthBucketing { get; init; } = true;
     /// <summary>Optimisation (fine-tuning defaults).</summary>
     public TrainerOptions Trainer { get; init; } = new() { LearningRate = 1e-4, Epochs = 3, BatchSize = 32, EvalEvery = 0 };
-
-    /// <summary>Whether this is the SQuAD task.</summary>
-    public bool IsSquad => Task.Equals("squad", StringComparison.OrdinalIgnoreCase);
 }
 
 /// <summary>Fine-tuning and evaluation on GLUE and SQuAD.</summary>
 public static class FineTuning
 {
-    /// <summary>Everything a task needs: examples, how to score predictions, and the head shape.</summary>
-    public sealed class TaskData
-    {
-        public required IReadOnlyList<EncodedExample> Train { get; init; }
-        public required IReadOnlyList<EncodedExample> Eval { get; init; }
-        public required Func<List<float[]>, IReadOnlyDictionary<string, double>> Score { get; init; }
-        public required BertTask Head { get; init; }
-        public required IReadOnlyList<string> Labels { get; init; }
-        public required bool Regression { get; init; }
-        public required string PrimaryMetric { get; init; }
-        public required string Description { get; init; }
-
-        /// <summary>The same task with other training examples (e.g. unlabeled transfer data).</summary>
-        public TaskData WithTrain(IReadOnlyList<EncodedExample> train, string description) => new()
-        {
-            Train = train, Eval = Eval, Score = Score, Head = Head, Labels = Labels, Regression = Regression, PrimaryMetric = PrimaryMetric, Description = description,
-        };
-    }
-
-    /// <summary>Loads and tokenises a task's training (when <paramref name="needTrain"/>) and evaluation data.</summary>
-    public static TaskData Prepare(FinetuneOptions o, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
-    {
-        int maxLength = o.MaxLength ?? Math.Min(o.IsSquad ? 384 : 128, maxPositions);
-        if (maxLength > maxPositions) throw new ArgumentException($"max length {maxLength} exceeds the model's {maxPositions} positions");
-        if (o.IsSquad)
-        {
-            var options = new SquadOptions { MaxLength = maxLength, DocStride = o.DocStride };
-            IReadOnlyList<SquadQuestion> train, eval;
-            var all = Squad.Load(o.Data);
-            if (o.SplitArticles > 0) (train, eval) = Squad.SplitArticles(all, o.SplitArticles, (int)(o.Trainer.Seed & int.MaxValue));
-            else
-            {
-                train = all;
-                eval = o.EvalData != null ? Squad.Load(o.EvalData) : needTrain ? throw new ArgumentException("SQuAD needs --eval-data FILE or --split-articles N (only a dev set is available here)") : all;
-            }
-            options = options with { Version2 = all.Any(q => q.IsImpossible) };
-            var evalFeatures = Squad.Featurize(tokenizer, eval, options);
-            IReadOnlyList<EncodedExample> Encode(IReadOnlyList<SquadFeature> f) => f.Select(x => new EncodedExample(x.InputIds, x.TokenTypeIds, -1, float.NaN, x.StartPosition, x.EndPosition)).ToList();
-            return new TaskData
-            {
-                Train = needTrain ? Encode(Squad.Featurize(tokenizer, train, options)) : [],
-                Eval = Encode(evalFeatures),
-                Score = logits =>
-                {
-                    // [T, 2] per feature → start and end rows.
-                    var starts = logits.Select(l => Enumerable.Range(0, l.Length / 2).Select(i => l[2 * i]).ToArray()).ToList();
-                    var ends = logits.Select(l => Enumerable.Range(0, l.Length / 2).Select(i => l[2 * i + 1]).ToArray()).ToList();
-                    return Squad.Evaluate(eval, Squad.Decode(eval, evalFeatures, starts, ends, options));
-                },
-                Head = BertTask.QuestionAnswering, Labels = ["LABEL_0", "LABEL_1"], Regression = false, PrimaryMetric = "f1",
-                Description = $"SQuAD: {train.Count:N0} train / {eval.Count:N0} eval questions, {evalFeatures.Count:N0} eval windows of ≤{maxLength} tokens",
-            };
-        }
-        var task = Glue.ParseTask(o.Task);
-        var info = Glue.Info(task);
-        EncodedExample EncodeOne(GlueExample e)
-        {
-            var t = tokenizer.Encode(e.TextA, e.TextB, maxLength);
-            return new EncodedExample(t.InputIds, t.TokenTypeIds, e.Label, (float)e.Score);
-        }
-        IReadOnlyList<GlueExample> trainExamples = needTrain ? Glue.Load(task, Glue.SplitPath(o.Data, task, "train")) : [];
-        trainExamples = Sampling.Sample(trainExamples, o.MaxTrainExamples, o.Trainer.Seed);
-        // Every dev split of the task (MNLI: matched, then mismatched), scored separately; the first one's metrics keep
-        // their names (model selection uses them), later splits' are suffixed with the split's name.
-        var devSplits = info.DevSplits.Select(split => (Split: split, Examples: Glue.Load(task, Glue.SplitPath(o.Data, task, split)))).ToList();
-        IReadOnlyDictionary<string, double> Score(List<float[]> logits)
-        {
-            var result = new Dictionary<string, double>();
-            int offset = 0;
-            for (int i = 0; i < devSplits.Count; i++)
-            {
-                var (split, examples) = devSplits[i];
-                var part = logits.GetRange(offset, examples.Count);
-                offset += examples.Count;
-                var metrics = info.IsRegression
-                    ? Glue.EvaluateRegression(part.Select(l => (double)l[0]).ToList(), examples)
-                    : Glue.Evaluate(task, part.Select(l => Array.IndexOf(l, l.Max())).ToList(), examples);
-                foreach (var (k, v) in metrics) result[i == 0 ? k : $"{k}_{split}"] = v;
-            }
-            return result;
-        }
-        return new TaskData
-        {
-            Train = trainExamples.Select(EncodeOne).ToList(),
-            Eval = devSplits.SelectMany(d => d.Examples).Select(EncodeOne).ToList(),
-            Score = Score,
-            Head = BertTask.SequenceClassification,
-            Labels = info.IsRegression ? ["score"] : info.Labels,
-            Regression = info.IsRegression,
-            PrimaryMetric = info.PrimaryMetric,
-            Description = $"{info.DirectoryName}: {trainExamples.Count:N0} train / {string.Join(" + ", devSplits.Select(d => $"{d.Examples.Count:N0} {d.Split}"))} examples, ≤{maxLength} tokens",
-        };
-    }
-
     /// <summary>Fine-tunes <see cref="FinetuneOptions.Model"/>, keeps the best dev checkpoint, and writes it with run files to <see cref="FinetuneOptions.Out"/>.</summary>
     /// <remarks>An existing finished <see cref="FinetuneOptions.Out"/> is refused unless <paramref name="overwrite"/> (or <paramref name="resume"/>); see <see cref="RunOutput"/>.</remarks>
     public static JsonObject Run(FinetuneOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
@@ -280,9 +169,7 @@ public static class FineTuning
         options.Trainer.Validate();
         RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Model]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
-        var config = BertCheckpoint.ReadConfig(options.Model);
-        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
-        var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: true);
+        var (_, tokenizer, data) = TaskPipeline.ForModel(options.Model, options.Task.Validate(), options.Trainer.Seed, needTrain: true);
         events.Message?.Invoke(data.Description);
         torch.manual_seed(options.Trainer.Seed);   // the new head's init
         var (model, report) = BertCheckpoint.Load(options.Model, data.Head, c => c with
@@ -295,7 +182,7 @@ public static class FineTuning
         try
         {
             return TrainOnTask(model, new TaskObjective(model), () => model, data, tokenizer, options.Trainer, options.LengthBucketing,
-                options.Out, "finetune", options.Task, new { command = "finetune", options }, resume, events);
+                options.Out, "finetune", options.Task.ToString(), new { command = "finetune", options }, resume, events);
         }
         finally
         {
@@ -356,36 +243,5 @@ public static class FineTuning
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
         Directory.Delete(bestDir, recursive: true);
         return metrics;
-    }
-
-    /// <summary>
-    /// Loads a model folder that must already carry a trained head for the task (a fine-tuned model: evaluation,
-    /// a distillation teacher, pruning): a missing head or a head of the wrong size is one line, and nothing leaks.
-    /// </summary>
-    public static BertTaskModel LoadTrained(string dir, TaskData data, string task)
-    {
-        var (model, report) = BertCheckpoint.Load(dir, data.Head);
-        string? problem = report.Initialized.Count > 0
-            ? $"{dir}: has no trained {BertTasks.ArchitectureName(data.Head)} head for {task} (missing {string.Join(", ", report.Initialized.Take(3))}); fine-tune it first"
-            : data.Head == BertTask.SequenceClassification && model.Config.NumLabels != data.Labels.Count
-                ? $"{dir}: its head has {model.Config.NumLabels} outputs, task {task} needs {data.Labels.Count}"
-                : null;
-        if (problem == null) return model;
-        model.Dispose();
-        throw new InvalidDataException(problem);
-    }
-
-    /// <summary>Scores a model folder on a task's dev data (no training), in <paramref name="precision"/> (auto: resolved for this CPU).</summary>
-    public static IReadOnlyDictionary<string, double> Evaluate(FinetuneOptions options, ComputePrecision precision = ComputePrecision.Float32)
-    {
-        var config = BertCheckpoint.ReadConfig(options.Model);
-        var tokenizer = BertCheckpoint.LoadTokenizer(options.Model, config);
-        var data = Prepare(options, tokenizer, config.MaxPositionEmbeddings, needTrain: false);
-        using (var model = LoadTrained(options.Model, data, options.Task))
-        {
-            model.eval();
-            model.SetPrecision(ComputePrecisions.ResolveForRun(precision, warn: null));
-            return data.Score(TaskObjective.Predict(model, data.Eval, tokenizer.PadId));
-        }
     }
 }

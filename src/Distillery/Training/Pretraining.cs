@@ -162,13 +162,10 @@ public static class Pretraining
         events.StageStarted?.Invoke(command == "pretrain" ? "pre-training" : command, trainer.TotalSteps);
         var result = trainer.Run(resume);
         model.eval();
-        if (saved == null) BertCheckpoint.Save(model, options.Out, tokenizer);
-        else
-            using (var final = saved())
-            {
-                final.eval();
-                BertCheckpoint.Save(final, options.Out, tokenizer);
-            }
+        var final = saved?.Invoke() ?? model;
+        final.eval();
+        BertCheckpoint.Save(final, options.Out, tokenizer);
+        if (!ReferenceEquals(final, model)) final.Dispose();   // a copy built for saving (e.g. physically pruned)
         var metrics = new JsonObject
         {
             ["command"] = command,

@@ -10,13 +10,8 @@ namespace Distillery.Training;
 /// </summary>
 public static class RunFiles
 {
-    /// <summary>Serializer settings for run files: indented, enums as names, snake_case keys.</summary>
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
+    /// <summary>Serializer settings for run files: indented, enums as names, snake_case keys (<see cref="JsonFiles.Options"/>).</summary>
+    public static JsonSerializerOptions Json => JsonFiles.Options;
 
     /// <summary>Writes <paramref name="value"/> as <c>dir/name</c> atomically.</summary>
     public static void Write<T>(string dir, string name, T value)
@@ -53,6 +48,17 @@ public static class RunFiles
         if (!File.Exists(path)) return;   // written before the first checkpoint by every run; nothing to compare with
         var saved = Read<JsonNode>(path);
         var now = JsonSerializer.SerializeToNode(runConfig, Json);
+        // A config written by an earlier version is read as today's options record and written again, so only real
+        // differences count, not a changed layout (keys added with their defaults, keys no longer written).
+        if (runConfig.GetType().GetProperty("options")?.GetValue(runConfig) is { } options && saved?["options"] is JsonObject savedOptions)
+        {
+            try
+            {
+                var read = StrictJson.Deserialize(savedOptions.DeepClone(), options.GetType(), "options");
+                saved["options"] = JsonSerializer.SerializeToNode(read, options.GetType(), Json);
+            }
+            catch (Exception e) when (e is JsonException or InvalidDataException or ArgumentException) { }   // compared as written
+        }
         foreach (var node in new[] { saved, now })
             if (node?["options"]?["trainer"] is JsonObject trainer)
                 foreach (var key in Cadence) trainer.Remove(key);

@@ -265,7 +265,7 @@ public sealed class Trainer<TBatch>
                         throw new TrainingDivergedException($"loss is {value} at step {state.Step + 1} of {total} (epoch {epoch + 1}, batch {index}); lower the learning rate or use --on-nan skip");
                     break;
                 }
-                // A loss with no graph (Theseus drew the frozen predecessor for every group) has no gradient to give.
+                // A loss with no graph (every module the step ran was frozen) has no gradient to give.
                 if (loss.requires_grad) (loss / options.GradientAccumulation).backward();
                 stepLoss += value / options.GradientAccumulation;
                 tokensThisRun += tokens;

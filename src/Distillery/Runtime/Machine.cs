@@ -1,6 +1,5 @@
-using Distillery.Runtime;
 
-namespace Distillery.Bench;
+namespace Distillery.Runtime;
 
 /// <summary>A one-line description of the machine timings were taken on.</summary>
 public static class Machine

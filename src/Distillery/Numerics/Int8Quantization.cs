@@ -22,7 +22,7 @@ using Distillery.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Distillery.Export;
+namespace Distillery.Numerics;
 
 /// <summary>How many levels the int8 weights of quantized matmuls use, which decides on which CPUs the graph is exact.</summary>
 public enum Int8Scheme
@@ -43,7 +43,7 @@ public enum Int8Scheme
 }
 
 /// <summary>
-/// Distillery's int8 scheme (what <see cref="OnnxExportOptions.Int8"/> writes and what ONNX Runtime computes).
+/// Distillery's int8 scheme (what <see cref="Export.OnnxExportOptions.Int8"/> writes and what ONNX Runtime computes).
 /// <para><b>Weights</b> (per output channel, symmetric, int8, zero point 0): for a weight W [out, in] and the scheme's
 /// largest code Q (<see cref="WeightMax"/>: 64 for <see cref="Int8Scheme.Reduced7Bit"/>, 127 for
 /// <see cref="Int8Scheme.Full8Bit"/>), each row c gets s_c = max_i |W[c, i]| / Q (s_c = 1 when the row is all zero),

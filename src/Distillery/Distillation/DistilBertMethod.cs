@@ -16,7 +16,7 @@ using static TorchSharp.torch;
 namespace Distillery.Distillation;
 
 /// <summary>DistilBERT's loss weights and temperature.</summary>
-public sealed record DistilBertOptions
+public sealed record DistilBertOptions : IDistillMethodOptions<DistilBertOptions>
 {
     /// <summary>Temperature of the soft targets.</summary>
     public double Temperature { get; init; } = 2.0;
@@ -37,15 +37,35 @@ public sealed record DistilBertOptions
     }
 }
 
-/// <summary>DistilBERT's triple loss on masked-LM batches, from a masked-LM teacher into a masked-LM student.</summary>
-public sealed class DistilBert : IDistillationMethod<MlmBatch>
+/// <summary>
+/// DistilBERT's triple loss on masked-LM batches, from a masked-LM teacher into a masked-LM student (the method, as
+/// opposed to the <c>Bert*</c> model classes).
+/// </summary>
+public sealed class DistilBertMethod : IDistillationMethod<MlmBatch>
 {
+    /// <summary>The registry entry: <c>distilbert</c>, on a corpus, into every other teacher layer unless a student is given.</summary>
+    public static readonly DistillMethod<DistilBertOptions> Method = new()
+    {
+        Name = "distilbert",
+        OptionsKey = "distil_bert",
+        Summary = "DistilBERT's triple loss (soft targets, MLM, cosine) on a corpus (Sanh et al. 2019); student: every other teacher layer by default",
+        DefaultStudent = teacher => StudentInit.EveryOtherLayer(teacher.NumHiddenLayers),
+        CheckTeacher = (o, plan) =>
+        {
+            if (o.AlphaCos > 0 && plan.Teacher != null && plan.Student is { Kind: StudentInitKind.Random, Arch: string arch }
+                && BertArch.Parse(arch).HiddenSize is int width && width != plan.Teacher.HiddenSize)
+                throw new ArgumentException(
+                    $"student width {width} differs from the teacher's {plan.Teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
+        },
+        OnCorpus = (o, inputs) => new DistilBertMethod(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
+    };
+
     private readonly Teacher teacher;
     private readonly DistilBertOptions options;
     private readonly BertForMaskedLM student;
 
     /// <summary>Both models carry masked-LM heads; the cosine term needs equal hidden widths.</summary>
-    public DistilBert(Teacher teacher, BertForMaskedLM student, DistilBertOptions options)
+    public DistilBertMethod(Teacher teacher, BertForMaskedLM student, DistilBertOptions options)
     {
         if (teacher.Model is not BertForMaskedLM) throw new ArgumentException("DistilBERT distils a masked-LM teacher (a pre-trained model, before fine-tuning)");
         if (teacher.Model.Config.VocabSize != student.Config.VocabSize)

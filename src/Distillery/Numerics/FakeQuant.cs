@@ -11,11 +11,10 @@
 // or 8-bit |q| ≤ 127), activations asymmetric uint8 per tensor with the range of the current tensor (no EMA, no
 // learned range), so QAT trains for exactly the int8 graph that is shipped. Because the activation range is always
 // the current tensor's, no value falls outside it and the STE has nothing to clip: its gradient is the identity.
-using Distillery.Export;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Distillery.Quantization;
+namespace Distillery.Numerics;
 
 /// <summary>
 /// Quantize-dequantize functions with a straight-through estimator: forward = q(x) (values on the int8 grid, as fp32),
