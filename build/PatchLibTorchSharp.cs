@@ -1,5 +1,6 @@
 #nullable enable
-// An MSBuild inline task (RoslynCodeTaskFactory), run after every build and publish by Directory.Build.targets.
+// An MSBuild inline task (RoslynCodeTaskFactory), run after every build and publish by build/Distillery.targets
+// (imported by Directory.Build.targets, and shipped in the Distillery package as buildTransitive/ for apps using it).
 //
 // Why: TorchSharp 0.107's native libLibTorchSharp.so was linked against a libstdc++ that defines GLIBCXX_3.4.32.
 // Debian 12 ships GLIBCXX up to 3.4.30, so the dynamic loader refuses the library ("version `GLIBCXX_3.4.32' not
@@ -9,8 +10,9 @@
 // `patchelf --clear-symbol-version _ZSt21ios_base_library_initv` plus marking the version need as weak:
 //   1. set that symbol's .gnu.version entry to 1 (VER_NDX_GLOBAL: "any version"), and
 //   2. set VER_FLG_WEAK (0x2) on the GLIBCXX_3.4.32 entry of .gnu.version_r, so glibc's loader only warns.
-// The patch is applied only when the system libstdc++ lacks GLIBCXX_3.4.32 (newer distributions are left alone),
-// is idempotent (a patched file is recognised and not rewritten), and refuses to touch a file where the version is
+// After a build the patch is applied only when the system libstdc++ lacks GLIBCXX_3.4.32 (newer distributions are left
+// alone); with Always (after a publish, whose output may be installed elsewhere, as the Distillery.Tool package is) it
+// is applied everywhere, harmless on a newer libstdc++ where the unversioned symbol binds as before. It is idempotent (a patched file is recognised and not rewritten), and refuses to touch a file where the version is
 // bound to any other symbol, because then the library would really need the newer libstdc++.
 using System;
 using System.IO;
@@ -28,15 +30,21 @@ public class PatchLibTorchSharp : Task
     /// <summary>Folders searched (recursively) for libLibTorchSharp.so.</summary>
     [Required] public string[] Directories { get; set; } = Array.Empty<string>();
 
+    /// <summary>Patch even when this machine's libstdc++ provides the version (output meant for other machines).</summary>
+    public bool Always { get; set; }
+
     public override bool Execute()
     {
         if (!System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Linux)) return true;
-        string? systemLib = FindSystemLibStdCxx();
-        if (systemLib == null) { Log.LogMessage(MessageImportance.Low, "libstdc++.so.6 not found; TorchSharp left as is."); return true; }
-        if (Contains(File.ReadAllBytes(systemLib), Encoding.ASCII.GetBytes(NeededVersion + "\0")))
+        if (!Always)
         {
-            Log.LogMessage(MessageImportance.Low, $"{systemLib} provides {NeededVersion}; no TorchSharp patch needed.");
-            return true;
+            string? systemLib = FindSystemLibStdCxx();
+            if (systemLib == null) { Log.LogMessage(MessageImportance.Low, "libstdc++.so.6 not found; TorchSharp left as is."); return true; }
+            if (Contains(File.ReadAllBytes(systemLib), Encoding.ASCII.GetBytes(NeededVersion + "\0")))
+            {
+                Log.LogMessage(MessageImportance.Low, $"{systemLib} provides {NeededVersion}; no TorchSharp patch needed.");
+                return true;
+            }
         }
         foreach (string dir in Directories)
         {
@@ -131,7 +139,7 @@ public class PatchLibTorchSharp : Task
         File.WriteAllBytes(temp, elf);
         File.Copy(temp, path, overwrite: true);
         File.Delete(temp);
-        Log.LogMessage(MessageImportance.High, $"Patched {path}: {UnusedSymbol} unversioned, {NeededVersion} weak (system libstdc++ lacks it).");
+        Log.LogMessage(MessageImportance.High, $"Patched {path}: {UnusedSymbol} unversioned, {NeededVersion} weak ({(Always ? "output for any libstdc++" : "system libstdc++ lacks it")}).");
     }
 
     static void Check(bool ok, string what) { if (!ok) throw new InvalidDataException(what); }
