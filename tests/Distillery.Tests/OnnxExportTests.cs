@@ -385,14 +385,6 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.All(full.Graph.Node.Where(n => n.OpType == "DynamicQuantizeMatMul"), n => Assert.Equal(127, MaxCode(fullInitializers[n.Input[1]])));
     }
 
-    /// <summary>The op types of the graph ONNX Runtime actually runs (after ORT_ENABLE_ALL), counted from its saved optimized model.</summary>
-    internal static Dictionary<string, int> OptimizedOpCounts(string path, string optimizedPath)
-    {
-        using (var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, OptimizedModelFilePath = optimizedPath })
-        using (new InferenceSession(path, options)) { }
-        return ModelProto.Parser.ParseFrom(File.ReadAllBytes(optimizedPath)).Graph.Node.GroupBy(n => n.OpType).ToDictionary(g => g.Key, g => g.Count());
-    }
-
     /// <summary>
     /// The fused graph is what ONNX Runtime runs: after its own optimizations, per layer one Attention (fp32) or
     /// MultiHeadAttention (int8), two SkipLayerNormalization and one BiasGelu, one EmbedLayerNormalization (fp32), and no
@@ -404,7 +396,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         using var model = Model(BertTask.SequenceClassification, Config() with { NumHiddenLayers = 3 });
         int layers = model.Config.NumHiddenLayers;
         using var tmp = new TestData.TempDir();
-        var counts = new Dictionary<string, Dictionary<string, int>>();
+        var counts = new Dictionary<string, IReadOnlyDictionary<string, int>>();
         foreach (var (name, options) in new[]
         {
             ("plain", new OnnxExportOptions { Graph = OnnxGraphKind.Plain }), ("fused", new OnnxExportOptions()),
@@ -412,7 +404,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         })
         {
             OnnxExporter.Export(model, tmp[name + ".onnx"], options);
-            counts[name] = OptimizedOpCounts(tmp[name + ".onnx"], tmp[name + ".optimized.onnx"]);
+            counts[name] = Bench.OnnxGraphStats.OptimizedOpCounts(tmp[name + ".onnx"]);
             output.WriteLine($"{name}: {counts[name].Values.Sum()} nodes after ORT_ENABLE_ALL: {string.Join(", ", counts[name].OrderByDescending(c => c.Value).Select(c => $"{c.Key} {c.Value}"))}");
         }
         int Count(string graph, string op) => counts[graph].GetValueOrDefault(op);
