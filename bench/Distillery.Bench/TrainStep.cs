@@ -58,7 +58,8 @@ static class TrainStep
             model.SetPrecision(ComputePrecision.Float32);
             model.train();
             var named = model.named_parameters().ToList();
-            static bool NoDecay(string name) => name.EndsWith(".bias") || name.Contains("LayerNorm");
+            // The Trainer's exclusion list (biases and LayerNorm are not decayed).
+            static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal) || name == "bias";
             using var optimizer = optim.AdamW(new[]
             {
                 new TorchSharp.Modules.AdamW.ParamGroup(named.Where(p => !NoDecay(p.name)).Select(p => p.parameter), lr: 5e-5, weight_decay: 0.01),

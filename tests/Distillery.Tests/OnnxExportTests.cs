@@ -386,9 +386,10 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The fused graph is what ONNX Runtime runs: after its own optimizations, per layer one Attention (fp32) or
-    /// MultiHeadAttention (int8), two SkipLayerNormalization and one BiasGelu, one EmbedLayerNormalization (fp32), and no
-    /// Softmax, Transpose, Reshape or LayerNormalization left in the encoder; fused and plain graphs agree to 1e-4.
+    /// The fused graph is what ONNX Runtime runs: after its own optimizations, fp32 has per layer one Attention, two
+    /// SkipLayerNormalization and one BiasGelu, one EmbedLayerNormalization, and no Softmax, Transpose, Reshape or
+    /// LayerNormalization; int8 has one MultiHeadAttention and one Gelu per layer and no Softmax, Transpose or Reshape
+    /// (its LayerNorms stay as in the plain graph so that it equals the simulated scheme); fused and plain agree to 1e-4.
     /// </summary>
     [Fact]
     public void FusedGraphRunsOnTransformerContribOpsAndEqualsPlain()
@@ -415,16 +416,14 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal(layers, Count("fused", "Attention"));
         Assert.Equal(2 * layers, Count("fused", "SkipLayerNormalization"));
         Assert.Equal(layers, Count("fused", "BiasGelu"));
+        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "LayerNormalization", "Erf" }) Assert.Equal(0, Count("fused", op));
+        Assert.True(counts["fused"].Values.Sum() < counts["plain"].Values.Sum() / 2, "fused is not much smaller than plain");
         Assert.Equal(layers, Count("fused-int8", "MultiHeadAttention"));
-        Assert.Equal(2 * layers + 1, Count("fused-int8", "SkipLayerNormalization"));   // + the embeddings' sum and LayerNorm
-        Assert.Equal(layers, Count("fused-int8", "BiasGelu"));
+        Assert.Equal(layers, Count("fused-int8", "Gelu"));
         Assert.Equal(4 * layers + 1, Count("fused-int8", "DynamicQuantizeMatMul"));    // the same quantized matmuls as plain int8
         Assert.Equal(4 * layers + 1, Count("plain-int8", "DynamicQuantizeMatMul"));
-        foreach (var graph in new[] { "fused", "fused-int8" })
-        {
-            foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "LayerNormalization", "Erf" }) Assert.Equal(0, Count(graph, op));
-            Assert.True(counts[graph].Values.Sum() < counts["plain" + graph[5..]].Values.Sum() / 2, $"{graph} is not much smaller than its plain graph");
-        }
+        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "Erf" }) Assert.Equal(0, Count("fused-int8", op));
+        Assert.True(counts["fused-int8"].Values.Sum() < counts["plain-int8"].Values.Sum(), "fused int8 is not smaller than plain int8");
 
         // Fused and plain compute the same function (both also match TorchSharp: Fp32GraphMatchesTorchSharp).
         var batch = Batch(120, 12, ShapeA);

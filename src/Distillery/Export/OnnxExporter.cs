@@ -26,7 +26,11 @@
 //           or MultiHeadAttention after the int8 Q|K|V DynamicQuantizeMatMul, the raw 0/1 mask as int32 [B, T] with
 //           mask_filter_value = float.MinValue (the additive value of the plain graph and of the model),
 //           SkipLayerNormalization (bias + residual + LayerNorm) closing each block, and BiasGelu / FastGelu for the
-//           exact / tanh GELU. Runs only in ONNX Runtime (these ops are CPU kernels there since 1.x). A layer pruned to
+//           exact / tanh GELU. The int8 graph fuses attention (MultiHeadAttention) and GELU only: its LayerNorms and
+//           embeddings keep the plain graph's arithmetic, because a last-bit difference in a quantized matmul's input
+//           can flip an activation's uint8 code, and the int8 graph must equal the scheme's simulation (QAT's forward;
+//           with SkipLayerNormalization it drifted by 0.014 on a test model with 8-bit weights).
+//           Runs only in ONNX Runtime (these ops are CPU kernels there since 1.x). A layer pruned to
 //           0 heads or 0 FFN neurons has no product to fuse, so that block alone is written as in the plain graph;
 //           per-layer head counts, FFN widths and head sizes other than H/heads export fused (qkv_hidden_sizes).
 //
@@ -318,8 +322,8 @@ public static class OnnxExporter
         /// Embeddings in the fused graph. fp32: one com.microsoft.EmbedLayerNormalization (int32 ids and segment ids;
         /// positions 0..T−1, the op's default without position_ids; its mask_index output, the count of 1s per row, is
         /// not used: Attention takes the raw mask). int8: the word table is int8 rows, which EmbedLayerNormalization
-        /// cannot read, so the rows are gathered and scaled as in the plain graph and SkipLayerNormalization adds the
-        /// token-type and position rows and normalises in one op.
+        /// cannot read, and the int8 graph keeps the plain graph's arithmetic wherever it feeds a quantized matmul (see
+        /// <see cref="FusedLayer"/>), so the embeddings are the plain graph's.
         /// </summary>
         private string FusedEmbeddings(string ids, string types)
         {
@@ -329,15 +333,7 @@ public static class OnnxExporter
             var gamma = Weight(p + "LayerNorm.weight", Param(p + "LayerNorm.weight"));
             var beta = Weight(p + "LayerNorm.bias", Param(p + "LayerNorm.bias"));
             var epsilon = OnnxGraphBuilder.Float("epsilon", (float)Config.LayerNormEps);
-            if (int8)
-            {
-                var words = Int8WordRows(ids);                                                           // [B, T, H]
-                var typeEmb = G.Node("Gather", [typeTable, types], "token_type_embeddings");             // [B, T, H]
-                var length = G.Node("Shape", [ids], "sequence_length", OnnxGraphBuilder.Int("start", 1), OnnxGraphBuilder.Int("end", 2));   // [1]
-                var positions = G.Node("Slice", [posTable, G.Int64s(0), length, G.Int64s(0)], "position_embeddings");                   // [T, H]
-                var skip = G.Node("Add", [typeEmb, positions], "type_position_embeddings");              // [B, T, H]
-                return G.MicrosoftNode("SkipLayerNormalization", [words, skip, gamma, beta], "embeddings", epsilon);
-            }
+            if (int8) return Embeddings(ids, types);
             var ids32 = G.Node("Cast", [ids], "input_ids_int32", OnnxGraphBuilder.Int("to", (long)DataType.Int32));
             var types32 = G.Node("Cast", [types], "token_type_ids_int32", OnnxGraphBuilder.Int("to", (long)DataType.Int32));
             var table = Weight(p + "word_embeddings.weight", Param(p + "word_embeddings.weight"));
@@ -448,10 +444,12 @@ public static class OnnxExporter
         /// <item>int8 attention: the Q|K|V projection stays one DynamicQuantizeMatMul (the same quantization as the plain
         /// int8 graph), split into Q, K, V [B, T, h·d], then com.microsoft.MultiHeadAttention with the int32 mask as
         /// key_padding_mask.</item>
-        /// <item>each residual block ends in com.microsoft.SkipLayerNormalization(dense(x) without bias, residual, γ, β,
-        /// bias): the bias add, the residual add and the LayerNorm in one pass.</item>
-        /// <item>FFN: dense without bias → com.microsoft.BiasGelu (exact erf GELU) or FastGelu (tanh GELU), which add the
-        /// bias; ReLU and SiLU are written as in the plain graph.</item>
+        /// <item>fp32: each residual block ends in com.microsoft.SkipLayerNormalization(dense(x) without bias, residual,
+        /// γ, β, bias): the bias add, the residual add and the LayerNorm in one pass. int8 keeps the plain graph's Add +
+        /// LayerNormalization (<see cref="DenseSkipLayerNorm"/> says why).</item>
+        /// <item>FFN, fp32: dense without bias → com.microsoft.BiasGelu (exact erf GELU) or FastGelu (tanh GELU), which
+        /// add the bias. int8, erf GELU: DynamicQuantizeMatMul with its bias → com.microsoft.Gelu (what ONNX Runtime
+        /// makes of the plain graph's Erf chain). ReLU, SiLU (and int8 tanh GELU) are written as in the plain graph.</item>
         /// </list>
         /// A layer pruned to 0 heads or 0 neurons has no product to fuse: that block is Add + LayerNormalization, as plain.
         /// </summary>
@@ -485,24 +483,38 @@ public static class OnnxExporter
                     context = G.MicrosoftNode("Attention", [hidden, w, b, mask], p + "context",
                         OnnxGraphBuilder.Int("num_heads", heads), OnnxGraphBuilder.Ints("qkv_hidden_sizes", hd, hd, hd), maskFilter);
                 }
-                var projected = Linear(context, Param(p + "attention.output.dense.weight"), null, p + "attention.output.dense", int8);   // [B, T, H]
-                attended = SkipLayerNorm(projected, hidden, Weight(p + "attention.output.dense.bias", Param(p + "attention.output.dense.bias")),
-                    p + "attention.output.LayerNorm", p + "attention_ln");
+                attended = DenseSkipLayerNorm(context, hidden, p + "attention.output.dense", p + "attention.output.LayerNorm", p + "attention_ln");
             }
 
             if (width == 0)
                 return LayerNorm(G.Node("Add", [attended, Weight(p + "output.dense.bias", Param(p + "output.dense.bias"))], p + "ffn_out"), p + "output.LayerNorm", p + "output");
             string inner;
             var intermediateBias = Param(p + "intermediate.dense.bias");
-            if (Config.HiddenAct is HiddenActivation.Gelu or HiddenActivation.GeluTanh)
+            if (int8 && Config.HiddenAct == HiddenActivation.Gelu)
+                // The bias is added inside DynamicQuantizeMatMul, as in the plain graph (whose Erf chain ONNX Runtime fuses to this Gelu).
+                inner = G.MicrosoftNode("Gelu", [Dense(attended, p + "intermediate.dense", quantize: true)], p + "intermediate");
+            else if (!int8 && Config.HiddenAct is HiddenActivation.Gelu or HiddenActivation.GeluTanh)
             {
                 var product = Linear(attended, Param(p + "intermediate.dense.weight"), null, p + "intermediate.dense", int8);            // [B, T, F]
                 inner = G.MicrosoftNode(Config.HiddenAct == HiddenActivation.Gelu ? "BiasGelu" : "FastGelu",
                     [product, Weight(p + "intermediate.dense.bias", intermediateBias)], p + "intermediate");
             }
             else inner = Activation(Dense(attended, p + "intermediate.dense", int8), p + "intermediate");
-            var output = Linear(inner, Param(p + "output.dense.weight"), null, p + "output.dense", int8);                               // [B, T, H]
-            return SkipLayerNorm(output, attended, Weight(p + "output.dense.bias", Param(p + "output.dense.bias")), p + "output.LayerNorm", p + "output");
+            return DenseSkipLayerNorm(inner, attended, p + "output.dense", p + "output.LayerNorm", p + "output");
+        }
+
+        /// <summary>
+        /// LayerNorm(dense(x) + residual) in the fused graph. fp32: MatMul without bias, then SkipLayerNormalization adds
+        /// bias and residual and normalises in one pass. int8: the bias stays inside DynamicQuantizeMatMul and the block is
+        /// Add + LayerNormalization, the plain graph's arithmetic, because the LayerNorm output is the next quantized
+        /// matmul's input: a last-bit difference there can move an activation across a rounding boundary of its uint8
+        /// grid, and the int8 graph must equal the scheme's simulation (what QAT trains), not only approximate it.
+        /// </summary>
+        private string DenseSkipLayerNorm(string x, string residual, string dense, string norm, string hint)
+        {
+            if (int8) return LayerNorm(G.Node("Add", [Dense(x, dense, quantize: true), residual], hint + "_sum"), norm, hint);
+            var product = Linear(x, Param(dense + ".weight"), null, dense, quantize: false);                                         // [B, T, H]
+            return SkipLayerNorm(product, residual, Weight(dense + ".bias", Param(dense + ".bias")), norm, hint);
         }
 
         private void MaskedLmHead(string ids, string hidden)
