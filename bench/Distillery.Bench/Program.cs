@@ -1,5 +1,7 @@
 // Benchmarks (not tests): print a table and record the commit and machine. Usage:
 //   dotnet run -c Release --project bench/Distillery.Bench -- train-throughput [--arch L4-H256] [--batch 32] [--length 128] [--steps 20]
+//   dotnet run -c Release --project bench/Distillery.Bench -- train-step [--model models/minilm-l6-h384] [--batch 32] [--length 128] [--steps 10]
+//   dotnet run -c Release --project bench/Distillery.Bench -- minilm-onnx --out runs/fused-onnx/pytorch-minilm.onnx
 using System.Diagnostics;
 using Distillery.Bench;
 using Distillery.Models;
@@ -10,16 +12,25 @@ using static TorchSharp.torch;
 
 string command = args.Length > 0 ? args[0] : "train-throughput";
 string Arg(string name, string fallback) => Array.IndexOf(args, name) is int i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+if (command == "minilm-onnx")
+{
+    // The PyTorch export of the real teacher's weights, for `distillery bench --peer` (bench/fused-onnx.sh).
+    string output = Arg("--out", "runs/fused-onnx/pytorch-minilm.onnx");
+    Distillery.Import.RealTeacher.ExtractOriginalGraph(output, m => Console.Error.WriteLine(m));
+    Console.WriteLine(output);
+    return 0;
+}
+if (command == "train-step") return TrainStep.Run(Arg);
 if (command != "train-throughput")
 {
-    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput)");
+    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput, train-step, minilm-onnx)");
     return 2;
 }
 
 string arch = Arg("--arch", "L4-H256");
 int batch = int.Parse(Arg("--batch", "32")), length = int.Parse(Arg("--length", "128")), steps = int.Parse(Arg("--steps", "20")), warmup = int.Parse(Arg("--warmup", "3"));
 Console.WriteLine($"# training throughput: {arch}, sequence classification, batch {batch} x {length} tokens, {steps} timed steps after {warmup} warm-up");
-Console.WriteLine($"# commit {Git("rev-parse --short HEAD")}, {Machine.Describe()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"# commit {Machine.GitCommit() ?? "unknown"}, {Machine.Describe()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 Console.WriteLine();
 Console.WriteLine("| precision | tokens/s | ms/step | forward ms | backward ms | optimizer ms | speed-up |");
 Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
@@ -58,15 +69,3 @@ foreach (var precision in new[] { ComputePrecision.Float32, ComputePrecision.BFl
     optimizer.Dispose();
 }
 return 0;
-
-static string Git(string arguments)
-{
-    try
-    {
-        var p = Process.Start(new ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        string output = p.StandardOutput.ReadToEnd().Trim();
-        p.WaitForExit();
-        return p.ExitCode == 0 ? output : "unknown";
-    }
-    catch (System.ComponentModel.Win32Exception) { return "unknown"; }
-}

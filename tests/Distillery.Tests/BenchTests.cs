@@ -27,13 +27,14 @@ public sealed class BenchTests
         var options = new BenchOptions
         {
             Models = [tmp["big"], tmp["small"]], Task = new() { Name = Training.TaskName.Sst2, Data = TestData.Path("glue") }, SeqLength = 32, Iterations = 3,
-            Backends = BenchBackends.ParseList("torch-fp32, torch-bf16,onnx-fp32,onnx-int8"),
+            Backends = BenchBackends.ParseList("torch-fp32, torch-bf16,onnx-fp32,onnx-int8"), PeakShapes = SmallShapes, PeakSecondsPerShape = 0.05,
         };
         var progress = new List<string>();
         var results = ModelBench.Run(options, progress.Add);
 
         Assert.Equal(8, results.Count);
-        Assert.Equal(BenchBackends.All.Concat(BenchBackends.All), results.Select(r => r.Backend));
+        BenchBackend[] four = [BenchBackend.TorchFp32, BenchBackend.TorchBf16, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8];
+        Assert.Equal(four.Concat(four), results.Select(r => r.Backend));
         Assert.Equal([tmp["big"], tmp["big"], tmp["big"], tmp["big"], tmp["small"], tmp["small"], tmp["small"], tmp["small"]], results.Select(r => r.Model));
         Assert.Contains(progress, p => p.StartsWith("exporting", StringComparison.Ordinal));
         foreach (var r in results)
@@ -62,7 +63,7 @@ public sealed class BenchTests
         string markdown = ModelBench.Markdown(results, options);
         Assert.Contains("| backend |", markdown);
         // Rows are labelled by backend; torch-bf16 says "(emulated)" on a CPU without native bf16.
-        foreach (var backend in BenchBackends.All) Assert.Contains($"| {tmp["big"]} | {results[0].Arch} | {BenchBackends.Label(backend, Runtime.CpuFeatures.Current)} |", markdown);
+        foreach (var backend in four) Assert.Contains($"| {tmp["big"]} | {results[0].Arch} | {BenchBackends.Label(backend, Runtime.CpuFeatures.Current)} |", markdown);
         Assert.Contains("| 100.0% | ", markdown);
         Assert.Contains("| 1.00x |", markdown);
 
@@ -76,12 +77,94 @@ public sealed class BenchTests
         Assert.True(bytes.Length > 10_000, $"PNG of {bytes.Length} bytes: nearly empty");
     }
 
+    /// <summary>Small GEMMs for the peak measurement, so the tests stay fast (the bench's default shapes take seconds).</summary>
+    static readonly GemmShape[] SmallShapes = [new(256, 64, 128), new(128, 128, 128)];
+
+    /// <summary>
+    /// Every row carries the model's FLOPs per sequence (a hand count), the peak of the backend that ran it, and its
+    /// achieved GFLOP/s and share of that peak; a foreign "peer" graph of the first model is timed in the same run, scored
+    /// when it has the classifier (then exactly as the fused export, the same function) and n/a when it has not; the
+    /// JSON record holds both peaks and every row; ONNX rows record the op types ONNX Runtime runs.
+    /// </summary>
+    [Fact]
+    public void RowsReportFlopsPeakFractionsAndAPeerGraph()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveTinyClassifier(tmp["model"], layers: 2, seed: 3);
+        // Peers: the model's plain export stripped of Distillery's metadata (so only its names say what it is), scored
+        // through its "logits"; and the same graph with that output renamed, as a bare encoder export would be.
+        var (model, _) = BertCheckpoint.Load(tmp["model"]);
+        using (model)
+        {
+            model.eval();
+            Export.OnnxExporter.Export(model, tmp["plain.onnx"], new Export.OnnxExportOptions { Graph = Export.OnnxGraphKind.Plain });
+        }
+        var proto = Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["plain.onnx"]));
+        proto.MetadataProps.Clear();
+        File.WriteAllBytes(tmp["peer.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        proto.Graph.Output[0].Name = "sentence_output";
+        proto.Graph.Node.Single(n => n.Output.Contains("logits")).Output[0] = "sentence_output";
+        File.WriteAllBytes(tmp["encoder.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+
+        foreach (var (peer, scored) in new[] { (tmp["peer.onnx"], true), (tmp["encoder.onnx"], false) })
+        {
+            var options = new BenchOptions
+            {
+                Models = [tmp["model"]], Task = new() { Name = Training.TaskName.Sst2, Data = TestData.Path("glue") }, SeqLength = 32, Iterations = 2,
+                Backends = BenchBackends.ParseList("torch-fp32,onnx-fp32,onnx-fp32-plain"), Peer = peer, PeakShapes = SmallShapes, PeakSecondsPerShape = 0.05,
+            };
+            var results = ModelBench.Run(options);
+            Assert.Equal([BenchBackend.TorchFp32, BenchBackend.OnnxFp32, BenchBackend.OnnxFp32Plain, BenchBackend.OnnxPeer], results.Select(r => r.Backend));
+            Assert.Equal(peer, results[3].Model);
+
+            // L2-H32, 2 heads, FFN 64, length 32, 2 labels. Per layer and token: QKV 2·32·96 + output 2·32·32 + FFN 2·2·32·64
+            // + scores and context 2·2·32·32 = 20480; × 2 layers × 32 tokens, + pooler 2·32·32 + classifier 2·32·2.
+            const double flops = 20480.0 * 2 * 32 + 2 * 32 * 32 + 2 * 32 * 2;
+            Assert.All(results.Take(3), r => Assert.Equal(flops, r.FlopsPerSequence));
+            Assert.Equal(scored ? flops : flops - (2 * 32 * 32 + 2 * 32 * 2), results[3].FlopsPerSequence);   // a bare encoder has no head
+            Assert.Equal("libtorch", results[0].Peak!.Backend);
+            Assert.All(results.Skip(1), r => Assert.Equal("onnxruntime", r.Peak!.Backend));
+            Assert.All(results, r => Assert.Equal(SmallShapes, r.Peak!.Shapes.Select(s => s.Shape)));
+            foreach (var r in results)
+            {
+                Assert.Equal(r.FlopsPerSequence * r.Batch32.SequencesPerSecond / 1e9, r.GFlops(r.Batch32), 9);
+                Assert.Equal(r.GFlops(r.Batch1) / r.Peak!.PeakGFlops, r.PeakFraction(r.Batch1), 9);
+                Assert.True(r.PeakFraction(r.Batch1) > 0 && r.Peak.PeakGFlops > 0);
+            }
+            Assert.Null(results[0].OptimizedOps);
+            Assert.True(results[1].OptimizedOps!.ContainsKey("Attention"));          // the fused export, as ONNX Runtime runs it
+            Assert.False(results[2].OptimizedOps!.ContainsKey("Attention"));
+            Assert.True(results[3].OptimizedOps!.ContainsKey("Softmax"));            // the peer is the plain graph
+
+            if (scored) Assert.Equal(results[1].Score, results[3].Score);          // the same function: the same predictions
+            else Assert.True(double.IsNaN(results[3].Score));
+
+            string markdown = ModelBench.Markdown(results, options);
+            Assert.Contains("| % of peak b1 |", markdown);
+            Assert.Contains("fp32 GEMM peak", markdown);
+            Assert.Contains($"| {peer} | {results[0].Arch} | onnx-peer |", markdown);
+            if (!scored) Assert.Contains("| n/a | n/a |", markdown);
+
+            var record = ModelBench.Record(results, options);
+            var peaks = record["gemm_peaks"]!.AsArray();
+            Assert.Equal(["libtorch", "onnxruntime"], peaks.Select(p => (string)p!["backend"]!));
+            Assert.All(peaks, p => Assert.Equal(SmallShapes.Length, p!["shapes"]!.AsArray().Count));
+            var rows = record["rows"]!.AsArray();
+            Assert.Equal(4, rows.Count);
+            Assert.Equal("onnx-peer", (string)rows[3]!["backend"]!);
+            Assert.Equal(results[1].PeakFraction(results[1].Batch32), (double)rows[1]!["batch32"]!["peak_fraction"]!, 9);
+            Assert.Equal(scored, rows[3]!["score"] is not null);
+        }
+        Assert.Contains("give an .onnx file", Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = new() { Name = Training.TaskName.Sst2, Data = "d" }, Peer = "model.pt" }.Validate()).Message);
+    }
+
     [Fact]
     public void BackendListsAreCheckedByName()
     {
         Assert.Equal([BenchBackend.OnnxInt8, BenchBackend.TorchFp32], BenchBackends.ParseList("onnx-int8,torch-fp32,onnx-int8"));
         var e = Assert.Throws<ArgumentException>(() => BenchBackends.ParseList("torch-fp32,onnx-fp16"));
-        Assert.Equal("--backends: unknown backend \"onnx-fp16\" (known: torch-fp32, torch-bf16, onnx-fp32, onnx-int8)", e.Message);
+        Assert.Equal("--backends: unknown backend \"onnx-fp16\" (known: torch-fp32, torch-bf16, onnx-fp32, onnx-int8, onnx-fp32-plain, onnx-int8-plain)", e.Message);
+        Assert.Throws<ArgumentException>(() => BenchBackends.ParseList("onnx-peer"));   // the peer row comes from --peer
         Assert.Throws<ArgumentException>(() => BenchBackends.ParseList(" , "));
 
         // Emulated bf16 is marked, and left out of the recommended list (the quickstart's), only where the CPU lacks bf16.
@@ -91,7 +174,7 @@ public sealed class BenchTests
         Assert.Equal("torch-bf16", BenchBackends.Label(BenchBackend.TorchBf16, native));
         Assert.Equal("torch-fp32", BenchBackends.Label(BenchBackend.TorchFp32, avx2));
         Assert.Equal([BenchBackend.TorchFp32, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8], BenchBackends.RecommendedFor(avx2));
-        Assert.Equal(BenchBackends.All, BenchBackends.RecommendedFor(native));
+        Assert.Equal([BenchBackend.TorchFp32, BenchBackend.TorchBf16, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8], BenchBackends.RecommendedFor(native));
         Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = new() { Name = Training.TaskName.Sst2, Data = "d" }, Backends = [] }.Validate());
     }
 }

@@ -128,8 +128,12 @@ public sealed class CliTests
 
         // Across backends, with the plot; an unknown backend is one line.
         var across = Run(tmp.Dir, "bench", "small", "--task", "sst2", "--data", TestData.Path("glue"), "--iterations", "2", "--seq-length", "16",
-            "--backends", "torch-fp32,onnx-int8", "--out", "across.md", "--plot", "across.png");
+            "--backends", "torch-fp32,onnx-int8", "--out", "across.md", "--plot", "across.png", "--json", "across.json");
         Assert.True(across.ExitCode == 0, across.Err + across.Out);
+        var record = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(tmp.Dir, "across.json")))!;
+        Assert.Equal(["torch-fp32", "onnx-int8"], record["rows"]!.AsArray().Select(r => (string)r!["backend"]!));
+        Assert.Equal(["libtorch", "onnxruntime"], record["gemm_peaks"]!.AsArray().Select(p => (string)p!["backend"]!));
+        Assert.All(record["rows"]!.AsArray(), r => Assert.True((double)r!["batch1"]!["peak_fraction"]! > 0));
         string acrossTable = File.ReadAllText(Path.Combine(tmp.Dir, "across.md"));
         Assert.Contains("onnx-int8: 7bit weights", acrossTable);
         Assert.Contains("ONNX Runtime threads", acrossTable);

@@ -75,27 +75,34 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     static readonly int[] ShapeB = [20, 20];     // batch 2, sequence 20, no padding
 
     [Theory]
-    [InlineData(BertTask.SequenceClassification)]
-    [InlineData(BertTask.MaskedLM)]
-    [InlineData(BertTask.QuestionAnswering)]
-    public void Fp32GraphMatchesTorchSharp(BertTask task)
+    [InlineData(BertTask.SequenceClassification, OnnxGraphKind.Fused)]
+    [InlineData(BertTask.MaskedLM, OnnxGraphKind.Fused)]
+    [InlineData(BertTask.QuestionAnswering, OnnxGraphKind.Fused)]
+    [InlineData(BertTask.SequenceClassification, OnnxGraphKind.Plain)]
+    [InlineData(BertTask.MaskedLM, OnnxGraphKind.Plain)]
+    [InlineData(BertTask.QuestionAnswering, OnnxGraphKind.Plain)]
+    public void Fp32GraphMatchesTorchSharp(BertTask task, OnnxGraphKind graph)
     {
         using var model = Model(task);
-        var report = ExportAndCompare(model, null, Batch(120, 1, ShapeA), Batch(120, 2, ShapeB));
-        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{task}: max |diff| {report.MaxAbsDiff:G3}");
+        var report = ExportAndCompare(model, new OnnxExportOptions { Graph = graph }, Batch(120, 1, ShapeA), Batch(120, 2, ShapeB));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{task}, {graph}: max |diff| {report.MaxAbsDiff:G3}");
         Assert.Equal(1.0, report.ArgmaxAgreement);
     }
 
     [Theory]
-    [InlineData(HiddenActivation.GeluTanh, null)]
-    [InlineData(HiddenActivation.Relu, null)]
-    [InlineData(HiddenActivation.Silu, 6)]      // head size 6 with 4 heads: h·d = 24 ≠ hidden 32
-    [InlineData(HiddenActivation.Gelu, 12)]
-    public void OtherActivationsAndHeadSizesMatch(HiddenActivation activation, int? headSize)
+    [InlineData(HiddenActivation.GeluTanh, null, OnnxGraphKind.Fused)]
+    [InlineData(HiddenActivation.Relu, null, OnnxGraphKind.Fused)]
+    [InlineData(HiddenActivation.Silu, 6, OnnxGraphKind.Fused)]      // head size 6 with 4 heads: h·d = 24 ≠ hidden 32
+    [InlineData(HiddenActivation.Gelu, 12, OnnxGraphKind.Fused)]     // h·d = 48 > hidden 32
+    [InlineData(HiddenActivation.GeluTanh, null, OnnxGraphKind.Plain)]
+    [InlineData(HiddenActivation.Relu, null, OnnxGraphKind.Plain)]
+    [InlineData(HiddenActivation.Silu, 6, OnnxGraphKind.Plain)]
+    [InlineData(HiddenActivation.Gelu, 12, OnnxGraphKind.Plain)]
+    public void OtherActivationsAndHeadSizesMatch(HiddenActivation activation, int? headSize, OnnxGraphKind graph)
     {
         using var model = Model(BertTask.SequenceClassification, Config() with { HiddenAct = activation, AttentionHeadSize = headSize });
-        var report = ExportAndCompare(model, null, Batch(120, 6, ShapeA));
-        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{activation}, d={headSize}: max |diff| {report.MaxAbsDiff:G3}");
+        var report = ExportAndCompare(model, new OnnxExportOptions { Graph = graph }, Batch(120, 6, ShapeA));
+        Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"{activation}, d={headSize}, {graph}: max |diff| {report.MaxAbsDiff:G3}");
     }
 
     [Fact]
@@ -107,8 +114,10 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.True(double.IsNaN(report.ArgmaxAgreement));   // one output: no argmax to agree on
     }
 
-    [Fact]
-    public void PhysicallyPrunedGraphMatchesTorchSharp()
+    [Theory]
+    [InlineData(OnnxGraphKind.Fused)]
+    [InlineData(OnnxGraphKind.Plain)]
+    public void PhysicallyPrunedGraphMatchesTorchSharp(OnnxGraphKind graph)
     {
         var config = Config() with { NumHiddenLayers = 3 };
         using var full = Model(BertTask.SequenceClassification, config);
@@ -120,12 +129,12 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         pruned.eval();
         Assert.Equal([2, 0, 4], pruned.Config.LayerHeads);
         Assert.Equal([40, 22, 0], pruned.Config.LayerIntermediateSizes);
-        var report = ExportAndCompare(pruned, null, Batch(120, 3, ShapeA), Batch(120, 4, ShapeB));
-        output.WriteLine($"pruned fp32: max |diff| {report.MaxAbsDiff:G3}");
+        var report = ExportAndCompare(pruned, new OnnxExportOptions { Graph = graph }, Batch(120, 3, ShapeA), Batch(120, 4, ShapeB));
+        output.WriteLine($"pruned fp32 {graph}: max |diff| {report.MaxAbsDiff:G3}");
         Assert.True(report.MaxAbsDiff <= Fp32Tolerance, $"max |diff| {report.MaxAbsDiff:G3}");
 
         // The int8 graph of a pruned model builds and runs too (no zero-sized quantized matmul).
-        var int8 = ExportAndCompare(pruned, new OnnxExportOptions { Int8 = true }, Batch(120, 3, ShapeA));
+        var int8 = ExportAndCompare(pruned, new OnnxExportOptions { Int8 = true, Graph = graph }, Batch(120, 3, ShapeA));
         Assert.True(int8.MaxAbsDiff < 0.5, $"int8 max |diff| {int8.MaxAbsDiff:G3}");
     }
 
@@ -137,9 +146,11 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     /// saturate (VNNI / AMX-INT8), so that case runs only there.
     /// </summary>
     [Theory]
-    [InlineData(Int8Scheme.Reduced7Bit)]
-    [InlineData(Int8Scheme.Full8Bit)]
-    public void Int8GraphEqualsTheSimulatedScheme(Int8Scheme scheme)
+    [InlineData(Int8Scheme.Reduced7Bit, OnnxGraphKind.Fused)]
+    [InlineData(Int8Scheme.Full8Bit, OnnxGraphKind.Fused)]
+    [InlineData(Int8Scheme.Reduced7Bit, OnnxGraphKind.Plain)]
+    [InlineData(Int8Scheme.Full8Bit, OnnxGraphKind.Plain)]
+    public void Int8GraphEqualsTheSimulatedScheme(Int8Scheme scheme, OnnxGraphKind graph)
     {
         if (Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) != null)
         {
@@ -149,14 +160,14 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         using var model = Model(BertTask.SequenceClassification, seed: 5);
         var batch = Batch(120, 9, ShapeA);
         using var tmp = new TestData.TempDir();
-        OnnxExporter.Export(model, tmp["int8.onnx"], new OnnxExportOptions { Int8 = true, Int8Scheme = scheme });
+        OnnxExporter.Export(model, tmp["int8.onnx"], new OnnxExportOptions { Int8 = true, Int8Scheme = scheme, Graph = graph });
         using var session = new InferenceSession(tmp["int8.onnx"]);
         var onnx = OnnxParity.Run(session, batch)[OnnxExporter.Logits].Data;
         var fp32 = OnnxParity.Reference(model, batch)[OnnxExporter.Logits].Data;
         var simulated = SimulateInt8(model, batch, scheme);
         double simDiff = onnx.Zip(simulated, (a, b) => Math.Abs(a - b)).Max();
         double fp32Diff = onnx.Zip(fp32, (a, b) => Math.Abs(a - b)).Max();
-        output.WriteLine($"{scheme}: int8 vs simulated scheme {simDiff:G3}; int8 vs fp32 {fp32Diff:G3}");
+        output.WriteLine($"{scheme}, {graph}: int8 vs simulated scheme {simDiff:G3}; int8 vs fp32 {fp32Diff:G3}");
         Assert.True(simDiff < 1e-4, $"int8 graph vs simulation: {simDiff:G3}");
         Assert.True(fp32Diff > 20 * simDiff, $"quantization made no visible difference ({fp32Diff:G3}), so the check proves nothing");
     }
@@ -273,11 +284,14 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.True(correct >= 180, $"the tiny classifier did not learn the task ({correct}/200)");
         Assert.Equal(3, predicted.Distinct().Count());
 
-        var int8 = ExportAndCompare(model, new OnnxExportOptions { Int8 = true }, test.Select(t => t.Batch).ToArray());
-        output.WriteLine($"int8: max |logit diff| {int8.MaxAbsDiff:G3}, argmax agreement {int8.ArgmaxAgreement:P1} of {int8.Predictions}");
-        Assert.Equal(200, int8.Predictions);
-        Assert.True(int8.MaxAbsDiff <= Int8LogitTolerance, $"int8 max |logit diff| {int8.MaxAbsDiff:G3} > {Int8LogitTolerance}");
-        Assert.True(int8.ArgmaxAgreement >= 0.99, $"int8 argmax agreement {int8.ArgmaxAgreement:P1}");
+        foreach (var graph in Enum.GetValues<OnnxGraphKind>())
+        {
+            var int8 = ExportAndCompare(model, new OnnxExportOptions { Int8 = true, Graph = graph }, test.Select(t => t.Batch).ToArray());
+            output.WriteLine($"int8 {graph}: max |logit diff| {int8.MaxAbsDiff:G3}, argmax agreement {int8.ArgmaxAgreement:P1} of {int8.Predictions}");
+            Assert.Equal(200, int8.Predictions);
+            Assert.True(int8.MaxAbsDiff <= Int8LogitTolerance, $"int8 {graph} max |logit diff| {int8.MaxAbsDiff:G3} > {Int8LogitTolerance}");
+            Assert.True(int8.ArgmaxAgreement >= 0.99, $"int8 {graph} argmax agreement {int8.ArgmaxAgreement:P1}");
+        }
     }
 
     [Fact]
@@ -307,8 +321,8 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     {
         using var model = Model(BertTask.SequenceClassification);
         using var tmp = new TestData.TempDir();
-        OnnxExporter.Export(model, tmp["f.onnx"]);
-        OnnxExporter.Export(model, tmp["q.onnx"], new OnnxExportOptions { Int8 = true, Opset = 19 });
+        OnnxExporter.Export(model, tmp["f.onnx"], new OnnxExportOptions { Graph = OnnxGraphKind.Plain });
+        OnnxExporter.Export(model, tmp["q.onnx"], new OnnxExportOptions { Int8 = true, Opset = 19, Graph = OnnxGraphKind.Plain });
         var fp32 = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["f.onnx"]));
         var int8 = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["q.onnx"]));
 
@@ -372,6 +386,57 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.All(full.Graph.Node.Where(n => n.OpType == "DynamicQuantizeMatMul"), n => Assert.Equal(127, MaxCode(fullInitializers[n.Input[1]])));
     }
 
+    /// <summary>
+    /// The fused graph is what ONNX Runtime runs: after its own optimizations, fp32 has per layer one Attention, two
+    /// SkipLayerNormalization and one BiasGelu, one EmbedLayerNormalization, and no Softmax, Transpose, Reshape or
+    /// LayerNormalization; int8 has one MultiHeadAttention and one Gelu per layer and no Softmax, Transpose or Reshape
+    /// (its LayerNorms stay as in the plain graph so that it equals the simulated scheme); fused and plain agree to 1e-4.
+    /// </summary>
+    [Fact]
+    public void FusedGraphRunsOnTransformerContribOpsAndEqualsPlain()
+    {
+        using var model = Model(BertTask.SequenceClassification, Config() with { NumHiddenLayers = 3 });
+        int layers = model.Config.NumHiddenLayers;
+        using var tmp = new TestData.TempDir();
+        var counts = new Dictionary<string, IReadOnlyDictionary<string, int>>();
+        foreach (var (name, options) in new[]
+        {
+            ("plain", new OnnxExportOptions { Graph = OnnxGraphKind.Plain }), ("fused", new OnnxExportOptions()),
+            ("plain-int8", new OnnxExportOptions { Graph = OnnxGraphKind.Plain, Int8 = true }), ("fused-int8", new OnnxExportOptions { Int8 = true }),
+        })
+        {
+            OnnxExporter.Export(model, tmp[name + ".onnx"], options);
+            counts[name] = Bench.OnnxGraphStats.OptimizedOpCounts(tmp[name + ".onnx"]);
+            output.WriteLine($"{name}: {counts[name].Values.Sum()} nodes after ORT_ENABLE_ALL: {string.Join(", ", counts[name].OrderByDescending(c => c.Value).Select(c => $"{c.Key} {c.Value}"))}");
+        }
+        int Count(string graph, string op) => counts[graph].GetValueOrDefault(op);
+        Assert.Equal(OnnxGraphKind.Fused, OnnxModelInfo.Read(tmp["fused.onnx"]).Graph);
+        Assert.Equal(OnnxGraphKind.Plain, OnnxModelInfo.Read(tmp["plain.onnx"]).Graph);
+
+        Assert.Equal(1, Count("fused", "EmbedLayerNormalization"));
+        Assert.Equal(layers, Count("fused", "Attention"));
+        Assert.Equal(2 * layers, Count("fused", "SkipLayerNormalization"));
+        Assert.Equal(layers, Count("fused", "BiasGelu"));
+        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "LayerNormalization", "Erf" }) Assert.Equal(0, Count("fused", op));
+        Assert.True(counts["fused"].Values.Sum() < counts["plain"].Values.Sum() / 2, "fused is not much smaller than plain");
+        Assert.Equal(layers, Count("fused-int8", "MultiHeadAttention"));
+        Assert.Equal(layers, Count("fused-int8", "Gelu"));
+        Assert.Equal(4 * layers + 1, Count("fused-int8", "DynamicQuantizeMatMul"));    // the same quantized matmuls as plain int8
+        Assert.Equal(4 * layers + 1, Count("plain-int8", "DynamicQuantizeMatMul"));
+        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "Erf" }) Assert.Equal(0, Count("fused-int8", op));
+        Assert.True(counts["fused-int8"].Values.Sum() < counts["plain-int8"].Values.Sum(), "fused int8 is not smaller than plain int8");
+
+        // Fused and plain compute the same function (both also match TorchSharp: Fp32GraphMatchesTorchSharp).
+        var batch = Batch(120, 12, ShapeA);
+        using var plain = new InferenceSession(tmp["plain.onnx"]);
+        using var fused = new InferenceSession(tmp["fused.onnx"]);
+        var a = OnnxParity.Run(plain, batch)[OnnxExporter.Logits].Data;
+        var b = OnnxParity.Run(fused, batch)[OnnxExporter.Logits].Data;
+        double diff = a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+        output.WriteLine($"fused vs plain fp32: max |diff| {diff:G3}");
+        Assert.True(diff <= Fp32Tolerance, $"fused vs plain: {diff:G3}");
+    }
+
     [Fact]
     public void BadOptionsAndUnknownGraphFilesAreRejectedClearly()
     {
@@ -410,6 +475,15 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         File.WriteAllBytes(tmp["fp32-scheme.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
         Assert.Contains("an fp32 graph with", Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(tmp["fp32-scheme.onnx"])).Message);
         proto.MetadataProps.Remove(proto.MetadataProps.Single(m => m.Key == OnnxExporter.Int8SchemeKey));
+
+        // An unknown graph kind is refused; a graph without the key (exported before it existed) is plain.
+        var graphEntry = proto.MetadataProps.Single(m => m.Key == OnnxExporter.GraphKey);
+        graphEntry.Value = "fused-v2";
+        File.WriteAllBytes(tmp["graph.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        Assert.Contains("\"fused-v2\" is not a graph kind this version knows (fused, plain)", Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(tmp["graph.onnx"])).Message);
+        proto.MetadataProps.Remove(graphEntry);
+        File.WriteAllBytes(tmp["old-graph.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        Assert.Equal(OnnxGraphKind.Plain, OnnxModelInfo.Read(tmp["old-graph.onnx"]).Graph);
 
         proto.MetadataProps.Single(m => m.Key == OnnxExporter.TaskKey).Value = "TokenClassification";
         File.WriteAllBytes(tmp["task.onnx"], Google.Protobuf.MessageExtensions.ToByteArray(proto));

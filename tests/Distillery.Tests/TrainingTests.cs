@@ -323,6 +323,14 @@ public sealed class TrainingTests
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(tmp["ft"], "tensorboard")));
         var config = BertConfig.Load(Path.Combine(tmp["ft"], "config.json"));
         Assert.Equal(["BertForSequenceClassification"], config.Architectures);
+        // Throughput and MFU: training FLOPs per token (3× the forward's, at the mean example length) × tokens/s over
+        // libtorch's GEMM peak, measured at the start of the run.
+        var utilization = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["ft"], "metrics.json")))!["utilization"]!;
+        double tokensPerSecond = metrics["tokens_per_second"]!.GetValue<double>(), flopsPerToken = utilization["flops_per_token"]!.GetValue<double>();
+        Assert.True(tokensPerSecond > 0);
+        Assert.Equal(Math.Round(ForwardCost.TrainingFlopsPerToken(config, BertTask.SequenceClassification, utilization["counted_at_length"]!.GetValue<double>())), flopsPerToken, 0);
+        Assert.Equal(flopsPerToken * tokensPerSecond / 1e9 / utilization["gemm_peak_gflops"]!.GetValue<double>(), utilization["mfu"]!.GetValue<double>(), 2);
+        Assert.InRange(utilization["mfu"]!.GetValue<double>(), 1e-6, 1.0);
         // The saved model is the best dev checkpoint, and eval reproduces its score.
         var again = TaskPipeline.Evaluate(tmp["ft"], options.Task);
         Assert.Equal(accuracy, again["accuracy"], 6);

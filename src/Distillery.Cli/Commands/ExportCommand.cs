@@ -35,11 +35,18 @@ public static class ExportCommand
         var opset = new Option<int>("--opset") { Description = $"ai.onnx opset ({OnnxExportOptions.MinOpset}-{OnnxExportOptions.MaxOpset}).", DefaultValueFactory = _ => 17 };
         var noCheck = new Option<bool>("--no-check") { Description = "Skip running the graph in ONNX Runtime against the TorchSharp model." };
         var int8Weights = Int8WeightsOption();
+        var graph = new Option<string>("--graph")
+        {
+            Description = "fused (default): ONNX Runtime's transformer contrib operators (EmbedLayerNormalization, Attention / MultiHeadAttention, " +
+                "SkipLayerNormalization, BiasGelu / FastGelu), its fastest CPU graph; plain: standard ONNX operators only, for other runtimes.",
+            DefaultValueFactory = _ => OnnxExporter.GraphName(OnnxGraphKind.Fused),
+        };
+        graph.AcceptOnlyFromAmong(Enum.GetValues<OnnxGraphKind>().Select(OnnxExporter.GraphName).ToArray());
         var overwrite = TrainingCliOptions.OverwriteOption("an existing --out file");
         var onnx = new Command("onnx", "Export a model folder to ONNX (dynamic batch and sequence axes) and check it in ONNX Runtime.\n\n" +
             "Example:\n  distillery export onnx --model runs/sst2-student --out deploy/model.onnx --int8")
         {
-            model, output, int8, opset, noCheck, int8Weights, overwrite,
+            model, output, int8, opset, noCheck, int8Weights, graph, overwrite,
         };
         onnx.SetAction(parse =>
         {
@@ -49,12 +56,12 @@ public static class ExportCommand
             if (scheme != null && !parse.GetValue(int8)) throw new ArgumentException("--int8-weights applies to --int8 exports");
             var options = new OnnxExportOptions
             {
-                Int8 = parse.GetValue(int8), Opset = parse.GetValue(opset), Int8Scheme = scheme ?? (parse.GetValue(int8) ? OnnxExportJob.DefaultScheme(modelDir) : Int8Quantization.DefaultScheme),
+                Int8 = parse.GetValue(int8), Opset = parse.GetValue(opset), Graph = OnnxExporter.TryParseGraph(parse.GetValue(graph))!.Value, Int8Scheme = scheme ?? (parse.GetValue(int8) ? OnnxExportJob.DefaultScheme(modelDir) : Int8Quantization.DefaultScheme),
             }.Validate();
             var result = OnnxExportJob.Run(modelDir, parse.GetValue(output)!, options, check: !parse.GetValue(noCheck));
             foreach (var warning in result.Warnings) context.Warn(warning);
             var console = context.Console;
-            string format = options.Int8 ? $"int8, {Int8Quantization.Name(options.Int8Scheme)} weights" : "fp32";
+            string format = (options.Int8 ? $"int8, {Int8Quantization.Name(options.Int8Scheme)} weights" : "fp32") + $", {OnnxExporter.GraphName(options.Graph)} graph";
             console.MarkupLineInterpolated($"Wrote [bold]{result.Path}[/] ({result.Task}, {format}, opset {options.Opset}, {InspectCommand.Bytes(result.Bytes)})");
             if (result.CopiedFiles.Count > 0) console.MarkupLineInterpolated($"  copied next to it: {string.Join(", ", result.CopiedFiles)}");
             if (result.Check is { } check)

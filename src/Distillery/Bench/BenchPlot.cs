@@ -9,12 +9,14 @@ public static class BenchPlot
     /// <summary>
     /// Writes a PNG scatter plot of each result's primary dev score (y) against its median batch-1 latency in ms (x):
     /// one colour and legend entry per backend, each point labelled with its model. Up and to the left is better.
+    /// Rows without a score (a peer graph without a classifier) are left out.
     /// The file is written atomically.
     /// </summary>
     public static void SavePng(IReadOnlyList<BenchResult> results, string path, string task, int width = 1000, int height = 650)
     {
         ArgumentNullException.ThrowIfNull(results);
-        if (results.Count == 0) throw new ArgumentException("nothing to plot: no bench results");
+        results = results.Where(r => double.IsFinite(r.Score)).ToList();   // an unscored row (a peer graph without a classifier) has no place on the score axis
+        if (results.Count == 0) throw new ArgumentException("nothing to plot: no scored bench results");
         if (width < 100 || height < 100) throw new ArgumentOutOfRangeException(nameof(width), "the plot needs at least 100 × 100 pixels");
         string metric = results[0].PrimaryMetric;
         var plot = new Plot();

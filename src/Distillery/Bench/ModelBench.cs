@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json.Nodes;
 using Distillery.Export;
 using Distillery.Inference;
 using Distillery.Models;
@@ -26,29 +27,43 @@ public enum BenchBackend
     OnnxFp32,
     /// <summary>ONNX Runtime on the dynamically quantized int8 export (<c>onnx-int8</c>), weights as <see cref="BenchOptions.Int8Scheme"/>.</summary>
     OnnxInt8,
+    /// <summary>ONNX Runtime on the plain (standard operators) fp32 export (<c>onnx-fp32-plain</c>); onnx-fp32 is the fused graph.</summary>
+    OnnxFp32Plain,
+    /// <summary>ONNX Runtime on the plain int8 export (<c>onnx-int8-plain</c>); onnx-int8 is the fused graph.</summary>
+    OnnxInt8Plain,
+    /// <summary>
+    /// A foreign ONNX graph of the first model (<see cref="BenchOptions.Peer"/>, e.g. the PyTorch export of the same
+    /// weights), timed with the same session options (<c>onnx-peer</c>). Not chosen with --backends: --peer adds it.
+    /// </summary>
+    OnnxPeer,
 }
 
 /// <summary>Names of <see cref="BenchBackend"/> on the command line and in tables.</summary>
 public static class BenchBackends
 {
-    /// <summary>Every backend, in the order they are listed.</summary>
-    public static readonly IReadOnlyList<BenchBackend> All = Enum.GetValues<BenchBackend>();
+    /// <summary>Every backend --backends can name, in the order they are listed (the peer row comes from --peer).</summary>
+    public static readonly IReadOnlyList<BenchBackend> All =
+        [BenchBackend.TorchFp32, BenchBackend.TorchBf16, BenchBackend.OnnxFp32, BenchBackend.OnnxInt8, BenchBackend.OnnxFp32Plain, BenchBackend.OnnxInt8Plain];
 
-    /// <summary>torch-fp32, torch-bf16, onnx-fp32, onnx-int8.</summary>
+    /// <summary>torch-fp32, torch-bf16, onnx-fp32, onnx-int8, onnx-fp32-plain, onnx-int8-plain, onnx-peer.</summary>
     public static string Name(BenchBackend backend) => backend switch
     {
         BenchBackend.TorchFp32 => "torch-fp32",
         BenchBackend.TorchBf16 => "torch-bf16",
         BenchBackend.OnnxFp32 => "onnx-fp32",
-        _ => "onnx-int8",
+        BenchBackend.OnnxInt8 => "onnx-int8",
+        BenchBackend.OnnxFp32Plain => "onnx-fp32-plain",
+        BenchBackend.OnnxInt8Plain => "onnx-int8-plain",
+        _ => "onnx-peer",
     };
 
     /// <summary>
-    /// The backends worth comparing on <paramref name="cpu"/>: every one, except torch-bf16 where the CPU has no native
-    /// bf16 (emulated bf16 is slower than fp32 and only shows that it is).
+    /// The backends worth comparing on <paramref name="cpu"/>: torch fp32 and bf16, ONNX Runtime fp32 and int8 (fused
+    /// graphs), except torch-bf16 where the CPU has no native bf16 (emulated bf16 is slower than fp32 and only shows
+    /// that it is). The plain-graph rows are for comparing graphs, not for choosing a deployment.
     /// </summary>
     public static IReadOnlyList<BenchBackend> RecommendedFor(CpuFeatures cpu) =>
-        All.Where(b => b != BenchBackend.TorchBf16 || cpu.HasNativeBf16).ToList();
+        All.Where(b => b is not (BenchBackend.OnnxFp32Plain or BenchBackend.OnnxInt8Plain) && (b != BenchBackend.TorchBf16 || cpu.HasNativeBf16)).ToList();
 
     /// <summary><see cref="RecommendedFor"/> this machine.</summary>
     public static IReadOnlyList<BenchBackend> Recommended => RecommendedFor(CpuFeatures.Current);
@@ -74,8 +89,18 @@ public static class BenchBackends
         return result;
     }
 
-    /// <summary>Whether the backend runs an ONNX export.</summary>
-    public static bool IsOnnx(BenchBackend backend) => backend is BenchBackend.OnnxFp32 or BenchBackend.OnnxInt8;
+    /// <summary>Whether the backend runs an ONNX graph in ONNX Runtime (its rows are compared with ONNX Runtime's GEMM peak).</summary>
+    public static bool IsOnnx(BenchBackend backend) => backend is not (BenchBackend.TorchFp32 or BenchBackend.TorchBf16);
+
+    /// <summary>The export a Distillery ONNX backend runs (null for TorchSharp and the peer graph).</summary>
+    public static OnnxExportOptions? ExportOptions(BenchBackend backend, Int8Scheme scheme) => backend switch
+    {
+        BenchBackend.OnnxFp32 => new OnnxExportOptions(),
+        BenchBackend.OnnxInt8 => new OnnxExportOptions { Int8 = true, Int8Scheme = scheme },
+        BenchBackend.OnnxFp32Plain => new OnnxExportOptions { Graph = OnnxGraphKind.Plain },
+        BenchBackend.OnnxInt8Plain => new OnnxExportOptions { Int8 = true, Int8Scheme = scheme, Graph = OnnxGraphKind.Plain },
+        _ => null,
+    };
 }
 
 /// <summary>Options of <c>distillery bench</c>.</summary>
@@ -102,6 +127,19 @@ public sealed record BenchOptions
     public IReadOnlyList<BenchBackend> Backends { get; init; } = [BenchBackend.TorchFp32];
     /// <summary>The int8 weight grid of the onnx-int8 export (default 7-bit, exact on every x86-64 CPU).</summary>
     public Int8Scheme Int8Scheme { get; init; } = Int8Quantization.DefaultScheme;
+    /// <summary>
+    /// A foreign .onnx graph of the first model (e.g. the PyTorch export of the same weights): one more row, after the
+    /// first model's, timed with the same ONNX Runtime session options; scored only if it has a classifier
+    /// <c>logits</c> output (see <see cref="PeerOnnxGraph"/>). Null: no peer row.
+    /// </summary>
+    public string? Peer { get; init; }
+    /// <summary>
+    /// Seconds of timed calls per shape when measuring each backend's GEMM peak at start (<see cref="GemmPeaks"/>;
+    /// 3 shapes per backend, at least 3 calls each). Default 0.5.
+    /// </summary>
+    public double PeakSecondsPerShape { get; init; } = 0.5;
+    /// <summary>The GEMM shapes of the peak measurement; null: <see cref="GemmPeaks.Representative"/>.</summary>
+    public IReadOnlyList<GemmShape>? PeakShapes { get; init; }
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public BenchOptions Validate()
     {
@@ -111,6 +149,10 @@ public sealed record BenchOptions
         if (SeqLength < 1) throw new ArgumentException($"SeqLength must be positive, got {SeqLength}", nameof(SeqLength));
         if (Iterations < 1) throw new ArgumentException($"Iterations must be positive, got {Iterations}", nameof(Iterations));
         if (!Enum.IsDefined(Int8Scheme)) throw new ArgumentException($"Int8Scheme {(int)Int8Scheme} is not a scheme (known: {Int8Quantization.Names})", nameof(Int8Scheme));
+        if (Backends.Contains(BenchBackend.OnnxPeer)) throw new ArgumentException("Backends: the peer row is added by Peer (--peer FILE.onnx), not listed", nameof(Backends));
+        if (Peer != null && !Peer.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException($"--peer {Peer}: give an .onnx file", nameof(Peer));
+        if (!(PeakSecondsPerShape > 0)) throw new ArgumentException($"PeakSecondsPerShape must be positive, got {PeakSecondsPerShape}", nameof(PeakSecondsPerShape));
+        if (PeakShapes is { Count: 0 }) throw new ArgumentException("PeakShapes: give at least one shape, or null for the representative ones", nameof(PeakShapes));
         return this;
     }
 }
@@ -125,11 +167,28 @@ public sealed record BenchOptions
 /// <param name="PrimaryMetric">The task's headline metric (a key of <paramref name="Scores"/>).</param>
 /// <param name="Batch1">Latency at batch 1.</param>
 /// <param name="Batch32">Latency (throughput) at batch 32.</param>
+/// <param name="FlopsPerSequence">
+/// Model FLOPs of one sequence at the bench length (<see cref="ForwardCost.FlopsPerSequence"/>: QKV, scores, context,
+/// output projection and FFN matmuls of every layer, plus the pooler and classifier; a peer graph without the
+/// classifier counts the encoder only). NaN when unknown.
+/// </param>
+/// <param name="Peak">The GEMM peak of the backend that ran the row (libtorch or ONNX Runtime), measured at the start of the run.</param>
+/// <param name="OptimizedOps">
+/// ONNX rows: the op types of the graph ONNX Runtime runs after its optimizations, with their counts
+/// (<see cref="OnnxGraphStats.OptimizedOpCounts"/>); null for TorchSharp.
+/// </param>
 public sealed record BenchResult(string Model, string Arch, BenchBackend Backend, long Parameters, long BytesOnDisk, IReadOnlyDictionary<string, double> Scores,
-    string PrimaryMetric, LatencyResult Batch1, LatencyResult Batch32)
+    string PrimaryMetric, LatencyResult Batch1, LatencyResult Batch32, double FlopsPerSequence = double.NaN, GemmPeak? Peak = null,
+    IReadOnlyDictionary<string, int>? OptimizedOps = null)
 {
-    /// <summary>The headline score.</summary>
-    public double Score => Scores[PrimaryMetric];
+    /// <summary>The headline score; NaN when the row could not be scored (a peer graph without a classifier).</summary>
+    public double Score => Scores.TryGetValue(PrimaryMetric, out var score) ? score : double.NaN;
+
+    /// <summary>Model GFLOP/s achieved at <paramref name="latency"/>: FLOPs per sequence × sequences per second.</summary>
+    public double GFlops(LatencyResult latency) => FlopsPerSequence * latency.SequencesPerSecond / 1e9;
+
+    /// <summary>Achieved GFLOP/s over the backend's GEMM peak (NaN without a peak).</summary>
+    public double PeakFraction(LatencyResult latency) => Peak is { } peak ? GFlops(latency) / peak.PeakGFlops : double.NaN;
 }
 
 /// <summary>
@@ -148,12 +207,25 @@ public static class ModelBench
         var cpu = CpuFeatures.Current;
         if (options.Backends.Contains(BenchBackend.TorchBf16) && !cpu.HasNativeBf16)
             progress?.Invoke("warning: torch-bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): libtorch emulates it, so its rows are marked \"(emulated)\" and are slower than fp32");
-        if (options.Backends.Contains(BenchBackend.OnnxInt8) && Int8Quantization.PortabilityWarning(options.Int8Scheme, cpu) is string int8Warning)
+        if (options.Backends.Any(b => BenchBackends.ExportOptions(b, options.Int8Scheme)?.Int8 == true) && Int8Quantization.PortabilityWarning(options.Int8Scheme, cpu) is string int8Warning)
             progress?.Invoke($"warning: {int8Warning}");
+        if (options.Peer != null && !File.Exists(options.Peer)) throw new FileNotFoundException($"--peer {options.Peer}: file not found", options.Peer);
         var results = new List<BenchResult>();
         string? exportDir = null;
         // Both runtimes get the same intra-op thread count (ONNX Runtime would otherwise pick its own).
         int threads = torch.get_num_threads();
+        // The limits the rows are compared with, measured first, in this process, with the same threads.
+        GemmPeak? torchPeak = null, onnxPeak = null;
+        if (options.Backends.Any(b => !BenchBackends.IsOnnx(b)))
+        {
+            progress?.Invoke("measuring libtorch's fp32 GEMM peak");
+            torchPeak = GemmPeaks.Torch(options.PeakShapes, options.PeakSecondsPerShape);
+        }
+        if (options.Backends.Any(BenchBackends.IsOnnx) || options.Peer != null)
+        {
+            progress?.Invoke("measuring ONNX Runtime's fp32 GEMM peak");
+            onnxPeak = GemmPeaks.OnnxRuntime(threads, options.PeakShapes, options.PeakSecondsPerShape);
+        }
         try
         {
             foreach (string dir in options.Models)
@@ -163,19 +235,22 @@ public static class ModelBench
                 string primary = data.PrimaryMetric;
                 string arch = BertArch.NameOf(model.Config);
                 long parameters = ParameterCounts.Of(model).Total;
+                double flops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength);
                 foreach (var backendKind in options.Backends)
                 {
                     string name = BenchBackends.Name(backendKind);
                     string? onnxPath = null;
                     long bytes;
                     IInferenceBackend backend;
-                    if (BenchBackends.IsOnnx(backendKind))
+                    IReadOnlyDictionary<string, int>? ops = null;
+                    if (BenchBackends.ExportOptions(backendKind, options.Int8Scheme) is { } exportOptions)
                     {
                         exportDir ??= Directory.CreateTempSubdirectory("distillery-bench-").FullName;
                         onnxPath = Path.Combine(exportDir, $"{results.Count}-{name}.onnx");
                         progress?.Invoke($"exporting {dir} ({name})");
-                        OnnxExporter.Export(model, onnxPath, new OnnxExportOptions { Int8 = backendKind == BenchBackend.OnnxInt8, Int8Scheme = options.Int8Scheme });
+                        OnnxExporter.Export(model, onnxPath, exportOptions);
                         bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
+                        ops = OnnxGraphStats.OptimizedOpCounts(onnxPath, threads);
                         backend = OnnxRuntimeBackend.Load(onnxPath, threads);
                     }
                     else
@@ -188,13 +263,28 @@ public static class ModelBench
                         progress?.Invoke($"scoring {dir} ({name})");
                         var scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
                         progress?.Invoke($"timing {dir} ({name})");
-                        var b1 = Latency.Measure(backend, 1, options.SeqLength, warmup: 5, iterations: options.Iterations, seed: options.Seed);
-                        var b32 = Latency.Measure(backend, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed);
-                        results.Add(new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32));
+                        var (b1, b32) = TimeBoth(backend, options);
+                        results.Add(new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
+                            BenchBackends.IsOnnx(backendKind) ? onnxPeak : torchPeak, ops));
                     }
                     if (onnxPath != null) File.Delete(onnxPath);
                 }
                 model.SetPrecision(ComputePrecision.Float32);
+
+                if (options.Peer is string peerPath && dir == options.Models[0])
+                {
+                    progress?.Invoke($"scoring and timing the peer graph {peerPath}");
+                    using var peer = PeerOnnxGraph.Load(peerPath, threads, model.Config);
+                    // Scored through the same scorer when the graph has the model's classifier; otherwise n/a (no scores).
+                    IReadOnlyDictionary<string, double> scores = peer.HasClassifier && model.Task == BertTask.SequenceClassification
+                        ? data.Score(Predict(peer, data.Eval, tokenizer.PadId))
+                        : new Dictionary<string, double>();
+                    var (b1, b32) = TimeBoth(peer, options);
+                    long bytes = new FileInfo(peerPath).Length;
+                    double peerFlops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength, withHead: peer.HasClassifier);
+                    results.Add(new BenchResult(peerPath, arch, BenchBackend.OnnxPeer, parameters, bytes, scores, primary, b1, b32, peerFlops, onnxPeak,
+                        OnnxGraphStats.OptimizedOpCounts(peerPath, threads)));
+                }
             }
         }
         finally
@@ -203,6 +293,11 @@ public static class ModelBench
         }
         return results;
     }
+
+    /// <summary>Batch-1 latency (5 warm-up calls) and batch-32 throughput (2 warm-up calls, half the iterations, at least 3).</summary>
+    private static (LatencyResult Batch1, LatencyResult Batch32) TimeBoth(IInferenceBackend backend, BenchOptions options) =>
+        (Latency.Measure(backend, 1, options.SeqLength, warmup: 5, iterations: options.Iterations, seed: options.Seed),
+         Latency.Measure(backend, 32, options.SeqLength, warmup: 2, iterations: Math.Max(3, options.Iterations / 2), seed: options.Seed));
 
     /// <summary>
     /// Head outputs of every example through <paramref name="backend"/>, in batches of 64, in the layout the task's
@@ -236,26 +331,82 @@ public static class ModelBench
         return result;
     }
 
-    /// <summary>The results as a markdown table, ratios against the first row.</summary>
+    /// <summary>
+    /// The results as a markdown table, ratios against the first row; each row's achieved model GFLOP/s and its share of
+    /// its backend's GEMM peak (measured at the start of the run, listed above the table).
+    /// </summary>
     public static string Markdown(IReadOnlyList<BenchResult> results, BenchOptions options)
     {
         var c = CultureInfo.InvariantCulture;
         var first = results[0];
         var md = new StringBuilder();
-        string int8 = options.Backends.Contains(BenchBackend.OnnxInt8) ? $"; onnx-int8: {Int8Quantization.Name(options.Int8Scheme)} weights" : "";
+        string int8 = options.Backends.Any(b => BenchBackends.ExportOptions(b, options.Int8Scheme)?.Int8 == true) ? $"; onnx-int8: {Int8Quantization.Name(options.Int8Scheme)} weights" : "";
         md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; dev score computed by each backend{int8}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
         md.AppendLine();
-        md.AppendLine($"| model | arch | backend | params | disk MB | {first.PrimaryMetric} | % of first | batch 1 median ms | batch 1 p90 ms | speed-up b1 | batch 32 seq/s | speed-up b32 |");
-        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var peaks = results.Select(r => r.Peak).OfType<GemmPeak>().Distinct().ToList();
+        if (peaks.Count > 0)
+        {
+            md.AppendLine($"fp32 GEMM peak, best of each shape, measured at start: {string.Join("; ", peaks.Select(p => p.ToString()))}. " +
+                "GFLOP/s = model FLOPs per sequence (QKV, scores, context, output projection, FFN, pooler and classifier matmuls) × sequences/s; " +
+                "% of peak: of the backend that ran the row (int8 rows too, so they can pass 100%).");
+            md.AppendLine();
+        }
+        md.AppendLine($"| model | arch | backend | params | disk MB | {first.PrimaryMetric} | % of first | batch 1 median ms | batch 1 p90 ms | speed-up b1 | batch 32 seq/s | speed-up b32 | GFLOP/seq | GFLOP/s b1 | % of peak b1 | GFLOP/s b32 | % of peak b32 |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
             double score = r.Score, reference = first.Score;
-            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {BenchBackends.Label(r.Backend, CpuFeatures.Current)} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {100 * score / reference:0.0}% | " +
-                $"{r.Batch1.MedianMs:0.00} | {r.Batch1.P90Ms:0.00} | {first.Batch1.MedianMs / r.Batch1.MedianMs:0.00}x | {r.Batch32.SequencesPerSecond:0.0} | {r.Batch32.SequencesPerSecond / first.Batch32.SequencesPerSecond:0.00}x |");
+            string share = double.IsFinite(score) && double.IsFinite(reference) ? (100 * score / reference).ToString("0.0", c) + "%" : "n/a";
+            md.AppendLine(c, $"| {r.Model} | {r.Arch} | {BenchBackends.Label(r.Backend, CpuFeatures.Current)} | {r.Parameters / 1e6:0.0}M | {r.BytesOnDisk / 1048576.0:0.0} | {Display(score)} | {share} | " +
+                $"{r.Batch1.MedianMs:0.00} | {r.Batch1.P90Ms:0.00} | {first.Batch1.MedianMs / r.Batch1.MedianMs:0.00}x | {r.Batch32.SequencesPerSecond:0.0} | {r.Batch32.SequencesPerSecond / first.Batch32.SequencesPerSecond:0.00}x | " +
+                $"{r.FlopsPerSequence / 1e9:0.000} | {r.GFlops(r.Batch1):0.0} | {Percent(r.PeakFraction(r.Batch1))} | {r.GFlops(r.Batch32):0.0} | {Percent(r.PeakFraction(r.Batch32))} |");
         }
         return md.ToString();
     }
 
+    private static string Percent(double fraction) => double.IsFinite(fraction) ? (100 * fraction).ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a";
+
+    /// <summary>
+    /// The run as a JSON record (what <c>distillery bench --json</c> writes): options, commit, machine, both GEMM peaks
+    /// with every shape, and per row the scores, latencies, model FLOPs, achieved GFLOP/s, share of the peak and, for
+    /// ONNX rows, the op types ONNX Runtime runs. Unscored values are null.
+    /// </summary>
+    public static JsonObject Record(IReadOnlyList<BenchResult> results, BenchOptions options)
+    {
+        static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
+        JsonObject Latency(BenchResult r, LatencyResult l) => new()
+        {
+            ["batch"] = l.Batch, ["seq_length"] = l.SeqLength, ["median_ms"] = l.MedianMs, ["p90_ms"] = l.P90Ms, ["iterations"] = l.Iterations,
+            ["sequences_per_second"] = l.SequencesPerSecond, ["gflops"] = Number(r.GFlops(l)), ["peak_fraction"] = Number(r.PeakFraction(l)),
+        };
+        var peaks = results.Select(r => r.Peak).OfType<GemmPeak>().Distinct().Select(p => (JsonNode?)new JsonObject
+        {
+            ["backend"] = p.Backend, ["threads"] = p.Threads, ["peak_gflops"] = p.PeakGFlops,
+            ["shapes"] = new JsonArray(p.Shapes.Select(s => (JsonNode?)new JsonObject
+            {
+                ["m"] = s.Shape.M, ["k"] = s.Shape.K, ["n"] = s.Shape.N, ["gflops"] = s.GFlops, ["calls"] = s.Calls,
+            }).ToArray()),
+        }).ToArray();
+        var rows = results.Select(r => (JsonNode?)new JsonObject
+        {
+            ["model"] = r.Model, ["arch"] = r.Arch, ["backend"] = BenchBackends.Name(r.Backend), ["parameters"] = r.Parameters, ["bytes_on_disk"] = r.BytesOnDisk,
+            ["primary_metric"] = r.PrimaryMetric, ["score"] = Number(r.Score),
+            ["scores"] = new JsonObject(r.Scores.Select(kv => KeyValuePair.Create(kv.Key, Number(kv.Value)))),
+            ["flops_per_sequence"] = Number(r.FlopsPerSequence), ["peak_backend"] = r.Peak?.Backend,
+            ["batch1"] = Latency(r, r.Batch1), ["batch32"] = Latency(r, r.Batch32),
+            ["optimized_ops"] = r.OptimizedOps is null ? null : new JsonObject(r.OptimizedOps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+        }).ToArray();
+        return new JsonObject
+        {
+            ["kind"] = "distillery-bench",
+            ["task"] = options.Task.ToString(), ["models"] = new JsonArray(options.Models.Select(m => (JsonNode?)m).ToArray()), ["peer"] = options.Peer,
+            ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
+            ["threads"] = torch.get_num_threads(), ["commit"] = Machine.GitCommit(), ["machine"] = Machine.Describe(onnxRuntimeThreads: torch.get_num_threads()),
+            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["gemm_peaks"] = new JsonArray(peaks), ["rows"] = new JsonArray(rows),
+        };
+    }
+
     /// <summary>Scores in [0, 1] as percentages; others (EM/F1 already ×100) as they are.</summary>
-    public static string Display(double score) => Math.Abs(score) <= 1 ? (100 * score).ToString("0.0", CultureInfo.InvariantCulture) : score.ToString("0.0", CultureInfo.InvariantCulture);
+    public static string Display(double score) => double.IsNaN(score) ? "n/a" : Math.Abs(score) <= 1 ? (100 * score).ToString("0.0", CultureInfo.InvariantCulture) : score.ToString("0.0", CultureInfo.InvariantCulture);
 }

@@ -15,6 +15,25 @@
 // Weights are written as fp32 initializers (raw_data, little-endian) whatever precision the model computes in (bf16
 // compute keeps fp32 master weights; those are exported).
 //
+// Two graph kinds (OnnxExportOptions.Graph), the same function:
+//   plain   the standard ai.onnx ops above, for any runtime. ONNX Runtime's own optimizer fuses little of it (measured
+//           with 1.31 at ORT_ENABLE_ALL: GELU and FusedMatMul only; every layer keeps its Reshape/Transpose/Softmax and
+//           two LayerNormalization + Add).
+//   fused   (default) the graph ONNX Runtime's Python transformer optimizer (onnxruntime.transformers, fusion_*.py)
+//           would produce, written directly with com.microsoft contrib ops (docs/ContribOperators.md):
+//           EmbedLayerNormalization (word + position + token type + LayerNorm; int32 ids, positions 0..T−1),
+//           Attention (fp32: Q|K|V projection, scores, mask, softmax, context in one CPU kernel with pre-packed weights)
+//           or MultiHeadAttention after the int8 Q|K|V DynamicQuantizeMatMul, the raw 0/1 mask as int32 [B, T] with
+//           mask_filter_value = float.MinValue (the additive value of the plain graph and of the model),
+//           SkipLayerNormalization (bias + residual + LayerNorm) closing each block, and BiasGelu / FastGelu for the
+//           exact / tanh GELU. The int8 graph fuses attention (MultiHeadAttention) and GELU only: its LayerNorms and
+//           embeddings keep the plain graph's arithmetic, because a last-bit difference in a quantized matmul's input
+//           can flip an activation's uint8 code, and the int8 graph must equal the scheme's simulation (QAT's forward;
+//           with SkipLayerNormalization it drifted by 0.014 on a test model with 8-bit weights).
+//           Runs only in ONNX Runtime (these ops are CPU kernels there since 1.x). A layer pruned to
+//           0 heads or 0 FFN neurons has no product to fuse, so that block alone is written as in the plain graph;
+//           per-layer head counts, FFN widths and head sizes other than H/heads export fused (qkv_hidden_sizes).
+//
 // int8 (OnnxExportOptions.Int8), dynamic post-training quantization; the arithmetic is in Int8Quantization:
 //   * every encoder Linear (query|key|value fused, attention output, intermediate, output) and the pooler dense become
 //     com.microsoft.DynamicQuantizeMatMul nodes: int8 weights, symmetric, one scale per output channel, zero point 0,
@@ -39,6 +58,7 @@
 //     so the whole table is never dequantized; position and token-type tables stay fp32.
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Distillery.Export.Onnx;
 using Distillery.Models;
 using Distillery.Numerics;
@@ -49,9 +69,32 @@ using DataType = Distillery.Export.Onnx.TensorProto.Types.DataType;
 
 namespace Distillery.Export;
 
+/// <summary>Which operators the exported graph is written with.</summary>
+public enum OnnxGraphKind
+{
+    /// <summary>
+    /// ONNX Runtime's transformer contrib operators (<c>com.microsoft</c> domain), the graph its Python transformer
+    /// optimizer would produce: EmbedLayerNormalization, Attention (fp32) or MultiHeadAttention (int8), SkipLayerNormalization,
+    /// BiasGelu / FastGelu. Runs only in ONNX Runtime; the fastest graph there.
+    /// </summary>
+    [JsonStringEnumMemberName("fused")]
+    Fused,
+    /// <summary>Standard ai.onnx operators only (plus DynamicQuantizeMatMul in int8 graphs), for any ONNX runtime.</summary>
+    [JsonStringEnumMemberName("plain")]
+    Plain,
+}
+
 /// <summary>How <see cref="OnnxExporter.Export"/> writes a graph.</summary>
 public sealed record OnnxExportOptions
 {
+    /// <summary>
+    /// <see cref="OnnxGraphKind.Fused"/> (default: ONNX Runtime's contrib operators, its fastest CPU graph) or
+    /// <see cref="OnnxGraphKind.Plain"/> (standard operators, for other runtimes). Both compute the same function (fp32
+    /// parity ≤ 1e-4 with the TorchSharp model), and int8 graphs of both kinds quantize the same matmuls the same way.
+    /// Written into the graph's metadata (<see cref="OnnxExporter.GraphKey"/>).
+    /// </summary>
+    public OnnxGraphKind Graph { get; init; } = OnnxGraphKind.Fused;
+
     /// <summary>Lowest ai.onnx opset the exporter writes (LayerNormalization is an ONNX op from 17 on).</summary>
     public const int MinOpset = 17;
     /// <summary>Highest ai.onnx opset the exporter writes (every op used has the same semantics from 17 to 21).</summary>
@@ -86,6 +129,7 @@ public sealed record OnnxExportOptions
         if (Opset < MinOpset || Opset > MaxOpset)
             throw new ArgumentException($"Opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}");
         if (!Enum.IsDefined(Int8Scheme)) throw new ArgumentException($"Int8Scheme {(int)Int8Scheme} is not a scheme (known: {Int8Quantization.Names})");
+        if (!Enum.IsDefined(Graph)) throw new ArgumentException($"Graph {(int)Graph} is not a graph kind (known: {OnnxExporter.GraphNames})");
         return this;
     }
 
@@ -107,6 +151,26 @@ public static class OnnxExporter
     /// int8 graphs written before the key existed used 8-bit weights.
     /// </summary>
     public const string Int8SchemeKey = "distillery.int8_weights";
+    /// <summary>
+    /// Metadata key holding the graph kind (<see cref="GraphName"/>: "fused" or "plain"). Graphs written before the key
+    /// existed are plain.
+    /// </summary>
+    public const string GraphKey = "distillery.graph";
+
+    /// <summary>The graph kind's name on the command line and in metadata: "fused" or "plain".</summary>
+    public static string GraphName(OnnxGraphKind kind) => kind switch
+    {
+        OnnxGraphKind.Fused => "fused",
+        OnnxGraphKind.Plain => "plain",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown graph kind"),
+    };
+
+    /// <summary>Every graph kind's <see cref="GraphName"/>, for messages.</summary>
+    public static string GraphNames => string.Join(", ", Enum.GetValues<OnnxGraphKind>().Select(GraphName));
+
+    /// <summary>Parses "fused" / "plain"; anything else is null.</summary>
+    public static OnnxGraphKind? TryParseGraph(string? text) =>
+        Enum.GetValues<OnnxGraphKind>().Cast<OnnxGraphKind?>().FirstOrDefault(k => GraphName(k!.Value) == text);
 
     /// <summary>Graph input names (int64 [batch, sequence]).</summary>
     public const string InputIds = "input_ids", AttentionMask = "attention_mask", TokenTypeIds = "token_type_ids";
@@ -140,7 +204,7 @@ public static class OnnxExporter
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var writer = new GraphWriter(model, options.Int8, Int8Quantization.WeightMax(options.Int8Scheme));
+        var writer = new GraphWriter(model, options.Int8, Int8Quantization.WeightMax(options.Int8Scheme), options.Graph == OnnxGraphKind.Fused);
         writer.Write();
         var g = writer.Builder;
         var proto = new ModelProto
@@ -150,7 +214,8 @@ public static class OnnxExporter
             ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0",
             Graph = g.Graph,
             DocString = $"{BertTasks.ArchitectureName(model.Task)} exported by Distillery " +
-                (options.Int8 ? $"(int8 dynamic quantization, {Int8Quantization.Name(options.Int8Scheme)} weights)" : "(fp32)"),
+                (options.Int8 ? $"(int8 dynamic quantization, {Int8Quantization.Name(options.Int8Scheme)} weights" : "(fp32") +
+                (options.Graph == OnnxGraphKind.Fused ? ", ONNX Runtime contrib operators)" : ", standard operators)"),
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
         if (g.UsesMicrosoftDomain) proto.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraphBuilder.MicrosoftDomain, Version = 1 });
@@ -159,6 +224,7 @@ public static class OnnxExporter
         proto.MetadataProps.Add(new StringStringEntryProto { Key = ConfigKey, Value = config.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) });
         proto.MetadataProps.Add(new StringStringEntryProto { Key = QuantizationKey, Value = options.Int8 ? "int8" : "fp32" });
         if (options.Int8) proto.MetadataProps.Add(new StringStringEntryProto { Key = Int8SchemeKey, Value = Int8Quantization.Name(options.Int8Scheme) });
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = GraphKey, Value = GraphName(options.Graph) });
         return proto;
     }
 
@@ -166,7 +232,8 @@ public static class OnnxExporter
     /// <param name="model">The model to write.</param>
     /// <param name="int8">Quantize the encoder and pooler Linears and the word-embedding table.</param>
     /// <param name="weightMax">Largest int8 code of a matmul weight (<see cref="Int8Quantization.WeightMax"/> of the scheme).</param>
-    private sealed class GraphWriter(BertTaskModel model, bool int8, int weightMax)
+    /// <param name="fused">Write ONNX Runtime's contrib operators (<see cref="OnnxGraphKind.Fused"/>) where they apply.</param>
+    private sealed class GraphWriter(BertTaskModel model, bool int8, int weightMax, bool fused)
     {
         public OnnxGraphBuilder Builder { get; } = new();
         private OnnxGraphBuilder G => Builder;
@@ -194,15 +261,23 @@ public static class OnnxExporter
             string mask = G.Input(AttentionMask, DataType.Int64, "batch", "sequence");
             string types = G.Input(TokenTypeIds, DataType.Int64, "batch", "sequence");
 
-            var hidden = Embeddings(ids, types);                                                     // [B, T, H]
-            // Additive mask [B, 1, 1, T]: 0 on real keys, float.MinValue on padding (BertModel.AdditiveMask).
-            var maskFloat = G.Node("Cast", [mask], "mask_float", OnnxGraphBuilder.Int("to", (long)DataType.Float));
-            var inverted = G.Node("Sub", [G.Scalar(1f), maskFloat], "mask_inverted");
-            var scaled = G.Node("Mul", [inverted, G.Scalar(float.MinValue)], "mask_scaled");
-            var additive = G.Node("Unsqueeze", [scaled, G.Int64s(1, 2)], "additive_mask");
+            var hidden = fused ? FusedEmbeddings(ids, types) : Embeddings(ids, types);              // [B, T, H]
+            string additive;
+            if (fused)
+                // The attention ops take the raw 0/1 mask as int32 [B, T] ("mask_index" of Attention, "key_padding_mask"
+                // of MultiHeadAttention; ContribOperators.md) and add mask_filter_value where it is 0.
+                additive = G.Node("Cast", [mask], "mask_int32", OnnxGraphBuilder.Int("to", (long)DataType.Int32));
+            else
+            {
+                // Additive mask [B, 1, 1, T]: 0 on real keys, float.MinValue on padding (BertModel.AdditiveMask).
+                var maskFloat = G.Node("Cast", [mask], "mask_float", OnnxGraphBuilder.Int("to", (long)DataType.Float));
+                var inverted = G.Node("Sub", [G.Scalar(1f), maskFloat], "mask_inverted");
+                var scaled = G.Node("Mul", [inverted, G.Scalar(float.MinValue)], "mask_scaled");
+                additive = G.Node("Unsqueeze", [scaled, G.Int64s(1, 2)], "additive_mask");
+            }
 
             var layers = model.Bert.Encoder.Layers;
-            for (int i = 0; i < layers.Count; i++) hidden = Layer(i, layers[i], hidden, additive);
+            for (int i = 0; i < layers.Count; i++) hidden = fused ? FusedLayer(i, layers[i], hidden, additive) : Layer(i, layers[i], hidden, additive);
 
             switch (model.Task)
             {
@@ -217,18 +292,7 @@ public static class OnnxExporter
         {
             const string p = "bert.embeddings.";
             var table = Param(p + "word_embeddings.weight");                                     // [V, H]
-            string words;
-            if (int8)
-            {
-                var (values, scales) = Int8Quantization.QuantizeRows(table, Int8Quantization.EmbeddingMax);   // [V, H] int8, [V]
-                var q = G.Initializer(p + "word_embeddings.weight_int8", Bytes(values), values.shape);
-                var s = G.Initializer(p + "word_embeddings.row_scale", Floats(scales), scales.shape[0], 1);   // [V, 1]
-                var rows = G.Node("Gather", [q, ids], "word_rows_int8");                         // [B, T, H] int8
-                var rowScales = G.Node("Gather", [s, ids], "word_row_scales");                   // [B, T, 1]
-                var rowsFloat = G.Node("Cast", [rows], "word_rows", OnnxGraphBuilder.Int("to", (long)DataType.Float));
-                words = G.Node("Mul", [rowsFloat, rowScales], "word_embeddings");
-            }
-            else words = G.Node("Gather", [Weight(p + "word_embeddings.weight", table), ids], "word_embeddings");
+            string words = int8 ? Int8WordRows(ids) : G.Node("Gather", [Weight(p + "word_embeddings.weight", table), ids], "word_embeddings");
 
             var typeTable = Weight(p + "token_type_embeddings.weight", Param(p + "token_type_embeddings.weight"));
             var typeEmb = G.Node("Gather", [typeTable, types], "token_type_embeddings");         // [B, T, H]
@@ -240,6 +304,50 @@ public static class OnnxExporter
             var sum = G.Node("Add", [words, typeEmb], "embeddings_sum");
             sum = G.Node("Add", [sum, positions], "embeddings_sum");
             return LayerNorm(sum, p + "LayerNorm", "embeddings");
+        }
+
+        /// <summary>int8 word-embedding lookup: the int8 rows [B, T, H] and their scales [B, T, 1] are gathered, then multiplied.</summary>
+        private string Int8WordRows(string ids)
+        {
+            const string p = "bert.embeddings.";
+            var (values, scales) = Int8Quantization.QuantizeRows(Param(p + "word_embeddings.weight"), Int8Quantization.EmbeddingMax);   // [V, H] int8, [V]
+            var q = G.Initializer(p + "word_embeddings.weight_int8", Bytes(values), values.shape);
+            var s = G.Initializer(p + "word_embeddings.row_scale", Floats(scales), scales.shape[0], 1);   // [V, 1]
+            var rows = G.Node("Gather", [q, ids], "word_rows_int8");                             // [B, T, H] int8
+            var rowScales = G.Node("Gather", [s, ids], "word_row_scales");                       // [B, T, 1]
+            var rowsFloat = G.Node("Cast", [rows], "word_rows", OnnxGraphBuilder.Int("to", (long)DataType.Float));
+            return G.Node("Mul", [rowsFloat, rowScales], "word_embeddings");
+        }
+
+        /// <summary>
+        /// Embeddings in the fused graph. fp32: one com.microsoft.EmbedLayerNormalization (int32 ids and segment ids;
+        /// positions 0..T−1, the op's default without position_ids; its mask_index output, the count of 1s per row, is
+        /// not used: Attention takes the raw mask). int8: the word table is int8 rows, which EmbedLayerNormalization
+        /// cannot read, and the int8 graph keeps the plain graph's arithmetic wherever it feeds a quantized matmul (see
+        /// <see cref="FusedLayer"/>), so the embeddings are the plain graph's.
+        /// </summary>
+        private string FusedEmbeddings(string ids, string types)
+        {
+            const string p = "bert.embeddings.";
+            var typeTable = Weight(p + "token_type_embeddings.weight", Param(p + "token_type_embeddings.weight"));   // [2, H]
+            var posTable = Weight(p + "position_embeddings.weight", Param(p + "position_embeddings.weight"));       // [P, H]
+            var gamma = Weight(p + "LayerNorm.weight", Param(p + "LayerNorm.weight"));
+            var beta = Weight(p + "LayerNorm.bias", Param(p + "LayerNorm.bias"));
+            var epsilon = OnnxGraphBuilder.Float("epsilon", (float)Config.LayerNormEps);
+            if (int8) return Embeddings(ids, types);
+            var ids32 = G.Node("Cast", [ids], "input_ids_int32", OnnxGraphBuilder.Int("to", (long)DataType.Int32));
+            var types32 = G.Node("Cast", [types], "token_type_ids_int32", OnnxGraphBuilder.Int("to", (long)DataType.Int32));
+            var table = Weight(p + "word_embeddings.weight", Param(p + "word_embeddings.weight"));
+            return G.MicrosoftNodeMulti("EmbedLayerNormalization", [ids32, types32, table, posTable, typeTable, gamma, beta],
+                ["embeddings", "embeddings_mask_index"], epsilon)[0];
+        }
+
+        /// <summary>LayerNorm(x + skip + bias) as one com.microsoft.SkipLayerNormalization (bias optional).</summary>
+        private string SkipLayerNorm(string x, string skip, string? bias, string prefix, string hint)
+        {
+            string[] inputs = [x, skip, Weight(prefix + ".weight", Param(prefix + ".weight")), Weight(prefix + ".bias", Param(prefix + ".bias"))];
+            if (bias != null) inputs = [.. inputs, bias];
+            return G.MicrosoftNode("SkipLayerNormalization", inputs, hint, OnnxGraphBuilder.Float("epsilon", (float)Config.LayerNormEps));
         }
 
         private string LayerNorm(string x, string prefix, string hint) =>
@@ -326,6 +434,88 @@ public static class OnnxExporter
                 ffnOut = G.Node("Add", [Dense(inner, p + "output.dense", int8), attended], p + "ffn_out");
             }
             return LayerNorm(ffnOut, p + "output.LayerNorm", p + "output");
+        }
+
+        /// <summary>
+        /// One encoder layer with ONNX Runtime's contrib operators (shapes as <see cref="Layer"/>; h heads of size d):
+        /// <list type="bullet">
+        /// <item>fp32 attention: com.microsoft.Attention(x [B, T, H], W_qkv [H, 3·h·d], b_qkv [3·h·d], mask int32 [B, T])
+        /// → context [B, T, h·d]. qkv_hidden_sizes is given so a head size other than H/h (pruned, narrow) is read from
+        /// the attribute rather than inferred; mask_filter_value is float.MinValue, the additive value the model uses.</item>
+        /// <item>int8 attention: the Q|K|V projection stays one DynamicQuantizeMatMul (the same quantization as the plain
+        /// int8 graph), split into Q, K, V [B, T, h·d], then com.microsoft.MultiHeadAttention with the int32 mask as
+        /// key_padding_mask.</item>
+        /// <item>fp32: each residual block ends in com.microsoft.SkipLayerNormalization(dense(x) without bias, residual,
+        /// γ, β, bias): the bias add, the residual add and the LayerNorm in one pass. int8 keeps the plain graph's Add +
+        /// LayerNormalization (<see cref="DenseSkipLayerNorm"/> says why).</item>
+        /// <item>FFN, fp32: dense without bias → com.microsoft.BiasGelu (exact erf GELU) or FastGelu (tanh GELU), which
+        /// add the bias. int8, erf GELU: DynamicQuantizeMatMul with its bias → com.microsoft.Gelu (what ONNX Runtime
+        /// makes of the plain graph's Erf chain). ReLU, SiLU (and int8 tanh GELU) are written as in the plain graph.</item>
+        /// </list>
+        /// A layer pruned to 0 heads or 0 neurons has no product to fuse: that block is Add + LayerNormalization, as plain.
+        /// </summary>
+        private string FusedLayer(int index, BertLayer layer, string hidden, string mask)
+        {
+            string p = $"bert.encoder.layer.{index}.";
+            int heads = layer.NumHeads, d = layer.Attention.Self.HeadSize, width = layer.FfnWidth;
+
+            string attended;
+            if (heads == 0)
+                attended = LayerNorm(G.Node("Add", [hidden, Weight(p + "attention.output.dense.bias", Param(p + "attention.output.dense.bias"))], p + "attention_out"),
+                    p + "attention.output.LayerNorm", p + "attention_ln");
+            else
+            {
+                long hd = (long)heads * d;
+                var qkvWeight = cat([Param(p + "attention.self.query.weight"), Param(p + "attention.self.key.weight"), Param(p + "attention.self.value.weight")], 0);   // [3·h·d, H]
+                var qkvBias = cat([Param(p + "attention.self.query.bias"), Param(p + "attention.self.key.bias"), Param(p + "attention.self.value.bias")], 0);         // [3·h·d]
+                var maskFilter = OnnxGraphBuilder.Float("mask_filter_value", float.MinValue);
+                string context;
+                if (int8)
+                {
+                    var qkv = Linear(hidden, qkvWeight, qkvBias, p + "attention.self.qkv", quantize: true);                     // [B, T, 3·h·d]
+                    var parts = G.NodeMulti("Split", [qkv, G.Int64s(hd, hd, hd)], [p + "q", p + "k", p + "v"], OnnxGraphBuilder.Int("axis", -1));
+                    context = G.MicrosoftNode("MultiHeadAttention", [parts[0], parts[1], parts[2], "", mask], p + "context",   // "" = no packed bias
+                        OnnxGraphBuilder.Int("num_heads", heads), maskFilter);
+                }
+                else
+                {
+                    var w = Weight(p + "attention.self.qkv.weight_t", qkvWeight.t().contiguous());                            // [H, 3·h·d]
+                    var b = Weight(p + "attention.self.qkv.bias", qkvBias);
+                    context = G.MicrosoftNode("Attention", [hidden, w, b, mask], p + "context",
+                        OnnxGraphBuilder.Int("num_heads", heads), OnnxGraphBuilder.Ints("qkv_hidden_sizes", hd, hd, hd), maskFilter);
+                }
+                attended = DenseSkipLayerNorm(context, hidden, p + "attention.output.dense", p + "attention.output.LayerNorm", p + "attention_ln");
+            }
+
+            if (width == 0)
+                return LayerNorm(G.Node("Add", [attended, Weight(p + "output.dense.bias", Param(p + "output.dense.bias"))], p + "ffn_out"), p + "output.LayerNorm", p + "output");
+            string inner;
+            var intermediateBias = Param(p + "intermediate.dense.bias");
+            if (int8 && Config.HiddenAct == HiddenActivation.Gelu)
+                // The bias is added inside DynamicQuantizeMatMul, as in the plain graph (whose Erf chain ONNX Runtime fuses to this Gelu).
+                inner = G.MicrosoftNode("Gelu", [Dense(attended, p + "intermediate.dense", quantize: true)], p + "intermediate");
+            else if (!int8 && Config.HiddenAct is HiddenActivation.Gelu or HiddenActivation.GeluTanh)
+            {
+                var product = Linear(attended, Param(p + "intermediate.dense.weight"), null, p + "intermediate.dense", int8);            // [B, T, F]
+                inner = G.MicrosoftNode(Config.HiddenAct == HiddenActivation.Gelu ? "BiasGelu" : "FastGelu",
+                    [product, Weight(p + "intermediate.dense.bias", intermediateBias)], p + "intermediate");
+            }
+            else inner = Activation(Dense(attended, p + "intermediate.dense", int8), p + "intermediate");
+            return DenseSkipLayerNorm(inner, attended, p + "output.dense", p + "output.LayerNorm", p + "output");
+        }
+
+        /// <summary>
+        /// LayerNorm(dense(x) + residual) in the fused graph. fp32: MatMul without bias, then SkipLayerNormalization adds
+        /// bias and residual and normalises in one pass. int8: the bias stays inside DynamicQuantizeMatMul and the block is
+        /// Add + LayerNormalization, the plain graph's arithmetic, because the LayerNorm output is the next quantized
+        /// matmul's input: a last-bit difference there can move an activation across a rounding boundary of its uint8
+        /// grid, and the int8 graph must equal the scheme's simulation (what QAT trains), not only approximate it.
+        /// </summary>
+        private string DenseSkipLayerNorm(string x, string residual, string dense, string norm, string hint)
+        {
+            if (int8) return LayerNorm(G.Node("Add", [Dense(x, dense, quantize: true), residual], hint + "_sum"), norm, hint);
+            var product = Linear(x, Param(dense + ".weight"), null, dense, quantize: false);                                         // [B, T, H]
+            return SkipLayerNorm(product, residual, Weight(dense + ".bias", Param(dense + ".bias")), norm, hint);
         }
 
         private void MaskedLmHead(string ids, string hidden)

@@ -114,12 +114,16 @@ internal sealed class OnnxGraphBuilder
         NodeMulti(opType, inputs, [outputHint], attributes)[0];
 
     /// <summary>Adds a contrib (com.microsoft) node with one output.</summary>
-    public string MicrosoftNode(string opType, string[] inputs, string outputHint, params AttributeProto[] attributes)
+    public string MicrosoftNode(string opType, string[] inputs, string outputHint, params AttributeProto[] attributes) =>
+        MicrosoftNodeMulti(opType, inputs, [outputHint], attributes)[0];
+
+    /// <summary>Adds a contrib (com.microsoft) node with several outputs (an output the graph never reads still needs a name when the op's schema requires it).</summary>
+    public string[] MicrosoftNodeMulti(string opType, string[] inputs, string[] outputHints, params AttributeProto[] attributes)
     {
         UsesMicrosoftDomain = true;
-        var outputs = NodeMulti(opType, inputs, [outputHint], attributes);
+        var outputs = NodeMulti(opType, inputs, outputHints, attributes);
         graph.Node[^1].Domain = MicrosoftDomain;
-        return outputs[0];
+        return outputs;
     }
 
     /// <summary>Adds a node with several outputs.</summary>

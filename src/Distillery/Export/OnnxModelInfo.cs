@@ -18,7 +18,11 @@ namespace Distillery.Export;
 /// before that key existed are <see cref="Numerics.Int8Scheme.Full8Bit"/>); null for an fp32 graph.
 /// </param>
 /// <param name="Opset">The ai.onnx opset the graph declares.</param>
-public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme? Int8Scheme, int Opset)
+/// <param name="Graph">
+/// Fused (ONNX Runtime contrib operators) or plain (standard operators), from <see cref="OnnxExporter.GraphKey"/>;
+/// graphs written before that key existed are plain.
+/// </param>
+public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme? Int8Scheme, int Opset, OnnxGraphKind Graph = OnnxGraphKind.Plain)
 {
     /// <summary>Whether the graph is the int8 dynamic-quantized one.</summary>
     public bool Int8 => Int8Scheme is not null;
@@ -71,8 +75,12 @@ public sealed record OnnxModelInfo(BertTask Task, BertConfig Config, Int8Scheme?
         catch (JsonException e) { throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not valid JSON ({e.Message.Split('\n')[0]})"); }
         if (json is not JsonObject obj) throw new InvalidDataException($"{path}: {OnnxExporter.ConfigKey} is not a JSON object");
         var config = BertConfig.FromJson(obj, $"{path} ({OnnxExporter.ConfigKey})");
+        var graph = OnnxGraphKind.Plain;   // written before the key existed
+        if (metadata.TryGetValue(OnnxExporter.GraphKey, out var graphName))
+            graph = OnnxExporter.TryParseGraph(graphName)
+                ?? throw new InvalidDataException($"{path}: {OnnxExporter.GraphKey} \"{graphName}\" is not a graph kind this version knows ({OnnxExporter.GraphNames})");
         var opset = model.OpsetImport.FirstOrDefault(o => string.IsNullOrEmpty(o.Domain))
             ?? throw new InvalidDataException($"{path}: declares no ai.onnx opset");
-        return new OnnxModelInfo(task, config, scheme, (int)opset.Version);
+        return new OnnxModelInfo(task, config, scheme, (int)opset.Version, graph);
     }
 }

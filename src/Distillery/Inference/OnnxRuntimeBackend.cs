@@ -53,8 +53,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
         var info = OnnxModelInfo.Read(path);
         if (info.Int8Scheme is { } scheme && Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) is string portability)
             warning?.Invoke($"{path}: {portability}");
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (intraOpThreads is int threads) sessionOptions.IntraOpNumThreads = threads;
+        using var sessionOptions = SessionOptionsFor(intraOpThreads);
         InferenceSession session;
         try { session = new InferenceSession(path, sessionOptions); }
         catch (OnnxRuntimeException e) { throw new InvalidDataException($"{path}: not an ONNX model ({OneLine(e.Message)})", e); }
@@ -75,6 +74,18 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
             session.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The session options every Distillery ONNX Runtime session uses (inference, bench rows, the bench's GEMM peak and
+    /// foreign "peer" graphs, so they are timed alike): all graph optimizations, and <paramref name="intraOpThreads"/>
+    /// intra-op threads when given (ONNX Runtime's own choice otherwise). The caller disposes them.
+    /// </summary>
+    internal static SessionOptions SessionOptionsFor(int? intraOpThreads)
+    {
+        var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (intraOpThreads is int threads) options.IntraOpNumThreads = threads;
+        return options;
     }
 
     private static string OneLine(string message) => message.Split('\n')[0].Trim();

@@ -49,6 +49,35 @@ public static class ForwardCost
         return flops;
     }
 
+    /// <summary>
+    /// Forward FLOPs of one sequence of <paramref name="seqLength"/> tokens: the encoder's per-token FLOPs times the
+    /// length, plus the head (per token for MLM and QA, once for a sequence head), or no head when
+    /// <paramref name="withHead"/> is false (a bare encoder, e.g. a foreign graph without the classifier).
+    /// </summary>
+    public static double FlopsPerSequence(BertConfig c, BertTask task, int seqLength, bool withHead = true)
+    {
+        double flops = EncoderFlopsPerToken(c, seqLength) * seqLength;
+        if (!withHead) return flops;
+        return flops + (task == BertTask.SequenceClassification ? HeadFlops(c, task) : HeadFlops(c, task) * seqLength);
+    }
+
+    /// <summary>
+    /// Training FLOPs per token, the usual 3× forward (forward, and a backward of twice its cost): the encoder at
+    /// <paramref name="seqLength"/> tokens plus the head, the MLM head at the share <paramref name="predictedShare"/> of
+    /// tokens it runs on (Distillery runs it at the masked positions only), a sequence head once per sequence.
+    /// </summary>
+    public static double TrainingFlopsPerToken(BertConfig c, BertTask task, double seqLength, double predictedShare = 1)
+    {
+        int length = Math.Max(1, (int)Math.Round(seqLength));
+        double head = task switch
+        {
+            BertTask.MaskedLM => HeadFlops(c, task) * predictedShare,
+            BertTask.SequenceClassification => HeadFlops(c, task) / seqLength,
+            _ => HeadFlops(c, task),
+        };
+        return 3 * (EncoderFlopsPerToken(c, length) + head);
+    }
+
     /// <summary>Head FLOPs per token (MLM: transform + vocabulary projection) or per sequence (pooler + classifier).</summary>
     public static double HeadFlops(BertConfig c, BertTask task) => task switch
     {
