@@ -68,35 +68,6 @@ public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
         var inputs = batch.ToInputs();
         var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
         var studentLogits = Student.forward(inputs).Logits;
-        double alpha = options.Alpha, T = options.Temperature;
-        Tensor soft, hard;
-        if (Student.Task == BertTask.SequenceClassification && Student.Config.IsRegression)
-        {
-            soft = Losses.LogitMse(studentLogits, teacherLogits);                                       // [B, 1]
-            hard = alpha < 1 ? nn.functional.mse_loss(studentLogits.squeeze(-1), tensor(batch.Scores)) : zeros(1);
-        }
-        else if (Student.Task == BertTask.SequenceClassification)
-        {
-            soft = Losses.SoftTargetKl(studentLogits, teacherLogits, T);                               // [B, C]
-            hard = alpha < 1 ? nn.functional.cross_entropy(studentLogits, Labels(batch.Labels)) : zeros(1);
-        }
-        else
-        {
-            // [B, T, 2]: padded positions get a large negative logit in both, so neither distribution puts mass there.
-            var padding = tensor(batch.AttentionMask, [batch.Batch, batch.Length]).eq(0).unsqueeze(-1);   // [B, T, 1]
-            var s = studentLogits.masked_fill(padding, -1e4);
-            var t = teacherLogits.masked_fill(padding, -1e4);
-            soft = (Losses.SoftTargetKl(s.select(-1, 0), t.select(-1, 0), T) + Losses.SoftTargetKl(s.select(-1, 1), t.select(-1, 1), T)) / 2;
-            hard = alpha < 1
-                ? (nn.functional.cross_entropy(s.select(-1, 0), Labels(batch.Starts)) + nn.functional.cross_entropy(s.select(-1, 1), Labels(batch.Ends))) / 2
-                : zeros(1);
-        }
-        var loss = alpha * soft + (1 - alpha) * hard.sum();
-        return (loss, batch.AttentionMask.Sum());
+        return (Losses.TaskHeadDistillation(Student, studentLogits, teacherLogits, batch, options.Alpha, options.Temperature), batch.AttentionMask.Sum());
     }
-
-    static Tensor Labels(long[] labels) =>
-        labels.Any(l => l < 0)
-            ? throw new InvalidOperationException("hard-label loss on unlabeled examples: use alpha 1 (soft targets only) for unlabeled data")
-            : tensor(labels);
 }

@@ -1,5 +1,7 @@
 // Distillation losses shared by every method. Shapes: B batch, T tokens, V vocabulary or classes, H hidden, h heads.
 // Masks are [B, T] with 1 on real tokens and 0 on padding; padded positions never contribute, on either attention axis.
+using Distillery.Models;
+using Distillery.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -93,4 +95,44 @@ public static class Losses
         var pairs = m.unsqueeze(1).unsqueeze(-1) * m.unsqueeze(1).unsqueeze(2);   // [B, 1, T, T]
         return ((student - teacher).pow(2) * pairs).sum() / (pairs.sum() * student.shape[1]).clamp_min(1.0);
     }
+
+    /// <summary>
+    /// Hinton et al.'s task loss for any task head: α·(soft-target loss) + (1 − α)·(the task loss on the labels). The soft
+    /// term is <see cref="SoftTargetKl"/> at <paramref name="temperature"/> over classes [B, C]; for regression the MSE
+    /// between student and teacher scores [B, 1] (no distribution to soften); for span QA the mean of the start and end
+    /// KLs over each window's real tokens (logits [B, T, 2], padding pushed to -1e4 in both). With α = 1 no label is
+    /// read, so unlabeled (transfer) batches work. Used by vanilla KD and by QAT distilled from a teacher.
+    /// </summary>
+    public static Tensor TaskHeadDistillation(BertTaskModel student, Tensor studentLogits, Tensor teacherLogits, TaskBatch batch,
+        double alpha, double temperature)
+    {
+        Tensor soft, hard;
+        if (student.Task == BertTask.SequenceClassification && student.Config.IsRegression)
+        {
+            soft = LogitMse(studentLogits, teacherLogits);                                                 // [B, 1]
+            hard = alpha < 1 ? nn.functional.mse_loss(studentLogits.squeeze(-1), tensor(batch.Scores)) : zeros(1);
+        }
+        else if (student.Task == BertTask.SequenceClassification)
+        {
+            soft = SoftTargetKl(studentLogits, teacherLogits, temperature);                               // [B, C]
+            hard = alpha < 1 ? nn.functional.cross_entropy(studentLogits, Labels(batch.Labels)) : zeros(1);
+        }
+        else
+        {
+            // [B, T, 2]: padded positions get a large negative logit in both, so neither distribution puts mass there.
+            var padding = tensor(batch.AttentionMask, [batch.Batch, batch.Length]).eq(0).unsqueeze(-1);   // [B, T, 1]
+            var s = studentLogits.masked_fill(padding, -1e4);
+            var t = teacherLogits.masked_fill(padding, -1e4);
+            soft = (SoftTargetKl(s.select(-1, 0), t.select(-1, 0), temperature) + SoftTargetKl(s.select(-1, 1), t.select(-1, 1), temperature)) / 2;
+            hard = alpha < 1
+                ? (nn.functional.cross_entropy(s.select(-1, 0), Labels(batch.Starts)) + nn.functional.cross_entropy(s.select(-1, 1), Labels(batch.Ends))) / 2
+                : zeros(1);
+        }
+        return alpha * soft + (1 - alpha) * hard.sum();
+    }
+
+    static Tensor Labels(long[] labels) =>
+        labels.Any(l => l < 0)
+            ? throw new InvalidOperationException("hard-label loss on unlabeled examples: use alpha 1 (soft targets only) for unlabeled data")
+            : tensor(labels);
 }

@@ -164,7 +164,7 @@ public static class Qat
         using var teacherModel = options.Teacher is string t ? TaskPipeline.LoadTrained(t, data, options.Task) : null;
         ITrainingObjective<TaskBatch> objective = teacherModel is null
             ? new TaskObjective(model)
-            : new KnowledgeDistillation(new Teacher(teacherModel), model, options.Kd);
+            : new TeacherGuidedObjective(new Teacher(teacherModel), model, options.Kd);
 
         // Where the run starts: the fp32 model, and the same weights through the simulated int8 graph (what dynamic
         // post-training quantization alone would give).
@@ -200,5 +200,22 @@ public static class Qat
         if (!resume) metrics["before"] = before;
         RunFiles.Write(options.Out, "metrics.json", metrics);
         return metrics;
+    }
+}
+
+/// <summary>
+/// QAT's loss with a teacher: the fake-quantized student learns the fp32 teacher's outputs (α·soft targets + (1 − α)·
+/// labels, <see cref="Losses.TaskHeadDistillation"/>), as vanilla KD does for a smaller student.
+/// </summary>
+sealed class TeacherGuidedObjective(Teacher teacher, BertTaskModel student, KdOptions options) : ITrainingObjective<TaskBatch>
+{
+    public nn.Module Module => student;
+
+    public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
+    {
+        var inputs = batch.ToInputs();
+        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
+        var studentLogits = student.forward(inputs).Logits;
+        return (Losses.TaskHeadDistillation(student, studentLogits, teacherLogits, batch, options.Alpha, options.Temperature), batch.AttentionMask.Sum());
     }
 }
