@@ -63,11 +63,5 @@ public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
     public nn.Module Module => Student;
 
     /// <inheritdoc/>
-    public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
-    {
-        var inputs = batch.ToInputs();
-        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
-        var studentLogits = Student.forward(inputs).Logits;
-        return (Losses.TaskHeadDistillation(Student, studentLogits, teacherLogits, batch, options.Alpha, options.Temperature), batch.AttentionMask.Sum());
-    }
+    public (Tensor Loss, long Tokens) Loss(TaskBatch batch) => Losses.TaskHeadDistillation(teacher, Student, batch, options.Alpha, options.Temperature);
 }

@@ -131,6 +131,18 @@ public static class Losses
         return alpha * soft + (1 - alpha) * hard.sum();
     }
 
+    /// <summary>
+    /// One training step's loss of <see cref="TaskHeadDistillation(BertTaskModel, Tensor, Tensor, TaskBatch, double, double)"/>:
+    /// the teacher's logits (no graph) and the student's on <paramref name="batch"/>, and the batch's real tokens.
+    /// </summary>
+    public static (Tensor Loss, long Tokens) TaskHeadDistillation(Teacher teacher, BertTaskModel student, TaskBatch batch, double alpha, double temperature)
+    {
+        var inputs = batch.ToInputs();
+        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
+        var studentLogits = student.forward(inputs).Logits;
+        return (TaskHeadDistillation(student, studentLogits, teacherLogits, batch, alpha, temperature), batch.AttentionMask.Sum());
+    }
+
     static Tensor Labels(long[] labels) =>
         labels.Any(l => l < 0)
             ? throw new InvalidOperationException("hard-label loss on unlabeled examples: use alpha 1 (soft targets only) for unlabeled data")

@@ -205,17 +205,11 @@ public static class Qat
 
 /// <summary>
 /// QAT's loss with a teacher: the fake-quantized student learns the fp32 teacher's outputs (α·soft targets + (1 − α)·
-/// labels, <see cref="Losses.TaskHeadDistillation"/>), as vanilla KD does for a smaller student.
+/// labels, <see cref="Losses.TaskHeadDistillation(Teacher, BertTaskModel, TaskBatch, double, double)"/>), as vanilla KD does for a smaller student.
 /// </summary>
 sealed class TeacherGuidedObjective(Teacher teacher, BertTaskModel student, KdOptions options) : ITrainingObjective<TaskBatch>
 {
     public nn.Module Module => student;
 
-    public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
-    {
-        var inputs = batch.ToInputs();
-        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
-        var studentLogits = student.forward(inputs).Logits;
-        return (Losses.TaskHeadDistillation(student, studentLogits, teacherLogits, batch, options.Alpha, options.Temperature), batch.AttentionMask.Sum());
-    }
+    public (Tensor Loss, long Tokens) Loss(TaskBatch batch) => Losses.TaskHeadDistillation(teacher, student, batch, options.Alpha, options.Temperature);
 }
