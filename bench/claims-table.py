@@ -56,6 +56,18 @@ CLAIMS = {
         "orderings": [("linear", "constant", "curriculum >= constant rate"), ("linear", "anti", "curriculum >= anti-curriculum"),
                       ("linear", "kd-layers", "Theseus >= vanilla KD at the same size")],
     },
+    "prune": {
+        "title": "Structured pruning and task-specific HomoDistil: the 6-layer teacher pruned to 17.4M parameters (the L3-H384 student's)",
+        "rows": [("homodistil", "HomoDistil: pruned while distilled (sensitivity, cubic schedule)"),
+                 ("oneshot", "one-shot pruning (sensitivity), then fine-tuning"),
+                 ("iterative-sensitivity", "iterative pruning without distillation, sensitivity"),
+                 ("iterative-magnitude", "iterative pruning without distillation, magnitude"),
+                 ("iterative-platon", "iterative pruning without distillation, PLATON")],
+        "orderings": [("homodistil", "oneshot", "pruning while distilling >= one-shot pruning + fine-tuning"),
+                      ("homodistil", "iterative-sensitivity", "pruning while distilling >= iterative pruning without distillation"),
+                      ("iterative-sensitivity", "iterative-magnitude", "sensitivity scores >= magnitude"),
+                      ("iterative-platon", "iterative-magnitude", "PLATON scores >= magnitude")],
+    },
 }
 
 

@@ -25,6 +25,9 @@
 #   theseus  BERT-of-Theseus: successor L3 replacing the teacher's 6 layers in pairs with the linear curriculum, a
 #            constant rate, and anti-curriculum, each then fine-tuned alone; vs kd-layers (vanilla KD into a student made
 #            of the teacher's first 3 layers, the paper's KD baseline initialisation).
+#   prune    Structured pruning and task-specific HomoDistil at the L3-H384 student's parameter count (17.4M), the
+#            teacher's depth kept: HomoDistil (pruned while distilled) vs one-shot pruning + fine-tuning vs iterative
+#            pruning without distillation, the last under sensitivity, magnitude and PLATON scores.
 #
 # Environment: OUT (default runs/claims), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
 # published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHERS (default
@@ -37,7 +40,7 @@ DATA="${DATA:-$root/../shared/data}"
 TEACHERS="${TEACHERS:-runs/real-teacher}"
 SEEDS="${SEEDS:-1 2 3}"
 TASKS="${TASKS:-sst2 mrpc stsb rte}"
-CLAIMS="${CLAIMS:-wrs theseus}"
+CLAIMS="${CLAIMS:-wrs theseus prune}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 ARCH=L3-H384-A12-F1536
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "claims-task.sh: shared data not found at $DATA" >&2; exit 1; }
@@ -184,6 +187,31 @@ theseus() {   # theseus TASK SEED
     finetune "$d/$scheduler/$task-s$seed" "$d/$scheduler/$task-s$seed.replaced" "$task" "$seed" 5e-5
   done
   distill "$d/kd-layers/$task-s$seed" "$task" "$seed" 5e-5 "" --method kd --init-from-teacher 0,1,2 --temperature 2 --alpha 0.5
+}
+
+prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil from the 6-layer teacher to the L3-H384
+  # student's parameter count (17.4M with the classifier), keeping the depth: the width shrinks (heads, FFN neurons,
+  # hidden dimensions). Rows: homodistil (pruned while distilled: task loss + logit KL + hidden and attention MSE,
+  # cubic schedule, sensitivity scores), oneshot (sensitivity over 64 batches, pruned once, then fine-tuned), and
+  # iterative pruning while fine-tuned without distillation under sensitivity, magnitude and PLATON scores. The same
+  # task budget as every other row. These runs do not checkpoint (pruning changes the shapes mid-run): an interrupted
+  # one starts again (--overwrite). The "fresh student of the same size" of the claim is wrs's kd row.
+  local task="$1" seed="$2" d="$OUT/prune" target=17.4M
+  local restart=()
+  pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, restarts an unfinished one
+    local out="$1"; shift
+    [[ -f "$out/config.json" ]] && return 0
+    restart=(); [[ -d "$out" ]] && restart=(--overwrite)
+    # shellcheck disable=SC2046
+    distillery "$@" --out "$out" $(train_flags "$task" "$seed" 5e-5 | sed 's/--checkpoint-every 100/--checkpoint-every 0/') "${restart[@]}"
+  }
+  pruned_run "$d/homodistil/$task-s$seed" distill --method homodistil --teacher "$TEACHERS/$task" --target "$target" \
+    --score sensitivity --prune-every 10 --warmup-fraction 0.05 --final-fraction 0.2
+  pruned_run "$d/oneshot/$task-s$seed" prune --model "$TEACHERS/$task" --target "$target" --score sensitivity --score-batches 64
+  for score in sensitivity magnitude platon; do
+    pruned_run "$d/iterative-$score/$task-s$seed" prune --model "$TEACHERS/$task" --target "$target" --score "$score" \
+      --iterative --prune-every 50
+  done
 }
 
 for seed in $SEEDS; do
