@@ -1,3 +1,4 @@
+using Distillery.Runtime;
 using Distillery.Bench;
 using Distillery.Models;
 using Distillery.Text;

@@ -224,7 +224,7 @@ public static class ModelBench
         if (options.Backends.Any(BenchBackends.IsOnnx) || options.Peer != null)
         {
             progress?.Invoke("measuring ONNX Runtime's fp32 GEMM peak");
-            onnxPeak = GemmPeaks.OnnxRuntime(threads, options.PeakShapes, options.PeakSecondsPerShape);
+            onnxPeak = OnnxGemmPeaks.OnnxRuntime(threads, options.PeakShapes, options.PeakSecondsPerShape);
         }
         try
         {

@@ -218,7 +218,7 @@ public static class FineTuning
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };
         events.StageStarted?.Invoke($"{command} {task}", trainer.TotalSteps);
-        var peak = Bench.GemmPeaks.TorchOncePerProcess();   // before training, so nothing else runs while it is timed
+        var peak = Runtime.GemmPeaks.TorchOncePerProcess();   // before training, so nothing else runs while it is timed
         var result = trainer.Run(resume);
 
         // The output is the best dev checkpoint (transformers' load_best_model_at_end). best/ and checkpoint/ stay until
@@ -237,7 +237,7 @@ public static class FineTuning
             ["evaluations"] = new JsonArray(result.Evaluations.Select(e => (JsonNode?)new JsonObject { ["step"] = e.Step, ["metrics"] = RunFiles.Metrics(e.Metrics) }).ToArray()),
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
             // Attention FLOPs counted at the mean training example length (length bucketing pads little beyond it).
-            ["utilization"] = Bench.TrainingUtilization.Metrics(evaluated.Config, evaluated.Task, data.Train.Count == 0 ? 1 : data.Train.Average(e => e.InputIds.Length),
+            ["utilization"] = TrainingUtilization.Metrics(evaluated.Config, evaluated.Task, data.Train.Count == 0 ? 1 : data.Train.Average(e => e.InputIds.Length),
                 predictedShare: 1, result.TokensPerSecond, peak),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
             ["precision"] = trainerOptions.Precision.ToString(),

@@ -160,7 +160,7 @@ public static class Pretraining
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  lr {p.LearningRate:0.0e0}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };
         events.StageStarted?.Invoke(command == "pretrain" ? "pre-training" : command, trainer.TotalSteps);
-        var peak = Bench.GemmPeaks.TorchOncePerProcess();   // before training, so nothing else runs while it is timed
+        var peak = Runtime.GemmPeaks.TorchOncePerProcess();   // before training, so nothing else runs while it is timed
         var result = trainer.Run(resume);
         model.eval();
         var final = saved?.Invoke() ?? model;
@@ -174,7 +174,7 @@ public static class Pretraining
             ["final_train_loss"] = double.IsFinite(result.FinalLoss) ? result.FinalLoss : null,
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
             // Packed sequences of SeqLength tokens; the MLM head runs at the masked share of positions only.
-            ["utilization"] = Bench.TrainingUtilization.Metrics(model.Config, BertTask.MaskedLM, options.SeqLength, options.Masking.Probability, result.TokensPerSecond, peak),
+            ["utilization"] = TrainingUtilization.Metrics(model.Config, BertTask.MaskedLM, options.SeqLength, options.Masking.Probability, result.TokensPerSecond, peak),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
             ["skipped_steps"] = result.SkippedSteps,
             ["corpus_tokens"] = corpus.Tokens.Length,

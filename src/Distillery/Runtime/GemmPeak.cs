@@ -7,14 +7,10 @@
 // peak of the backend that ran it. int8 rows are divided by the fp32 peak too (their fraction can pass 1: that is the
 // int8 speed-up over the fp32 limit, not an error).
 using System.Diagnostics;
-using Distillery.Export;
-using Distillery.Export.Onnx;
-using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
 using static TorchSharp.torch;
-using DataType = Distillery.Export.Onnx.TensorProto.Types.DataType;
 
-namespace Distillery.Bench;
+namespace Distillery.Runtime;
 
 /// <summary>A GEMM [M×K]·[K×N] (fp32); a multiply-add counts 2 FLOPs.</summary>
 /// <param name="M">Rows of the activation (batch × tokens).</param>
@@ -49,7 +45,10 @@ public sealed record GemmPeak(string Backend, int Threads, IReadOnlyList<GemmMea
         FormattableString.Invariant($"{Backend} {PeakGFlops:0.0} GFLOP/s ({string.Join(", ", Shapes.Select(s => FormattableString.Invariant($"{s.Shape} {s.GFlops:0.0}")))})");
 }
 
-/// <summary>Measures <see cref="GemmPeak"/>s.</summary>
+/// <summary>
+/// Measures <see cref="GemmPeak"/>s: libtorch's here (training runs need it for their MFU, so it lives beside the machine
+/// description); ONNX Runtime's in <c>Bench.OnnxGemmPeaks</c>, which times with <see cref="Time"/>.
+/// </summary>
 public static class GemmPeaks
 {
     /// <summary>
@@ -78,39 +77,8 @@ public static class GemmPeaks
         return new GemmPeak("libtorch", get_num_threads(), results);
     }
 
-    /// <summary>
-    /// ONNX Runtime running a one-MatMul graph per shape (A [M, K] input, B [K, N] initializer) with the session
-    /// options of the model rows (<see cref="Inference.OnnxRuntimeBackend.SessionOptionsFor"/>), <paramref name="threads"/>
-    /// intra-op threads; timing as <see cref="Torch"/>.
-    /// </summary>
-    public static GemmPeak OnnxRuntime(int threads, IReadOnlyList<GemmShape>? shapes = null, double secondsPerShape = 0.5)
-    {
-        shapes ??= Representative;
-        var results = new List<GemmMeasurement>();
-        foreach (var shape in shapes)
-        {
-            var random = new Random(0);
-            var weight = new float[(long)shape.K * shape.N];
-            for (int i = 0; i < weight.Length; i++) weight[i] = (float)(random.NextDouble() - 0.5);
-            var input = new float[(long)shape.M * shape.K];
-            for (int i = 0; i < input.Length; i++) input[i] = (float)(random.NextDouble() - 0.5);
-            var g = new OnnxGraphBuilder();
-            string a = g.Input("a", DataType.Float, "m", shape.K);
-            string y = g.Node("MatMul", [a, g.Initializer("b", weight, shape.K, shape.N)], "y");
-            g.Output(y, DataType.Float, "m", shape.N);
-            var model = new ModelProto { IrVersion = 8, ProducerName = "distillery-gemm-peak", Graph = g.Graph };
-            model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
-            using var options = Inference.OnnxRuntimeBackend.SessionOptionsFor(threads);
-            using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(model), options);
-            using var value = OrtValue.CreateTensorValueFromMemory(input, [shape.M, shape.K]);
-            using var runOptions = new RunOptions();
-            string[] inputNames = ["a"], outputNames = ["y"];
-            results.Add(Time(shape, () => { using var outputs = session.Run(runOptions, inputNames, [value], outputNames); }, secondsPerShape));
-        }
-        return new GemmPeak("onnxruntime", threads, results);
-    }
-
-    private static GemmMeasurement Time(GemmShape shape, Action call, double seconds)
+    /// <summary>Two untimed calls, then calls for about <paramref name="seconds"/> (at least 3): the fastest one's GFLOP/s.</summary>
+    public static GemmMeasurement Time(GemmShape shape, Action call, double seconds)
     {
         call();
         call();
@@ -144,32 +112,3 @@ public static class GemmPeaks
     }
 }
 
-/// <summary>
-/// Model FLOPs utilization of a training run, for its metrics.json: training FLOPs per token
-/// (<see cref="Models.ForwardCost.TrainingFlopsPerToken"/>, 3× forward) × tokens/s, over libtorch's fp32 GEMM peak
-/// measured at the start of the run (<see cref="GemmPeaks.TorchOncePerProcess"/>). The tokens are those the objective
-/// reports (real tokens of padded task batches, every token of packed MLM sequences), so FLOPs spent on padding, on a
-/// distillation teacher's forward, or on anything but the trained model do not count: that is what MFU measures.
-/// </summary>
-public static class TrainingUtilization
-{
-    /// <summary>
-    /// The "utilization" object of metrics.json: flops_per_token, model_gflops_per_second, the peak (GFLOP/s and its
-    /// shapes), the sequence length the attention FLOPs were counted at, and mfu.
-    /// </summary>
-    public static System.Text.Json.Nodes.JsonObject Metrics(Models.BertConfig config, Models.BertTask task, double seqLength, double predictedShare,
-        double tokensPerSecond, GemmPeak peak)
-    {
-        double flopsPerToken = Models.ForwardCost.TrainingFlopsPerToken(config, task, seqLength, predictedShare);
-        double gflops = flopsPerToken * tokensPerSecond / 1e9;
-        return new System.Text.Json.Nodes.JsonObject
-        {
-            ["flops_per_token"] = Math.Round(flopsPerToken),
-            ["counted_at_length"] = Math.Round(seqLength, 1),
-            ["model_gflops_per_second"] = Math.Round(gflops, 2),
-            ["gemm_peak_gflops"] = Math.Round(peak.PeakGFlops, 2),
-            ["gemm_peak"] = peak.ToString(),
-            ["mfu"] = Math.Round(gflops / peak.PeakGFlops, 6),
-        };
-    }
-}
