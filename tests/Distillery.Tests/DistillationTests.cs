@@ -116,6 +116,27 @@ public sealed class DistillationTests
     }
 
     [Fact]
+    public void MiniLmValueRelationWeightScalesTheValueTermAndZeroLeavesAttentionAlone()
+    {
+        // The loss is attention KL + w · value-relation KL (v1): with the same student and batch, the loss at w = 0, 1 and
+        // 2 must be A, A + V and A + 2V, with V > 0 for an untrained student (small for this tiny model: ~1e-4).
+        var (teacherModel, batch) = MlmTeacherAndBatch();
+        var teacher = new Teacher(teacherModel);
+        var student = (BertForMaskedLM)new StudentInit(StudentInitKind.Random, Arch: "L2-H16-A4-F32").Build(teacherModel, BertTask.MaskedLM, seed: 5);
+        double LossAt(double weight)
+        {
+            using var scope = NewDisposeScope();
+            student.eval();   // no dropout: the three losses see the same forward
+            return new MiniLm(teacher, student, new MiniLmOptions { ValueRelationWeight = weight }).Loss(batch).Loss.item<float>();
+        }
+        double attention = LossAt(0), once = LossAt(1), twice = LossAt(2);
+        double value = once - attention;
+        Assert.True(value > 0, $"value-relation term {value}");
+        Assert.True(Math.Abs(attention + 2 * value - twice) < 1e-6, $"w = 2 gave {twice}, expected {attention + 2 * value}");
+        Assert.Throws<ArgumentException>(() => new MiniLmOptions { ValueRelationWeight = -1 }.Validate());
+    }
+
+    [Fact]
     public void RelationMatricesMatchADirectComputation()
     {
         using var scope = NewDisposeScope();

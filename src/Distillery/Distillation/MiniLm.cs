@@ -34,6 +34,8 @@ public sealed record MiniLmOptions : IDistillMethodOptions<MiniLmOptions>
     public int RelationHeads { get; init; } = 4;
     /// <summary>The teacher layer to distil (1-based); null means the last.</summary>
     public int? TeacherLayer { get; init; }
+    /// <summary>v1: weight of the value-relation term (eq. 5-6); 0 distils the attention distributions alone (the paper's ablation, Table 5).</summary>
+    public double ValueRelationWeight { get; init; } = 1.0;
 
     /// <summary>Checks the fields (the widths and depth they must fit are checked against the models).</summary>
     public MiniLmOptions Validate()
@@ -41,6 +43,7 @@ public sealed record MiniLmOptions : IDistillMethodOptions<MiniLmOptions>
         if (!Enum.IsDefined(Relations)) throw new ArgumentException($"unknown relations {Relations} (known: v1, v2)");
         if (RelationHeads < 1) throw new ArgumentException($"relation_heads must be at least 1 (got {RelationHeads})");
         if (TeacherLayer is < 1) throw new ArgumentException($"teacher_layer is 1-based (got {TeacherLayer})");
+        if (!(ValueRelationWeight >= 0)) throw new ArgumentException($"value_relation_weight must be >= 0 (got {ValueRelationWeight})");
         return this;
     }
 }
@@ -129,9 +132,11 @@ public sealed class MiniLm : IDistillationMethod<MlmBatch>
         Tensor loss;
         if (options.Relations == MiniLmRelations.V1)
         {
-            // eq. 4: attention transfer; eq. 5–6: value-relation transfer.
-            loss = Losses.AttentionKl(s.Attentions![si], t.Attentions![ti], mask)
-                 + Losses.AttentionKl(MiniLmRelationsMath.SelfRelation(s.Values![si], mask), MiniLmRelationsMath.SelfRelation(t.Values![ti], mask), mask);
+            // eq. 4: attention transfer; eq. 5–6: value-relation transfer (weighted; 0 = attention alone, the ablation).
+            loss = Losses.AttentionKl(s.Attentions![si], t.Attentions![ti], mask);
+            if (options.ValueRelationWeight > 0)
+                loss = loss + options.ValueRelationWeight
+                    * Losses.AttentionKl(MiniLmRelationsMath.SelfRelation(s.Values![si], mask), MiniLmRelationsMath.SelfRelation(t.Values![ti], mask), mask);
         }
         else
         {
