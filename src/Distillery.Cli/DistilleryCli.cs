@@ -33,6 +33,7 @@ public static class DistilleryCli
         root.Subcommands.Add(PruneCommand.Create(context));
         root.Subcommands.Add(QuantizeCommand.Create(context));
         root.Subcommands.Add(InspectCommand.Create(context));
+        root.Subcommands.Add(PlotCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));

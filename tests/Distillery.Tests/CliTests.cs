@@ -62,7 +62,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "import", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "convert", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "import", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "plot", "convert", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);
@@ -70,6 +70,27 @@ public sealed class CliTests
             Assert.Equal(0, r.ExitCode);
             Assert.Contains("Usage:", r.Out);
         }
+    }
+
+    [Fact]
+    public void PlotDrawsAFigureFromJsonAndRefusesABadOneWithOneLine()
+    {
+        using var tmp = new TestData.TempDir();
+        File.WriteAllText(Path.Combine(tmp.Dir, "f.json"), """
+            { "title": "t", "x_label": "step", "y_label": "KL", "legend": "lower_left",
+              "series": [ { "label": "a", "lines": true, "points": [ { "x": 0, "y": 1, "y_error": 0.5 }, { "x": 1, "y": 2 } ] },
+                          { "label": "b", "points": [ { "x": 0.5, "y": 1.5, "label": "b s1" } ] } ] }
+            """);
+        var r = Run(tmp.Dir, "plot", "f.json", "--out", "f.png");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("2 series, 3 points", r.Out);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(tmp.Dir, "f.png"))[..4]);
+        File.WriteAllText(Path.Combine(tmp.Dir, "typo.json"), """{ "title": "t", "x_lable": "x", "y_label": "y", "series": [] }""");
+        AssertOneLineError(Run(tmp.Dir, "plot", "typo.json", "-o", "g.png"), "unknown key x_lable", "did you mean x_label");
+        File.WriteAllText(Path.Combine(tmp.Dir, "empty.json"), """{ "title": "t", "x_label": "x", "y_label": "y", "series": [ { "label": "a", "points": [] } ] }""");
+        AssertOneLineError(Run(tmp.Dir, "plot", "empty.json", "-o", "g.png"), "series \"a\" has no points");
+        AssertOneLineError(Run(tmp.Dir, "plot", "f.json", "-o", "f.json"), "f.json");
+        Assert.False(File.Exists(Path.Combine(tmp.Dir, "g.png")));
     }
 
     [Fact]

@@ -137,6 +137,45 @@ public sealed class DistillationTests
     }
 
     [Fact]
+    public void TeacherDiscrepancyIsTheKlOfTheTeachersDistributionToTheStudents()
+    {
+        // p_t = (1/2, 1/2), p_s = (3/4, 1/4): KL = ½ ln(½ / ¾) + ½ ln(½ / ¼) = 0.1438410362.
+        var d = Evaluation.TeacherDiscrepancy.Of([[0f, 0f], [1f, 2f]], [[MathF.Log(3), 0f], [1f, 2f]], regression: false);
+        Assert.Equal(0.1438410362 / 2, d[Evaluation.TeacherDiscrepancy.Kl], 6);   // ln 3 in float
+        Assert.Equal(1.0, d[Evaluation.TeacherDiscrepancy.Agreement]);   // both pairs pick class 0, then class 1
+        Assert.Equal(0.0, Evaluation.TeacherDiscrepancy.Of([[2f, 0f]], [[0f, 2f]], regression: false)[Evaluation.TeacherDiscrepancy.Agreement]);
+        var r = Evaluation.TeacherDiscrepancy.Of([[1f], [3f]], [[2f], [3f]], regression: true);
+        Assert.Equal(0.5, r[Evaluation.TeacherDiscrepancy.Mse], 9);
+        Assert.Throws<ArgumentException>(() => Evaluation.TeacherDiscrepancy.Of([[1f, 2f]], [[1f]], regression: false));
+    }
+
+    [Fact]
+    public void TaskDistillationLogsTheTeacherDiscrepancyAndHomoDistilKeepsItsFinalModel()
+    {
+        using var tmp = new TestData.TempDir();
+        var (model, glue) = ReliabilityTests.Setup(tmp);
+        var task = new TaskSpec { Name = TaskName.Sst2, Data = glue };
+        var trainer = new TrainerOptions { BatchSize = 8, LearningRate = 1e-3, MaxSteps = 6, EvalEvery = 2, LogEvery = 1, CheckpointEvery = 0, Precision = ComputePrecision.Float32 };
+        FineTuning.Run(new FinetuneOptions { Task = task, Model = model, Out = tmp["teacher"], Trainer = trainer });
+        var kd = Distiller.Run(new DistillOptions { Method = new KdOptions(), Teacher = tmp["teacher"], Student = StudentInit.FirstLayers(1), Task = task, Out = tmp["kd"], Trainer = trainer });
+        var homo = Distiller.Run(new DistillOptions { Method = new HomoDistilOptions { Target = "L2-H16", PruneEvery = 1 }, Teacher = tmp["teacher"], Task = task, Out = tmp["homo"], Trainer = trainer });
+        foreach (var metrics in new[] { kd, homo })
+        {
+            var evaluations = metrics["evaluations"]!.AsArray();
+            Assert.Equal([2, 4, 6], evaluations.Select(e => (int)e!["step"]!));
+            foreach (var e in evaluations)
+            {
+                double kl = (double)e!["metrics"]![Evaluation.TeacherDiscrepancy.Kl]!, agreement = (double)e["metrics"]![Evaluation.TeacherDiscrepancy.Agreement]!;
+                Assert.True(kl >= 0 && double.IsFinite(kl), $"KL {kl}");
+                Assert.InRange(agreement, 0, 1);
+            }
+        }
+        // HomoDistil's result is the student at the target width (the last evaluation), whatever the earlier ones scored.
+        Assert.Equal(6, (int)homo["best_step"]!);
+        Assert.Equal(16, BertCheckpoint.ReadConfig(tmp["homo"]).HiddenSize);
+    }
+
+    [Fact]
     public void RelationMatricesMatchADirectComputation()
     {
         using var scope = NewDisposeScope();

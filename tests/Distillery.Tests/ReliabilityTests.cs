@@ -25,7 +25,7 @@ public sealed class ReliabilityTests
     static BertConfig TinyConfig(int vocab) => BertConfig.Create(layers: 2, hidden: 32, heads: 4, intermediate: 64, vocabSize: vocab) with { MaxPositionEmbeddings = 64 };
 
     /// <summary>A tiny masked-LM model folder and a separable SST-2 in <paramref name="tmp"/>.</summary>
-    static (string Model, string Glue) Setup(TestData.TempDir tmp, bool nan = false)
+    internal static (string Model, string Glue) Setup(TestData.TempDir tmp, bool nan = false)
     {
         var tokenizer = Tokenizer(tmp);
         torch.manual_seed(1);

@@ -70,8 +70,12 @@ public abstract class DistillMethod
     public Func<BertConfig, StudentInit>? DefaultStudent { get; init; }
     /// <summary>Why a run cannot continue from a checkpoint (null: it can).</summary>
     public string? CannotResume { get; init; }
-    /// <summary>On a task, the dev set is scored once, at the end (no best-of-run checkpoint: intermediate students are not the result).</summary>
-    public bool EvaluatesAtEndOnly { get; init; }
+    /// <summary>
+    /// On a task, the result is the student as training ends, not the best dev checkpoint: intermediate students are not
+    /// the result (e.g. still wider than the target). The periodic dev evaluations are still run and logged (the
+    /// teacher-student discrepancy over training is one of them).
+    /// </summary>
+    public bool ResultIsFinalModel { get; init; }
 
     /// <summary>The JSON key of its options.</summary>
     public string Key => OptionsKey ?? Name;

@@ -164,10 +164,18 @@ public static class Distiller
         if (student.Config.MaxPositionEmbeddings < (task.MaxLength ?? 0))
             throw new ArgumentException($"max length {task.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");
         events.Message?.Invoke(Pair(teacherModel, distillation.StudentSummary));
-        // A method that evaluates at the end only: an earlier best would not be the result (e.g. a wider, not yet pruned student).
-        var run = method.EvaluatesAtEndOnly ? trainer with { EvalEvery = 0 } : trainer;
-        return FineTuning.TrainOnTask(student, distillation, distillation.Finish, data, tokenizer, run, lengthBucketing: true, options.Out,
-            "distill", task.ToString(), new { command = "distill", options }, resume, events);
+        // Every dev evaluation also says how far the student's predictions are from the teacher's (HomoDistil's
+        // discrepancy curve; the teacher's dev logits are computed once). Span QA has none: its per-window logits are
+        // padded to each batch's length.
+        if (data.Head == BertTask.SequenceClassification)
+        {
+            teacherModel.eval();
+            var teacherDev = TaskObjective.Predict(teacherModel, data.Eval, tokenizer.PadId);
+            bool regression = data.Regression;
+            data = data.WithExtraMetrics(studentDev => Evaluation.TeacherDiscrepancy.Of(teacherDev, studentDev, regression));
+        }
+        return FineTuning.TrainOnTask(student, distillation, distillation.Finish, data, tokenizer, trainer, lengthBucketing: true, options.Out,
+            "distill", task.ToString(), new { command = "distill", options }, resume, events, keepFinal: method.ResultIsFinalModel);
     }
 
     static JsonObject OnCorpus(DistillMethod method, DistillOptions options, DistillPlan plan, bool resume, RunEvents events)

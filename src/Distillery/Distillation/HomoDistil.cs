@@ -20,8 +20,9 @@
 //   of each group) and pairs layers uniformly; the paper keeps the depth.
 // - Task-specific variant: the same schedule and losses from a fine-tuned teacher, with the task loss on labels in
 //   place of MLM and the head's logits for the KL (MSE for regression; start/end KL for span QA).
-// - Dev evaluation happens once, at the end, when the student has the target width (intermediate widths would select a
-//   checkpoint that is not the target), and a run cannot resume (masks and scores are not checkpointed).
+// - The result is the student as training ends, at the target width, not the best dev checkpoint (intermediate widths
+//   would select a model that is not the target); the periodic dev evaluations are logged (with the teacher-student
+//   discrepancy), and a run cannot resume (masks and scores are not checkpointed).
 using Distillery.Models;
 using Distillery.Pruning;
 using Distillery.Training;
@@ -83,7 +84,7 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         Summary = "HomoDistil: the teacher pruned while distilled into itself (Liang et al. 2023), on a corpus or a task",
         BuildsOwnStudent = true,
         CannotResume = "its masks and importance scores are not checkpointed",
-        EvaluatesAtEndOnly = true,
+        ResultIsFinalModel = true,
         // A target the teacher cannot reach is one line before any data loads.
         CheckTeacher = (o, plan) => { if (plan.Teacher != null) Resolve(plan.Teacher, plan.Head, o); },
         NeedsLabels = o => o.AlphaMlm != 0 ? $"use --alpha-mlm 0 (no task loss), not {o.AlphaMlm}" : null,

@@ -194,10 +194,11 @@ public static class FineTuning
     /// The loop shared by fine-tuning and task-specific distillation: train <paramref name="objective"/> on the task's
     /// data, evaluate <paramref name="evaluated"/> on its dev data, keep the best checkpoint (of
     /// <paramref name="saved"/>()), and write it with <c>run_config.json</c> and <c>metrics.json</c> to <paramref name="outDir"/>.
+    /// With <paramref name="keepFinal"/> the result is the model as training ends (the periodic evaluations are logged only).
     /// </summary>
     public static JsonObject TrainOnTask(BertTaskModel evaluated, ITrainingObjective<TaskBatch> objective, Func<BertTaskModel> saved,
         TaskData data, BertTextTokenizer tokenizer, TrainerOptions trainerOptions, bool lengthBucketing, string outDir,
-        string command, string task, object runConfig, bool resume, RunEvents? events = null)
+        string command, string task, object runConfig, bool resume, RunEvents? events = null, bool keepFinal = false)
     {
         events ??= new RunEvents();
         if (resume) RunFiles.CheckResumable(outDir, runConfig);
@@ -214,6 +215,7 @@ public static class FineTuning
                 return data.Score(TaskObjective.Predict(evaluated, data.Eval, tokenizer.PadId));
             },
             SelectBy = (data.PrimaryMetric, true),
+            KeepFinal = keepFinal,
             OnBest = _ => BertCheckpoint.Save(saved(), bestDir, tokenizer),
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };

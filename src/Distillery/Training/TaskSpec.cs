@@ -108,6 +108,19 @@ public sealed class TaskData
     {
         Train = train, Eval = Eval, Score = Score, Head = Head, Labels = Labels, Regression = Regression, PrimaryMetric = PrimaryMetric, Description = description,
     };
+
+    /// <summary>The same task whose dev scores also carry <paramref name="extra"/>'s metrics of the same predictions.</summary>
+    public TaskData WithExtraMetrics(Func<List<float[]>, IReadOnlyDictionary<string, double>> extra) => new()
+    {
+        Train = Train, Eval = Eval, Head = Head, Labels = Labels, Regression = Regression, PrimaryMetric = PrimaryMetric, Description = Description,
+        Score = logits =>
+        {
+            var merged = new Dictionary<string, double>(Score(logits));
+            foreach (var (name, value) in extra(logits))
+                if (!merged.TryAdd(name, value)) throw new InvalidOperationException($"dev metric \"{name}\" computed twice");
+            return merged;
+        },
+    };
 }
 
 /// <summary>A model folder loaded for a task: its config, tokenizer, the task's data for it, and the model with its trained head.</summary>

@@ -143,6 +143,11 @@ public sealed class Trainer<TBatch>
     public Func<IReadOnlyDictionary<string, double>>? Evaluate { get; init; }
     /// <summary>The metric that decides the best model, and whether larger is better.</summary>
     public (string Name, bool GreaterIsBetter)? SelectBy { get; init; }
+    /// <summary>
+    /// The final evaluation is the result whatever its score (<see cref="OnBest"/> is called for it alone); earlier ones
+    /// are logged only. For a model whose intermediate states are not the result (e.g. wider than the pruning target).
+    /// </summary>
+    public bool KeepFinal { get; init; }
     /// <summary>Called when an evaluation is the best so far (the caller saves the model).</summary>
     public Action<EvalResult>? OnBest { get; init; }
     /// <summary>Progress after each optimizer step.</summary>
@@ -358,7 +363,9 @@ public sealed class Trainer<TBatch>
         {
             if (!metrics.TryGetValue(select.Name, out double value))
                 throw new InvalidOperationException($"evaluation returned no metric \"{select.Name}\" (it returned {string.Join(", ", metrics.Keys)})");
-            bool better = state.Best == null || (select.GreaterIsBetter ? value > state.Best.Metrics[select.Name] : value < state.Best.Metrics[select.Name]);
+            bool better = KeepFinal
+                ? state.Step == TotalSteps
+                : state.Best == null || (select.GreaterIsBetter ? value > state.Best.Metrics[select.Name] : value < state.Best.Metrics[select.Name]);
             if (better)
             {
                 state.Best = result;
