@@ -27,7 +27,20 @@
 #            of the teacher's first 3 layers, the paper's KD baseline initialisation).
 #   prune    Structured pruning and task-specific HomoDistil at the L3-H384 student's parameter count (17.4M), the
 #            teacher's depth kept: HomoDistil (pruned while distilled) vs one-shot pruning + fine-tuning vs iterative
-#            pruning without distillation, the last under sensitivity, magnitude and PLATON scores.
+#            pruning without distillation, the last under sensitivity, magnitude and PLATON scores. Every distillation
+#            logs the teacher-student KL on dev at each evaluation (HomoDistil's discrepancy curve; wrs's kd row is the
+#            fresh student of the same size).
+# Stages after every seed of the claims above (they need them all):
+#   quant    Quantization: the teacher and the best student row (the highest mean task average over 3 seeds among the
+#            rows above, chosen once and written to $OUT/quant/best-row.txt): int8 after QAT (1 epoch of the student
+#            data, KD from the task's teacher, seeds 1-2-3); then one bench run per task over fp32, dynamic int8 and QAT
+#            int8 (ONNX Runtime, fused graphs): dev score, bytes on disk, batch-1 and batch-32 latency.
+#   bench    Latency of every row (its seed-1 model) and the teacher on TorchSharp and ONNX Runtime fp32, one bench run
+#            per task: the x axis of the score-vs-latency plot. Timing needs an otherwise idle CPU: run no build or
+#            other job meanwhile (the stage waits up to 10 minutes for the 1-minute load to fall below 1.5 and records it).
+#
+# Compute: the kd rows read the teacher's logits from a teacher-logit cache ($OUT/teacher-logits, safetensors shards,
+# one per teacher x training examples), so the teacher runs once per task (and transfer set), not in every step and seed.
 #
 # Environment: OUT (default runs/claims), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
 # published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHERS (default
@@ -40,9 +53,12 @@ DATA="${DATA:-$root/../shared/data}"
 TEACHERS="${TEACHERS:-runs/real-teacher}"
 SEEDS="${SEEDS:-1 2 3}"
 TASKS="${TASKS:-sst2 mrpc stsb rte}"
-CLAIMS="${CLAIMS:-wrs theseus prune}"
+CLAIMS="${CLAIMS:-wrs theseus prune quant bench}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 ARCH=L3-H384-A12-F1536
+# The teacher-logit cache: every kd row (kd, PD's distillation, kd-layers) reads the teacher's logits on its training
+# examples from here, computed once per teacher x examples, instead of running the teacher in every step and seed.
+CACHE="$OUT/teacher-logits"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "claims-task.sh: shared data not found at $DATA" >&2; exit 1; }
 for task in $TASKS; do
   [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-task.sh: no fine-tuned teacher $TEACHERS/$task (bench/real-teacher.sh)" >&2; exit 1; }
@@ -159,7 +175,8 @@ wrs() {   # wrs TASK SEED
   local task="$1" seed="$2" d="$OUT/wrs"
   init "$OUT/init-L3-s$seed" "$seed"
   finetune "$d/basic/$task-s$seed" "$OUT/init-L3-s$seed" "$task" "$seed" 1e-4
-  distill "$d/kd/$task-s$seed" "$task" "$seed" 1e-4 "" --method kd --student "$OUT/init-L3-s$seed" --temperature 2 --alpha 0.5
+  distill "$d/kd/$task-s$seed" "$task" "$seed" 1e-4 "" --method kd --student "$OUT/init-L3-s$seed" --temperature 2 --alpha 0.5 \
+    --teacher-cache "$CACHE"
   pretrain_compact
   finetune "$d/pf/$task-s$seed" "$pretrained" "$task" "$seed" 1e-4
   # PD: soft targets only (alpha 1, T 1, Well-Read Students' setting) on the transfer set, then the labels. Both PD rows
@@ -168,7 +185,7 @@ wrs() {   # wrs TASK SEED
   for size in full quarter; do
     local row=pd; [[ $size == quarter ]] && row=pd-quarter
     distill "$d/$row/$task-s$seed.distilled" "$task" "$seed" 1e-4 "$steps" --method kd --student "$pretrained" \
-      --temperature 1 --alpha 1 --transfer-data "$(transfer_of "$task" "$size")"
+      --temperature 1 --alpha 1 --transfer-data "$(transfer_of "$task" "$size")" --teacher-cache "$CACHE"
     finetune "$d/$row/$task-s$seed" "$d/$row/$task-s$seed.distilled" "$task" "$seed" 5e-5
   done
 }
@@ -186,7 +203,8 @@ theseus() {   # theseus TASK SEED
       --scheduler "$scheduler" --k "$k" --b "$b"
     finetune "$d/$scheduler/$task-s$seed" "$d/$scheduler/$task-s$seed.replaced" "$task" "$seed" 5e-5
   done
-  distill "$d/kd-layers/$task-s$seed" "$task" "$seed" 5e-5 "" --method kd --init-from-teacher 0,1,2 --temperature 2 --alpha 0.5
+  distill "$d/kd-layers/$task-s$seed" "$task" "$seed" 5e-5 "" --method kd --init-from-teacher 0,1,2 --temperature 2 --alpha 0.5 \
+    --teacher-cache "$CACHE"
 }
 
 prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil from the 6-layer teacher to the L3-H384
@@ -214,12 +232,83 @@ prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil f
   done
 }
 
+# ---------------------------------------------------------------------------------------- stages over every seed
+quant_best_row() {   # the best student row, chosen once from the finished records (claims-table.py --best-row)
+  local file="$OUT/quant/best-row.txt"
+  if [[ ! -s "$file" ]]; then
+    mkdir -p "$OUT/quant"
+    local best; best="$(OUT="$OUT" RECORDS="${RECORDS:-$OUT/records}" python3 bench/claims-table.py --best-row)" || {
+      echo "claims-task.sh: quant needs a student row finished on every task and seed (run the other claims first)" >&2; exit 1; }
+    echo "$best" > "$file.tmp" && mv "$file.tmp" "$file"
+  fi
+  cat "$file"
+}
+quant() {   # quant TASK SEED: QAT of the teacher and of the best row's seed-SEED student
+  local task="$1" seed="$2" best steps; best="$(quant_best_row)"
+  steps=$(( $(steps_of "$task") / $(epochs_of "$task") ))   # one epoch
+  local kinds=("teacher:$TEACHERS/$task" "student:$OUT/$best/$task-s$seed")
+  for kind in "${kinds[@]}"; do
+    local model="${kind#*:}" out="$OUT/quant/${kind%%:*}-qat/$task-s$seed" flag
+    flag="$(todo "$out")" || continue
+    # shellcheck disable=SC2046
+    distillery quantize --mode qat --model "$model" --teacher "$TEACHERS/$task" --out "$out" \
+      $(train_flags "$task" "$seed" 2e-5 "$steps") $flag
+  done
+}
+idle_wait() {   # waits (at most 10 minutes) for the 1-minute load average to fall below 1.5; prints it
+  local i load
+  for i in $(seq 60); do
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    python3 -c "import sys; sys.exit(0 if $load < 1.5 else 1)" && break
+    sleep 10
+  done
+  cut -d' ' -f1 /proc/loadavg
+}
+bench_run() {   # bench_run JSON BACKENDS MODELS...: one bench run, skipped when its JSON record exists
+  local json="$1" backends="$2" task="$3"; shift 3
+  [[ -f "$json" ]] && return 0
+  mkdir -p "$(dirname "$json")"
+  local load; load="$(idle_wait)"
+  local iterations=(--iterations 20); [[ -n "${SMOKE:-}" ]] && iterations=(--iterations 2)
+  distillery bench "$@" --task "$task" --data "$(data_of "$task")" --backends "$backends" "${iterations[@]}" \
+    --out "${json%.json}.md" --json "$json.tmp"
+  echo "load average before timing: $load" >> "${json%.json}.md"
+  mv "$json.tmp" "$json"
+}
+quant_bench() {   # quant_bench TASK
+  local task="$1" best; best="$(quant_best_row)"
+  local models=("$TEACHERS/$task")
+  for seed in $SEEDS; do models+=("$OUT/quant/teacher-qat/$task-s$seed"); done
+  for seed in $SEEDS; do models+=("$OUT/$best/$task-s$seed"); done
+  for seed in $SEEDS; do models+=("$OUT/quant/student-qat/$task-s$seed"); done
+  bench_run "$OUT/quant/bench-$task.json" onnx-fp32,onnx-int8 "$task" "${models[@]}"
+}
+rows_bench() {   # rows_bench TASK: every finished row's seed-1 model and the teacher, TorchSharp and ONNX Runtime fp32
+  local task="$1" s; s="$(echo "$SEEDS" | cut -d' ' -f1)"
+  local models=("$TEACHERS/$task")
+  for row in wrs/basic wrs/kd wrs/pf wrs/pd wrs/pd-quarter theseus/linear theseus/constant theseus/anti theseus/kd-layers \
+             prune/homodistil prune/oneshot prune/iterative-sensitivity prune/iterative-magnitude prune/iterative-platon; do
+    [[ -f "$OUT/$row/$task-s$s/config.json" ]] && models+=("$OUT/$row/$task-s$s")
+  done
+  bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32 "$task" "${models[@]}"
+}
+
 for seed in $SEEDS; do
   for claim in $CLAIMS; do
+    [[ $claim == quant || $claim == bench ]] && continue
     for task in $TASKS; do
       echo "claims-task.sh: $(date -u +%FT%TZ) $claim $task seed $seed" >&2
       "$claim" "$task" "$seed"
     done
   done
 done
+if [[ " $CLAIMS " == *" quant "* ]]; then
+  for seed in $SEEDS; do
+    for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) quant $task seed $seed" >&2; quant "$task" "$seed"; done
+  done
+  for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) quant bench $task" >&2; quant_bench "$task"; done
+fi
+if [[ " $CLAIMS " == *" bench "* ]]; then
+  for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) bench $task" >&2; rows_bench "$task"; done
+fi
 echo "claims-task.sh: done ($CLAIMS; $TASKS; seeds $SEEDS)" >&2

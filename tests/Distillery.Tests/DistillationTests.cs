@@ -176,6 +176,61 @@ public sealed class DistillationTests
     }
 
     [Fact]
+    public void TeacherLogitCacheGivesTheTeachersLogitsIsReusedAcrossRunsAndRefusesADamagedShard()
+    {
+        using var tmp = new TestData.TempDir();
+        var (model, glue) = ReliabilityTests.Setup(tmp);
+        var task = new TaskSpec { Name = TaskName.Sst2, Data = glue };
+        var trainer = new TrainerOptions { BatchSize = 8, LearningRate = 1e-3, MaxSteps = 4, LogEvery = 1, CheckpointEvery = 0, Precision = ComputePrecision.Float32 };
+        FineTuning.Run(new FinetuneOptions { Task = task, Model = model, Out = tmp["teacher"], Trainer = trainer });
+        using var trained = TaskPipeline.Load(tmp["teacher"], task, seed: 1, needTrain: true);
+        var examples = trained.Data.Train;
+        var cache = TeacherLogitCache.Build(trained.Model, tmp["teacher"], examples, trained.Tokenizer.PadId, tmp["cache"]);
+        Assert.False(cache.Reused);
+        Assert.Equal(examples.Count, cache.Count);
+
+        // A training batch's cached rows equal the teacher's forward on that batch (padded differently: rounding only),
+        // and the KD loss through the cache equals the loss without it.
+        var source = new TaskBatchSource(examples, 8, seed: 3, trained.Tokenizer.PadId);
+        var batch = source.Get(0, 1);
+        Assert.NotNull(batch.Rows);
+        using (var scope = NewDisposeScope())
+        {
+            var teacher = new Teacher(trained.Model);
+            var direct = teacher.Forward(batch.ToInputs()).Logits;
+            Assert.True(cache.Rows(batch.Rows!).allclose(direct, rtol: 1e-4, atol: 1e-5));
+            var student = StudentInit.FirstLayers(1).Build(trained.Model, BertTask.SequenceClassification, seed: 2);
+            student.eval();
+            double without = Losses.TaskHeadDistillation(teacher, student, batch, 0.5, 2).Loss.item<float>();
+            teacher.Cache = cache;
+            double with = Losses.TaskHeadDistillation(teacher, student, batch, 0.5, 2).Loss.item<float>();
+            Assert.Equal(without, with, 5);
+        }
+
+        // The same teacher and examples: read back, not recomputed; other examples: another shard.
+        var again = TeacherLogitCache.Build(trained.Model, tmp["teacher"], examples, trained.Tokenizer.PadId, tmp["cache"]);
+        Assert.True(again.Reused);
+        Assert.Equal(cache.File, again.File);
+        using (var scope = NewDisposeScope()) Assert.True(again.Rows([0, 5, 63]).equal(cache.Rows([0, 5, 63])).all().item<bool>());
+        TeacherLogitCache.Build(trained.Model, tmp["teacher"], examples.Take(10).ToList(), trained.Tokenizer.PadId, tmp["cache"]);
+        Assert.Equal(2, Directory.GetFiles(tmp["cache"]).Length);
+
+        // A shard of the wrong shape under the right name is one clear error naming it.
+        using (var scope = NewDisposeScope())
+            IO.Safetensors.Save(cache.File!, new Dictionary<string, Tensor> { [TeacherLogitCache.TensorName] = zeros(3, 2) });
+        var error = Assert.Throws<InvalidDataException>(() => TeacherLogitCache.Build(trained.Model, tmp["teacher"], examples, trained.Tokenizer.PadId, tmp["cache"]));
+        Assert.Contains(cache.File!, error.Message);
+
+        // Only a method that distils the logits alone takes a cache.
+        Assert.Contains("kd", Assert.Throws<ArgumentException>(() => Theseus.Method.Check(
+            new DistillOptions { Method = new TheseusOptions(), Teacher = "t", Task = task, Out = "o", TeacherCache = "c" }, null, resume: false)).Message);
+        // A kd run through the Distiller with the cache folder reads the shard written for its training set.
+        File.Delete(cache.File!);
+        Distiller.Run(new DistillOptions { Method = new KdOptions(), Teacher = tmp["teacher"], Student = StudentInit.FirstLayers(1), Task = task, Out = tmp["kd"], Trainer = trainer, TeacherCache = tmp["cache"] });
+        Assert.True(File.Exists(cache.File!), "the run did not write the shard of its training examples");
+    }
+
+    [Fact]
     public void RelationMatricesMatchADirectComputation()
     {
         using var scope = NewDisposeScope();

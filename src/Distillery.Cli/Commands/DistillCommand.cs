@@ -32,6 +32,11 @@ public static class DistillCommand
                 "(one example per line, tab between a pair's texts; soft targets only).",
             AllowMultipleArgumentsPerToken = true,
         };
+        var teacherCache = new Option<string?>("--teacher-cache")
+        {
+            Description = "kd on a GLUE task: a folder of teacher-logit shards; the teacher's logits on the training examples are computed once " +
+                "per teacher and examples and reused by every run and seed (without it: once per run, reused by its epochs).",
+        };
         var corpus = new Option<string[]>("--corpus")
         {
             Description = "Text files or folders to distil on (a corpus method).", AllowMultipleArgumentsPerToken = true,
@@ -49,7 +54,7 @@ public static class DistillCommand
             $"Example: distillery distill --method {DistillMethods.Default.Name} --teacher runs/teacher/sst2 --task sst2 --data ../shared/data/glue " +
             "--init-from-teacher 0,2 --out runs/student")
         {
-            method, teacher, student, studentArch, fromTeacher, output, transfer, corpus, seqLength, invalidUtf8, config, resume, overwrite,
+            method, teacher, student, studentArch, fromTeacher, output, transfer, teacherCache, corpus, seqLength, invalidUtf8, config, resume, overwrite,
         };
         task.AddTo(command);
         methodFlags.AddTo(command);
@@ -72,6 +77,7 @@ public static class DistillCommand
                 Student = StudentFrom(parse.GetValue(student), parse.GetValue(studentArch), parse.GetValue(fromTeacher)) ?? basis?.Student,
                 Task = onCorpus ? NoTask(parse, task) : task.Apply(parse, basis?.Task),
                 TransferData = parse.GetValue(transfer) is { Length: > 0 } files ? files : basis?.TransferData,
+                TeacherCache = parse.GetValue(teacherCache) ?? basis?.TeacherCache,
                 Corpus = onCorpus ? Corpus(parse, basis?.Corpus, corpus, seqLength, invalidUtf8) : NoCorpus(parse, corpus, seqLength, invalidUtf8),
                 Out = parse.GetValue(output) ?? basis?.Out ?? throw new ArgumentException("give --out"),
             };

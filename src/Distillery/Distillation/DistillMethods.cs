@@ -71,6 +71,11 @@ public abstract class DistillMethod
     /// <summary>Why a run cannot continue from a checkpoint (null: it can).</summary>
     public string? CannotResume { get; init; }
     /// <summary>
+    /// On a task, the teacher enters the loss through its head's logits alone (<see cref="Teacher.Logits"/>), so they are
+    /// computed once on the training examples (<see cref="TeacherLogitCache"/>) instead of in every step.
+    /// </summary>
+    public bool DistilsLogitsOnly { get; init; }
+    /// <summary>
     /// On a task, the result is the student as training ends, not the best dev checkpoint: intermediate students are not
     /// the result (e.g. still wider than the target). The periodic dev evaluations are still run and logged (the
     /// teacher-student discrepancy over training is one of them).
@@ -114,6 +119,11 @@ public abstract class DistillMethod
         {
             if (options.Task is not { IsSquad: false }) throw new ArgumentException("transfer data is supported for GLUE tasks (sentences or sentence pairs)");
             if (WithoutLabels(options.Method) is string problem) throw new ArgumentException($"transfer data has no labels: {problem}");
+        }
+        if (options.TeacherCache != null)
+        {
+            if (!DistilsLogitsOnly) throw new ArgumentException($"a teacher-logit cache serves methods that distil the teacher's logits alone (kd); {Name} needs more of the teacher");
+            if (options.Task is not { IsSquad: false }) throw new ArgumentException("a teacher-logit cache holds classification and regression logits: give a GLUE task");
         }
         var student = options.Student ?? (teacher != null ? DefaultStudent?.Invoke(teacher) : null);
         var plan = new DistillPlan(teacher, data == MethodData.Corpus ? BertTask.MaskedLM : options.Task!.Head, student);

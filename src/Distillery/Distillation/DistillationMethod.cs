@@ -55,4 +55,14 @@ public sealed class Teacher
         if (Model.training) Model.eval();   // a caller's train() on a parent module must not turn dropout back on
         return Model.forward(inputs, options);
     }
+
+    /// <summary>The teacher's logits on the training examples, by index (null: computed on every batch).</summary>
+    public TeacherLogitCache? Cache { get; set; }
+
+    /// <summary>
+    /// The head's logits for <paramref name="batch"/> ([B, C]; QA [B, T, 2]) without autograd: from <see cref="Cache"/>
+    /// when the batch says which training examples it holds, else a forward pass of <paramref name="inputs"/>.
+    /// </summary>
+    public Tensor Logits(TaskBatch batch, BertInputs inputs) =>
+        Cache != null && batch.Rows != null ? Cache.Rows(batch.Rows) : Forward(inputs).Logits;
 }

@@ -45,6 +45,12 @@ public sealed record DistillOptions : IJsonForm<DistillOptions>
     /// with one example per line, a tab separating the two texts of a pair. Soft targets only.
     /// </summary>
     public IReadOnlyList<string>? TransferData { get; init; }
+    /// <summary>
+    /// A folder of teacher-logit shards (<see cref="TeacherLogitCache"/>): the teacher's logits on the training examples
+    /// are computed once per teacher × examples and reused by every epoch, run and seed (methods that distil the
+    /// teacher's logits alone, on classification and regression tasks); null: computed in each run, once.
+    /// </summary>
+    public string? TeacherCache { get; init; }
     /// <summary>The corpus to distil on (written inline); null on a task.</summary>
     [JsonInline]
     public CorpusSpec? Corpus { get; init; }
@@ -159,7 +165,17 @@ public static class Distiller
         events.Message?.Invoke(data.Description);
 
         using var teacherModel = TaskPipeline.LoadTrained(options.Teacher, data, task);
-        var distillation = method.ForTask(options.Method, new MethodInputs(teacherModel, plan.Student, data.Head, trainer.Seed));
+        var inputs = new MethodInputs(teacherModel, plan.Student, data.Head, trainer.Seed);
+        if (method.DistilsLogitsOnly && data.Head == BertTask.SequenceClassification)
+        {
+            // The teacher's logits on the training examples, once per run (every epoch reuses them) or once per teacher ×
+            // examples across runs with a cache folder.
+            inputs.Teacher.Cache = TeacherLogitCache.Build(teacherModel, options.Teacher, data.Train, tokenizer.PadId, options.TeacherCache);
+            var cache = inputs.Teacher.Cache;
+            events.Message?.Invoke(cache.Reused ? $"teacher logits on {cache.Count:N0} examples read from {cache.File}"
+                : $"teacher logits on {cache.Count:N0} examples computed once" + (cache.File != null ? $", cached in {cache.File}" : ""));
+        }
+        var distillation = method.ForTask(options.Method, inputs);
         using var student = distillation.Student;
         if (student.Config.MaxPositionEmbeddings < (task.MaxLength ?? 0))
             throw new ArgumentException($"max length {task.MaxLength} exceeds the student's {student.Config.MaxPositionEmbeddings} positions");

@@ -35,6 +35,7 @@ public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
         Name = "kd",
         Summary = "vanilla knowledge distillation on a task (Hinton et al. 2015) into a given student",
         NeedsLabels = o => o.Alpha != 1 ? $"use --alpha 1 (soft targets only), not {o.Alpha}" : null,
+        DistilsLogitsOnly = true,
         OnTask = (o, inputs) => new KnowledgeDistillation(inputs.Teacher, inputs.BuildStudent(), o),
     };
 

@@ -138,7 +138,7 @@ public static class Losses
     public static (Tensor Loss, long Tokens) TaskHeadDistillation(Teacher teacher, BertTaskModel student, TaskBatch batch, double alpha, double temperature)
     {
         var inputs = batch.ToInputs();
-        var teacherLogits = teacher.Forward(inputs).Logits;   // no graph
+        var teacherLogits = teacher.Logits(batch, inputs);   // no graph; from the teacher-logit cache when there is one
         var studentLogits = student.forward(inputs).Logits;
         return (TaskHeadDistillation(student, studentLogits, teacherLogits, batch, alpha, temperature), batch.AttentionMask.Sum());
     }

@@ -17,14 +17,25 @@ namespace Distillery.Training;
 public sealed record EncodedExample(int[] InputIds, int[] TokenTypeIds, int Label, float Score, int Start = -1, int End = -1);
 
 /// <summary>A padded micro-batch of <see cref="EncodedExample"/>s, row-major [Batch, Length].</summary>
+/// <param name="InputIds">Token ids [Batch * Length], padded.</param>
+/// <param name="TokenTypeIds">Segment ids [Batch * Length].</param>
+/// <param name="AttentionMask">1 for real tokens, 0 for padding [Batch * Length].</param>
+/// <param name="Batch">Rows.</param>
+/// <param name="Length">Padded length.</param>
+/// <param name="Labels">Class per row (-1: none).</param>
+/// <param name="Scores">Regression target per row (NaN: none).</param>
+/// <param name="Starts">QA start token per row.</param>
+/// <param name="Ends">QA end token per row.</param>
+/// <param name="Rows">The examples' indices in the training set the batch was drawn from (null: not from one), so
+/// per-example data computed once (the teacher-logit cache) can be looked up.</param>
 public sealed record TaskBatch(long[] InputIds, long[] TokenTypeIds, long[] AttentionMask, int Batch, int Length,
-    long[] Labels, float[] Scores, long[] Starts, long[] Ends)
+    long[] Labels, float[] Scores, long[] Starts, long[] Ends, int[]? Rows = null)
 {
     /// <summary>Model inputs as tensors (created in the caller's dispose scope).</summary>
     public BertInputs ToInputs() => new(tensor(InputIds, [Batch, Length]), tensor(AttentionMask, [Batch, Length]), tensor(TokenTypeIds, [Batch, Length]));
 
-    /// <summary>Pads <paramref name="rows"/> to the longest (dynamic padding).</summary>
-    public static TaskBatch Collate(IReadOnlyList<EncodedExample> rows, int padId)
+    /// <summary>Pads <paramref name="rows"/> to the longest (dynamic padding); <paramref name="indices"/>: their indices in the training set.</summary>
+    public static TaskBatch Collate(IReadOnlyList<EncodedExample> rows, int padId, int[]? indices = null)
     {
         int b = rows.Count, t = rows.Max(r => r.InputIds.Length);
         var ids = new long[b * t];
@@ -42,7 +53,7 @@ public sealed record TaskBatch(long[] InputIds, long[] TokenTypeIds, long[] Atte
             }
         }
         return new TaskBatch(ids, types, mask, b, t, rows.Select(r => (long)r.Label).ToArray(), rows.Select(r => r.Score).ToArray(),
-            rows.Select(r => (long)r.Start).ToArray(), rows.Select(r => (long)r.End).ToArray());
+            rows.Select(r => (long)r.Start).ToArray(), rows.Select(r => (long)r.End).ToArray(), indices);
     }
 }
 
@@ -94,7 +105,11 @@ public sealed class TaskBatchSource : IBatchSource<TaskBatch>
     }
 
     /// <inheritdoc/>
-    public TaskBatch Get(int epoch, int index) => TaskBatch.Collate(Batches(epoch)[index].Select(i => examples[i]).ToList(), padId);
+    public TaskBatch Get(int epoch, int index)
+    {
+        var rows = Batches(epoch)[index];
+        return TaskBatch.Collate(rows.Select(i => examples[i]).ToList(), padId, rows);
+    }
 }
 
 /// <summary>Task losses: cross-entropy (classification), MSE (regression), mean of start/end cross-entropy (span QA).</summary>
