@@ -19,9 +19,10 @@
 #     l3-cos   the same student with the cosine loss instead of the MSE
 #     l2       teacher layers 0,3, MSE
 # - Training data: $SENTENCES unlabeled lines of the shared corpus (Brown sentences, WikiText-2 paragraphs, MASC written,
-#   ABC science/rural), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the corpus was
-#   decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). 1 epoch, batch 32, lr 1e-4, warm-up 10%, fp32,
-#   inputs cut at 128 tokens. The student kept is the last one (no checkpoint is chosen on any evaluation set).
+#   ABC science/rural; about 32 tokens each), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the
+#   corpus was decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). $EPOCHS epoch(s) (1,250 steps at the
+#   defaults), batch 32, lr 1e-4, warm-up 10%, fp32, inputs cut at 128 tokens. The student kept is the last one (no
+#   checkpoint is chosen on any evaluation set).
 # - Seeds 1, 2, 3 set the data order (the student's init is the teacher's layers, the same for every seed).
 # - Evaluation (distillery bench, one run per task, each backend scoring itself): sts-embed (STS-B dev Spearman),
 #   squad-retrieval (SQuAD v1.1 dev question -> paragraph recall@1/10, MRR), mrpc-embed (MRPC dev accuracy at the
@@ -31,7 +32,12 @@
 #
 # Environment: OUT (default runs/embed), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a published
 # copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHER (default
-# models/minilm-l6-h384), SEEDS, ROWS, SENTENCES (default 100000), SEQ_LENGTH (default 32), BACKENDS.
+# models/minilm-l6-h384), SEEDS, ROWS, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
+# arithmetic on every machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32),
+# BACKENDS.
+# Cost: a distillation trains the student and runs the teacher on every batch; the SMOKE run measured 74 student
+# tokens/s on a 2-core CPU shared with other jobs (fp32), i.e. about 5 hours per row and seed at the defaults there,
+# less on an idle machine. Each bench record scores the model on every backend (SQuAD retrieval encodes 12,637 texts).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -40,7 +46,9 @@ DATA="${DATA:-$root/../shared/data}"
 TEACHER="${TEACHER:-models/minilm-l6-h384}"
 SEEDS="${SEEDS:-1 2 3}"
 ROWS="${ROWS:-l3-init l3 l3-cos l2}"
-SENTENCES="${SENTENCES:-100000}"
+SENTENCES="${SENTENCES:-40000}"
+EPOCHS="${EPOCHS:-1}"
+PRECISION="${PRECISION:-fp32}"
 SEQ_LENGTH="${SEQ_LENGTH:-32}"
 BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
 DISTILLERY="${DISTILLERY:-./distillery}"
@@ -102,10 +110,10 @@ data_of() { case "$1" in squad-retrieval) echo "$squad";; *) echo "$glue";; esac
 
 # ------------------------------------------------------------------------------------------------------------ stages
 train_flags() {   # train_flags SEED
-  local length=(--epochs 1)
+  local length=(--epochs "$EPOCHS")
   [[ -n "${SMOKE:-}" ]] && length=(--max-steps 4 --max-train-examples 64)
   echo --task sts-embed --data "$glue" --transfer-data "$sentences" --max-length 128 "${length[@]}" --batch-size 32 --lr 1e-4 \
-    --warmup-ratio 0.1 --log-every 50 --checkpoint-every 200 --precision fp32 --seed "$1"
+    --warmup-ratio 0.1 --log-every 50 --checkpoint-every 200 --precision "$PRECISION" --seed "$1"
 }
 distill() {   # distill OUT SEED LAYERS FLAGS...: embedding distillation from the teacher into its layers LAYERS
   local out="$1" seed="$2" layers="$3" flag; shift 3
@@ -133,7 +141,9 @@ bench() {   # bench MODEL RECORD-PREFIX: one bench record per task (scores by ev
   done
 }
 keep() {   # keep RUN RECORD-PREFIX: the run's metrics.json and run_config.json beside its bench records
-  cp "$1/metrics.json" "$2.metrics.json" && cp "$1/run_config.json" "$2.run_config.json"
+  mkdir -p "$(dirname "$2")"
+  cp "$1/metrics.json" "$2.metrics.json"
+  cp "$1/run_config.json" "$2.run_config.json"
 }
 
 # --------------------------------------------------------------------------------------------------------------- rows

@@ -24,9 +24,9 @@ namespace Distillery.Distillation;
 /// <summary>Loss weights of embedding distillation.</summary>
 public sealed record EmbeddingDistillationOptions : IDistillMethodOptions<EmbeddingDistillationOptions>
 {
-    /// <summary>Weight of the MSE between student and teacher sentence vectors (the paper's loss; default 1).</summary>
+    /// <summary>Weight of the MSE between student and teacher sentence vectors (the paper's loss).</summary>
     public double MseWeight { get; init; } = 1.0;
-    /// <summary>Weight of the mean (1 − cosine) between student and teacher sentence vectors (default 0).</summary>
+    /// <summary>Weight of the mean (1 − cosine) between student and teacher sentence vectors.</summary>
     public double CosineWeight { get; init; }
 
     /// <summary>Checks the fields; throws naming the bad one.</summary>

@@ -30,7 +30,7 @@ public static class SentenceTransformersLayout
     const string PoolingType = "sentence_transformers.models.Pooling";
     const string NormalizeType = "sentence_transformers.models.Normalize";
 
-    /// <summary>Every pooling flag sentence-transformers writes; only mean and cls are supported.</summary>
+    /// <summary>Every pooling flag sentence-transformers writes (the first four since its first versions); only mean and cls are supported.</summary>
     static readonly string[] PoolingFlags =
     [
         "pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
@@ -104,10 +104,11 @@ public static class SentenceTransformersLayout
     {
         config.Validate();
         Directory.CreateDirectory(Path.Combine(dir, PoolingDir));
+        // The keys all-MiniLM-L6-v2's own file has, which every sentence-transformers version accepts (newer ones add
+        // weightedmean / lasttoken / include_prompt with defaults, older ones refuse keys they do not know).
         var pooling = new JsonObject { ["word_embedding_dimension"] = hiddenSize };
-        foreach (var flag in PoolingFlags)
+        foreach (var flag in PoolingFlags.Take(4))
             pooling[flag] = flag == (config.Pooling == SentencePooling.Mean ? "pooling_mode_mean_tokens" : "pooling_mode_cls_token");
-        pooling["include_prompt"] = true;
         WriteJson(Path.Combine(dir, PoolingDir, "config.json"), pooling);
         WriteJson(Path.Combine(dir, SentenceBertConfigFile), new JsonObject { ["max_seq_length"] = config.MaxSeqLength, ["do_lower_case"] = false });
         var modules = new JsonArray(
