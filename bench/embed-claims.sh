@@ -13,7 +13,8 @@
 # - Teacher: all-MiniLM-L6-v2 as `distillery import teacher` makes it (models/minilm-l6-h384; L6-H384, mean pooling,
 #   L2-normalised), used as it is: no fine-tuning anywhere, every score is zero-shot.
 # - Students (rows):
-#     l3-init  teacher layers 0,2,4 with the teacher's embeddings, not trained (what distillation starts from)
+#     l3-init  teacher layers 0,2,4 with the teacher's embeddings, not trained (what distillation starts from; written
+#              by a 1-step run at lr 1e-12 that moves no weight by more than 2e-12)
 #     l3       teacher layers 0,2,4, embedding distillation with the MSE of Reimers & Gurevych 2020 (sentence-transformers'
 #              model_distillation recipe)
 #     l3-cos   the same student with the cosine loss instead of the MSE
@@ -121,7 +122,8 @@ distill() {   # distill OUT SEED LAYERS FLAGS...: embedding distillation from th
   # shellcheck disable=SC2046
   distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$layers" --out "$out" $(train_flags "$seed") "$@" $flag
 }
-truncated() {   # truncated OUT LAYERS: the teacher's layers, untrained (a 0-step copy through the same code path)
+truncated() {   # truncated OUT LAYERS: the teacher's layers, untrained: one step at lr 1e-12 through the same code path (no
+                # weight moves by more than 2e-12; measured on the SMOKE run), so it is saved and scored like the students
   [[ -f "$1/config.json" ]] && return 0
   distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$2" --out "$1" --task sts-embed --data "$glue" \
     --transfer-data "$sentences" --max-train-examples 32 --max-steps 1 --lr 1e-12 --warmup-steps 0 --precision fp32 --seed 1
