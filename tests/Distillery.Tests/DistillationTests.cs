@@ -416,6 +416,35 @@ public sealed class DistillationTests
     }
 
     [Fact]
+    public void EmbeddingDistillationContract()
+    {
+        manual_seed(3);
+        var teacherModel = BertTaskModel.Create(Config(4), BertTask.SentenceEmbedding);
+        var teacher = new Teacher(teacherModel);
+        var student = StudentInit.EveryOtherLayer(4).Build(teacherModel, BertTask.SentenceEmbedding, seed: 5);
+        var method = new EmbeddingDistillation(teacher, student, new EmbeddingDistillationOptions { CosineWeight = 1 });
+        Contract(method, teacher, student, Batch(), b => b.ToInputs());
+    }
+
+    [Fact]
+    public void EmbeddingDistillationLossIsZeroForTheTeacherAndMseIsTwoOverHTimesTheCosineTermOnUnitVectors()
+    {
+        manual_seed(4);
+        using var scope = NewDisposeScope();
+        var a = nn.functional.normalize(randn(6, 32), dim: -1);
+        var b = nn.functional.normalize(randn(6, 32), dim: -1);
+        Assert.Equal(0f, EmbeddingDistillation.Compute(a, a, new EmbeddingDistillationOptions { CosineWeight = 1 }).item<float>(), 6);
+        float mse = EmbeddingDistillation.Compute(a, b, new EmbeddingDistillationOptions()).item<float>();
+        float cosine = EmbeddingDistillation.Compute(a, b, new EmbeddingDistillationOptions { MseWeight = 0, CosineWeight = 1 }).item<float>();
+        Assert.Equal(2f / 32 * cosine, mse, 5);
+        Assert.Throws<ArgumentException>(() => new EmbeddingDistillationOptions { MseWeight = 0 }.Validate());
+        // A classification teacher is refused with one line.
+        var teacher = new Teacher(BertTaskModel.Create(Config(2), BertTask.SequenceClassification));
+        var e = Assert.Throws<ArgumentException>(() => new EmbeddingDistillation(teacher, BertTaskModel.Create(Config(1), BertTask.SentenceEmbedding), new()));
+        Assert.StartsWith("embedding distillation needs a sentence-embedding teacher", e.Message);
+    }
+
+    [Fact]
     public void SoftLossIsZeroWhenTheStudentIsTheTeacher()
     {
         manual_seed(4);

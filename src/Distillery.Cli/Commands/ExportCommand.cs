@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Distillery.Export;
+using Distillery.Models;
 using Distillery.Numerics;
 using Spectre.Console;
 
@@ -10,6 +11,8 @@ public static class ExportCommand
 {
     /// <summary>fp32 graphs must match the TorchSharp forward this closely on the check sentences.</summary>
     const double Fp32Tolerance = 1e-4;
+    /// <summary>fp32 sentence-embedding graphs must give every check sentence at least this cosine with the TorchSharp vector.</summary>
+    const double MinFp32Cosine = 0.9999;
 
     /// <summary>The <c>--int8-weights 7bit|8bit</c> flag that export, quantize and bench share.</summary>
     internal static Option<string?> Int8WeightsOption()
@@ -33,6 +36,11 @@ public static class ExportCommand
         var output = new Option<string>("--out", "-o") { Description = "The .onnx file to write; vocab.txt, tokenizer files and config.json are copied next to it.", Required = true };
         var int8 = new Option<bool>("--int8") { Description = "Dynamic int8 quantization: int8 per-channel weights for the encoder and pooler Linears, int8 word-embedding rows." };
         var opset = new Option<int>("--opset") { Description = $"ai.onnx opset ({OnnxExportOptions.MinOpset}-{OnnxExportOptions.MaxOpset}).", DefaultValueFactory = _ => 17 };
+        var sentenceEmbedding = new Option<bool>("--sentence-embedding")
+        {
+            Description = "Export the encoder as a sentence-embedding model (attention-masked mean pooling and L2 normalisation inside the graph, " +
+                "output sentence_embedding), as sentence-transformers runs it; automatic for a sentence-transformers folder (modules.json).",
+        };
         var noCheck = new Option<bool>("--no-check") { Description = "Skip running the graph in ONNX Runtime against the TorchSharp model." };
         var int8Weights = Int8WeightsOption();
         var graph = new Option<string>("--graph")
@@ -46,7 +54,7 @@ public static class ExportCommand
         var onnx = new Command("onnx", "Export a model folder to ONNX (dynamic batch and sequence axes) and check it in ONNX Runtime.\n\n" +
             "Example:\n  distillery export onnx --model runs/sst2-student --out deploy/model.onnx --int8")
         {
-            model, output, int8, opset, noCheck, int8Weights, graph, overwrite,
+            model, output, int8, opset, noCheck, int8Weights, graph, sentenceEmbedding, overwrite,
         };
         onnx.SetAction(parse =>
         {
@@ -58,7 +66,8 @@ public static class ExportCommand
             {
                 Int8 = parse.GetValue(int8), Opset = parse.GetValue(opset), Graph = OnnxExporter.TryParseGraph(parse.GetValue(graph))!.Value, Int8Scheme = scheme ?? (parse.GetValue(int8) ? OnnxExportJob.DefaultScheme(modelDir) : Int8Quantization.DefaultScheme),
             }.Validate();
-            var result = OnnxExportJob.Run(modelDir, parse.GetValue(output)!, options, check: !parse.GetValue(noCheck));
+            var result = OnnxExportJob.Run(modelDir, parse.GetValue(output)!, options, check: !parse.GetValue(noCheck),
+                task: parse.GetValue(sentenceEmbedding) ? BertTask.SentenceEmbedding : null);
             foreach (var warning in result.Warnings) context.Warn(warning);
             var console = context.Console;
             string format = (options.Int8 ? $"int8, {Int8Quantization.Name(options.Int8Scheme)} weights" : "fp32") + $", {OnnxExporter.GraphName(options.Graph)} graph";
@@ -66,13 +75,14 @@ public static class ExportCommand
             if (result.CopiedFiles.Count > 0) console.MarkupLineInterpolated($"  copied next to it: {string.Join(", ", result.CopiedFiles)}");
             if (result.Check is { } check)
             {
-                string agreement = double.IsNaN(check.ArgmaxAgreement) ? "n/a (regression)" : $"{check.ArgmaxAgreement:P1} of {check.Predictions}";
+                string agreement = !double.IsNaN(check.MinCosine) ? $"n/a; lowest cosine per sentence {check.MinCosine:0.000000}"
+                    : double.IsNaN(check.ArgmaxAgreement) ? "n/a (regression)" : $"{check.ArgmaxAgreement:P1} of {check.Predictions}";
                 if (options.Int8)
                     console.MarkupLineInterpolated($"  check (ONNX Runtime int8 vs TorchSharp fp32): max |diff| {check.MaxAbsDiff:G3}, argmax agreement {agreement}");
                 else
                 {
                     console.MarkupLineInterpolated($"  check (ONNX Runtime vs TorchSharp): max |diff| {check.MaxAbsDiff:G3}, argmax agreement {agreement}");
-                    if (!(check.MaxAbsDiff <= Fp32Tolerance))
+                    if (!(check.MaxAbsDiff <= Fp32Tolerance) || check.MinCosine < MinFp32Cosine)
                         throw new InvalidOperationException($"{result.Path}: ONNX Runtime differs from the TorchSharp model by {check.MaxAbsDiff:G3} (> {Fp32Tolerance:G}); the graph is wrong");
                 }
             }

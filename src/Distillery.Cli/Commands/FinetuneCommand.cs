@@ -47,18 +47,29 @@ public static class FinetuneCommand
     public static Command CreateEval(CliContext context)
     {
         var args = new TaskCliOptions(training: false);
-        var model = new Argument<string>("model") { Description = "Fine-tuned model folder." };
+        var model = new Argument<string?>("model") { Description = "Fine-tuned model folder (or a sentence-embedding model for sts-embed, squad-retrieval, mrpc-embed).", Arity = ArgumentArity.ZeroOrOne };
+        var modelOption = new Option<string?>("--model", "-m") { Description = "The model folder, instead of the argument." };
         var precision = new Option<string>("--precision")
         {
             Description = "fp32 (default: the model's own scores), bf16 matmuls (emulated and slow without native bf16), or auto (bf16 where the CPU has it natively).",
             DefaultValueFactory = _ => "fp32",
         };
         precision.AcceptOnlyFromAmong("fp32", "bf16", "auto");
-        var command = new Command("eval", "Score a fine-tuned model on a task's dev data (GLUE metrics, SQuAD EM/F1); writes eval-<task>.json next to it.") { model, precision };
+        var command = new Command("eval",
+            "Score a fine-tuned model on a task's dev data (GLUE metrics, SQuAD EM/F1), or a sentence-embedding model zero-shot " +
+            "(sts-embed: STS-B dev Spearman of cosines; squad-retrieval: SQuAD dev question → paragraph recall@1/10 and MRR; " +
+            "mrpc-embed: MRPC dev accuracy at a cosine threshold chosen on train); writes eval-<task>.json next to it.\n" +
+            "Example: distillery eval --model models/minilm-l6-h384 --task sts-embed --data ../shared/data/glue") { model, modelOption, precision };
         args.AddTo(command);
         command.SetAction(parse =>
         {
-            string dir = parse.GetValue(model)!;
+            string dir = (parse.GetValue(model), parse.GetValue(modelOption)) switch
+            {
+                (string a, string b) when a != b => throw new ArgumentException($"two models given ({a} and --model {b}); give one"),
+                (string a, _) => a,
+                (null, string b) => b,
+                _ => throw new ArgumentException("give the model folder (argument or --model)"),
+            };
             var task = args.Apply(parse, null);
             var (resolved, warning) = ComputePrecisions.Resolve(ComputePrecisions.Parse(parse.GetValue(precision)!, "--precision"), Runtime.CpuFeatures.Current);
             if (warning != null) context.Warn(warning);

@@ -12,9 +12,9 @@ public static class PredictCommand
     {
         var dir = new Argument<string>("model") { Description = "Model folder; its config names the head." };
         var text = new Option<string>("--text", "-t") { Description = "Input text (the question, for QA models).", Required = true };
-        var pair = new Option<string?>("--text-pair") { Description = "Second text of a pair (the context, for QA models)." };
+        var pair = new Option<string?>("--text-pair") { Description = "Second text of a pair (the context, for QA models; for sentence embeddings, the text to compare with)." };
         var topK = new Option<int>("--top-k", "-k") { Description = "Candidates per [MASK] for masked-LM models.", DefaultValueFactory = _ => 5 };
-        var command = new Command("predict", "Run a model's head on text: label probabilities (classification), a score (regression), the answer span (QA) or [MASK] fillers (MLM).")
+        var command = new Command("predict", "Run a model's head on text: label probabilities (classification), a score (regression), the answer span (QA), [MASK] fillers (MLM) or the sentence vector (a sentence-transformers folder; with --text-pair, the two texts' cosine similarity).")
         {
             dir, text, pair, topK,
         };
@@ -41,6 +41,14 @@ public static class PredictCommand
                     if (b == null) throw new ArgumentException("a QA model needs the context in --text-pair (the question goes in --text)");
                     var span = predictor.Answer(a, b);
                     console.MarkupLineInterpolated($"answer: [bold]{span.Answer}[/] (characters {span.Start}..{span.End}, score {span.Score:0.00})");
+                    break;
+                case BertTask.SentenceEmbedding:
+                    using (var encoder = Inference.SentenceEncoder.Load(parse.GetValue(dir)!))
+                    {
+                        var vector = encoder.Encode(a);
+                        console.MarkupLineInterpolated($"embedding ({vector.Length} dimensions): [[{string.Join(", ", vector.Take(6).Select(x => x.ToString("0.0000")))}, ...]]");
+                        if (b != null) console.MarkupLineInterpolated($"cosine similarity with --text-pair: [bold]{Inference.SentenceEncoder.Similarity(vector, encoder.Encode(b)):0.0000}[/]");
+                    }
                     break;
                 default:
                     foreach (var prediction in predictor.FillMask(a, parse.GetValue(topK)))

@@ -10,8 +10,11 @@ namespace Distillery.Cli.Commands;
 /// </summary>
 public sealed class TaskCliOptions(bool training = true)
 {
-    readonly Option<string?> task = new("--task") { Description = "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or squad." };
-    readonly Option<string?> data = new("--data") { Description = "GLUE: the glue_data folder (or the task's folder); SQuAD: the JSON file." };
+    readonly Option<string?> task = new("--task")
+    {
+        Description = "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), squad, or a sentence-embedding evaluation (sts-embed, squad-retrieval, mrpc-embed).",
+    };
+    readonly Option<string?> data = new("--data") { Description = "GLUE, sts-embed, mrpc-embed: the glue_data folder (or the task's folder); SQuAD, squad-retrieval: the JSON file." };
     readonly Option<string?> evalData = new("--eval-data") { Description = "SQuAD: a separate evaluation JSON file." };
     readonly Option<int?> splitArticles = new("--split-articles") { Description = "SQuAD: train on N articles of --data (seeded), evaluate on the rest." };
     readonly Option<int?> maxLength = new("--max-length") { Description = "Longest input in tokens (GLUE 128, SQuAD 384)." };

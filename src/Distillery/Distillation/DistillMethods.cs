@@ -200,6 +200,7 @@ public static class DistillMethods
         MiniLm.Method,
         Theseus.Method,
         HomoDistil.Method,
+        EmbeddingDistillation.Method,
     ];
 
     /// <summary>Every method, in registration order (the first is the default).</summary>

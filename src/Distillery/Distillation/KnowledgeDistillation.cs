@@ -51,6 +51,7 @@ public sealed class KnowledgeDistillation : IDistillationMethod<TaskBatch>
         if (teacher.Model.Task != student.Task)
             throw new ArgumentException($"teacher head {BertTasks.ArchitectureName(teacher.Model.Task)} and student head {BertTasks.ArchitectureName(student.Task)} differ");
         if (student.Task == BertTask.MaskedLM) throw new ArgumentException("vanilla KD distils a task head; use distilbert for masked-LM distillation");
+        if (student.Task == BertTask.SentenceEmbedding) throw new ArgumentException("vanilla KD distils logits; use --method embedding for sentence embeddings");
         if (teacher.Model.Config.VocabSize != student.Config.VocabSize)
             throw new ArgumentException($"teacher and student vocabularies differ ({teacher.Model.Config.VocabSize} vs {student.Config.VocabSize} tokens)");
         if (student.Task == BertTask.SequenceClassification && teacher.Model.Config.NumLabels != student.Config.NumLabels)

@@ -147,7 +147,7 @@ public sealed class Theseus : IDistillationMethod<TaskBatch>
                 for (int l = g * ratio; l < (g + 1) * ratio; l++)
                     hidden = predecessors[l].forward(hidden, mask, null, BertForwardOptions.Default).Hidden;
         }
-        var encoder = new EncoderOutput { LastHiddenState = hidden, PoolerOutput = bert.Pooler?.forward(hidden) };
+        var encoder = new EncoderOutput { LastHiddenState = hidden, PoolerOutput = bert.Pooler?.forward(hidden), AttentionMask = inputs.AttentionMask };
         return new TaskOutput(encoder, Student.Head(encoder));
     }
 

@@ -50,14 +50,18 @@ public static class OnnxExportJob
     /// Loads <paramref name="modelDir"/> with the head its config names (refusing a folder whose head weights are missing,
     /// which would export a random head), writes <paramref name="outPath"/>, copies the tokenizer files and config.json
     /// next to it where that folder lacks them, and unless <paramref name="check"/> is false compares ONNX Runtime with
-    /// TorchSharp on <see cref="CheckSentences"/>.
+    /// TorchSharp on <see cref="CheckSentences"/>. <paramref name="task"/> overrides the head the folder names: only
+    /// <see cref="BertTask.SentenceEmbedding"/> makes sense there (any encoder is one, with mean pooling + normalisation
+    /// unless the folder's sentence-transformers files say otherwise).
     /// </summary>
-    public static OnnxExportResult Run(string modelDir, string outPath, OnnxExportOptions options, bool check = true)
+    public static OnnxExportResult Run(string modelDir, string outPath, OnnxExportOptions options, bool check = true, BertTask? task = null)
     {
         options.Validate();
+        if (task is { } head && head != BertTask.SentenceEmbedding)
+            throw new ArgumentException($"a model folder exports with the head it was trained with; only a sentence embedding can be asked for (not {head})");
         var config = BertCheckpoint.ReadConfig(modelDir);
         BertTextTokenizer? tokenizer = check ? BertCheckpoint.LoadTokenizer(modelDir, config) : null;
-        var (model, report) = BertCheckpoint.Load(modelDir);
+        var (model, report) = BertCheckpoint.Load(modelDir, task);
         using (model)
         {
             if (report.Initialized.Count > 0)

@@ -8,7 +8,10 @@
 //   FFN         dense → activation (exact erf GELU as Div/Erf/Add/Mul/Mul, which ONNX Runtime fuses to its Gelu kernel;
 //               tanh GELU, ReLU, SiLU as written) → dense; each block adds the residual, then LayerNormalization
 //   heads       MLM: transform dense → activation → LayerNorm → Gemm with the word-embedding table (transB) + bias;
-//               classification: pooler tanh(dense(h[CLS])) → classifier; QA: qa_outputs → Split → start/end logits.
+//               classification: pooler tanh(dense(h[CLS])) → classifier; QA: qa_outputs → Split → start/end logits;
+//               sentence embedding: attention-masked mean (Σ m·h / max(Σ m, 1e-9)) or h[CLS], then x / max(‖x‖₂, 1e-12),
+//               in standard ops (ReduceSum, Max, Sqrt, Div) in every graph kind, so the vector leaves the graph as
+//               sentence-transformers computes it (output "sentence_embedding" [B, H]).
 // Per-layer head counts, FFN widths and the head size come from the config. A layer pruned to 0 heads (or 0 FFN
 // neurons) has empty weight matrices: its block outputs the bias alone (Dense's documented behaviour), so the graph
 // adds the bias to the residual directly instead of carrying zero-sized tensors, which runtimes handle unevenly.
@@ -176,6 +179,16 @@ public static class OnnxExporter
     public const string InputIds = "input_ids", AttentionMask = "attention_mask", TokenTypeIds = "token_type_ids";
     /// <summary>Graph output names: <c>logits</c> (MLM [B, T, V]; classification/regression [B, C]), or QA's two [B, T].</summary>
     public const string Logits = "logits", StartLogits = "start_logits", EndLogits = "end_logits";
+    /// <summary>The sentence-embedding graph's output: pooled (and normalised) vectors [B, H].</summary>
+    public const string SentenceEmbedding = "sentence_embedding";
+
+    /// <summary>The graph outputs of a head, in order.</summary>
+    public static IReadOnlyList<string> OutputsOf(BertTask task) => task switch
+    {
+        BertTask.QuestionAnswering => [StartLogits, EndLogits],
+        BertTask.SentenceEmbedding => [SentenceEmbedding],
+        _ => [Logits],
+    };
 
     /// <summary>
     /// Exports <paramref name="model"/> to <paramref name="path"/>: inputs <c>input_ids</c>, <c>attention_mask</c>,
@@ -284,6 +297,7 @@ public static class OnnxExporter
                 case BertTask.MaskedLM: MaskedLmHead(ids, hidden); break;
                 case BertTask.SequenceClassification: ClassificationHead(hidden); break;
                 case BertTask.QuestionAnswering: QuestionAnsweringHead(hidden); break;
+                case BertTask.SentenceEmbedding: SentenceEmbeddingHead(mask, hidden, ((BertForSentenceEmbedding)model).SentenceConfig); break;
                 default: throw new NotSupportedException($"no ONNX export for task {model.Task}");
             }
         }
@@ -538,6 +552,33 @@ public static class OnnxExporter
             var logits = Dense(pooled, "classifier", quantize: false);                                       // [B, C]
             G.Node("Identity", [logits], Logits);
             G.Output(Logits, DataType.Float, "batch", Config.NumLabels);
+        }
+
+        /// <summary>
+        /// Pooling and normalisation of <see cref="BertForSentenceEmbedding.Embed"/>: mean over real tokens
+        /// (ReduceSum of h·m over T / max(ReduceSum of m, 1e-9)) or h[CLS], then x / max(√Σx², 1e-12). fp32 in int8
+        /// graphs too (nothing here is a matmul).
+        /// </summary>
+        private void SentenceEmbeddingHead(string mask, string hidden, SentenceEmbeddingConfig config)
+        {
+            string pooled;
+            if (config.Pooling == SentencePooling.Cls)
+                pooled = G.Node("Gather", [hidden, G.Int64Scalar(0)], "cls_hidden", OnnxGraphBuilder.Int("axis", 1));                   // [B, H]
+            else
+            {
+                var weights = G.Node("Unsqueeze", [G.Node("Cast", [mask], "pool_mask", OnnxGraphBuilder.Int("to", (long)DataType.Float)), G.Int64s(-1)], "pool_mask_3d");   // [B, T, 1]
+                var sum = G.Node("ReduceSum", [G.Node("Mul", [hidden, weights], "pool_masked"), G.Int64s(1)], "pool_sum", OnnxGraphBuilder.Int("keepdims", 0));   // [B, H]
+                var count = G.Node("ReduceSum", [weights, G.Int64s(1)], "pool_count", OnnxGraphBuilder.Int("keepdims", 0));                              // [B, 1]
+                pooled = G.Node("Div", [sum, G.Node("Max", [count, G.Scalar(BertForSentenceEmbedding.MinTokenCount)], "pool_count_floor")], "pool_mean");
+            }
+            if (config.Normalize)
+            {
+                var squares = G.Node("ReduceSum", [G.Node("Mul", [pooled, pooled], "embedding_sq"), G.Int64s(-1)], "embedding_sq_sum", OnnxGraphBuilder.Int("keepdims", 1));   // [B, 1]
+                var norm = G.Node("Max", [G.Node("Sqrt", [squares], "embedding_norm_raw"), G.Scalar(BertForSentenceEmbedding.MinNorm)], "embedding_norm");
+                pooled = G.Node("Div", [pooled, norm], "embedding_normalized");
+            }
+            G.Node("Identity", [pooled], SentenceEmbedding);
+            G.Output(SentenceEmbedding, DataType.Float, "batch", Config.HiddenSize);
         }
 
         private void QuestionAnsweringHead(string hidden)

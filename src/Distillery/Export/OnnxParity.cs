@@ -14,7 +14,8 @@ namespace Distillery.Export;
 /// over real tokens (QA), per real token over the vocabulary (MLM); NaN for a one-output regression head.
 /// </param>
 /// <param name="Predictions">How many predictions the agreement counts (examples, or real tokens for MLM).</param>
-public sealed record OnnxParityReport(double MaxAbsDiff, double ArgmaxAgreement, int Predictions);
+/// <param name="MinCosine">Sentence embeddings: the lowest cosine similarity between a text's ONNX and TorchSharp vectors; NaN for other heads.</param>
+public sealed record OnnxParityReport(double MaxAbsDiff, double ArgmaxAgreement, int Predictions, double MinCosine = double.NaN);
 
 /// <summary>Runs an exported graph in ONNX Runtime and compares it with the TorchSharp model.</summary>
 public static class OnnxParity
@@ -52,9 +53,12 @@ public static class OnnxParity
             long[] shape = [batch.Count, batch.Length];
             var output = model.forward(new BertInputs(tensor(batch.InputIds, shape), tensor(batch.AttentionMask, shape), tensor(batch.TokenTypeIds, shape)));
             static OutputTensor Of(Tensor t) => new(t.contiguous().data<float>().ToArray(), t.shape);
-            return model.Task == BertTask.QuestionAnswering
-                ? new Dictionary<string, OutputTensor> { [OnnxExporter.StartLogits] = Of(output.StartLogits), [OnnxExporter.EndLogits] = Of(output.EndLogits) }
-                : new Dictionary<string, OutputTensor> { [OnnxExporter.Logits] = Of(output.Logits) };
+            return model.Task switch
+            {
+                BertTask.QuestionAnswering => new Dictionary<string, OutputTensor> { [OnnxExporter.StartLogits] = Of(output.StartLogits), [OnnxExporter.EndLogits] = Of(output.EndLogits) },
+                BertTask.SentenceEmbedding => new Dictionary<string, OutputTensor> { [OnnxExporter.SentenceEmbedding] = Of(output.Logits) },
+                _ => new Dictionary<string, OutputTensor> { [OnnxExporter.Logits] = Of(output.Logits) },
+            };
         }
         finally
         {
@@ -81,6 +85,11 @@ public static class OnnxParity
                 maxDiff = Math.Max(maxDiff, diff);
             }
         }
+        if (model.Task == BertTask.SentenceEmbedding)
+        {
+            var cosines = RowCosines(onnx[OnnxExporter.SentenceEmbedding], reference[OnnxExporter.SentenceEmbedding]);
+            return new OnnxParityReport(maxDiff, double.NaN, 0, cosines.Length == 0 ? double.NaN : cosines.Min());
+        }
         var (agree, count) = model.Task switch
         {
             BertTask.SequenceClassification => ArgmaxRows(onnx[OnnxExporter.Logits], reference[OnnxExporter.Logits], null),
@@ -88,6 +97,16 @@ public static class OnnxParity
             _ => ArgmaxRows(onnx[OnnxExporter.Logits], reference[OnnxExporter.Logits], batch.AttentionMask),
         };
         return new OnnxParityReport(maxDiff, count == 0 ? double.NaN : (double)agree / count, count);
+    }
+
+    /// <summary>Cosine similarity of each row of two [N, H] outputs (NaN where a row is all zeros).</summary>
+    public static double[] RowCosines(OutputTensor actual, OutputTensor expected)
+    {
+        int width = (int)expected.Shape[^1], rows = expected.Data.Length / width;
+        var result = new double[rows];
+        for (int r = 0; r < rows; r++)
+            result[r] = Evaluation.EmbeddingMetrics.Cosine(actual.Data.AsSpan(r * width, width), expected.Data.AsSpan(r * width, width));
+        return result;
     }
 
     /// <summary>Argmax agreement over the last axis, row by row; rows where <paramref name="keep"/> is 0 are skipped.</summary>

@@ -6,6 +6,7 @@ namespace Distillery.Inference;
 /// <summary>
 /// The head outputs of one padded batch, row-major. Sequence classification: <see cref="Logits"/> [B, C] (C = 1 for
 /// regression). QA: <see cref="StartLogits"/> and <see cref="EndLogits"/> [B, T]. Masked LM: <see cref="Logits"/> [B, T, V].
+/// Sentence embedding: <see cref="Logits"/> [B, H], the (normalised) vectors.
 /// </summary>
 internal sealed record BatchLogits(int Batch, int Length, float[]? Logits, float[]? StartLogits = null, float[]? EndLogits = null)
 {

@@ -29,8 +29,10 @@ internal sealed class InferenceModel : IDisposable
     /// <summary>
     /// Opens a model folder (TorchSharp) or an exported <c>.onnx</c> file (ONNX Runtime) that must carry a
     /// <paramref name="task"/> head, with the tokenizer from the same folder. Every problem is one line naming the file.
+    /// Without <see cref="InferenceOptions.MaxLength"/> the limit is <paramref name="defaultMaxLength"/> (or the model's
+    /// positions, at most 512), never more than the model's positions.
     /// </summary>
-    public static InferenceModel Open(string path, InferenceOptions? options, BertTask task)
+    public static InferenceModel Open(string path, InferenceOptions? options, BertTask task, int? defaultMaxLength = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         options = (options ?? InferenceOptions.Default).Validate();
@@ -71,7 +73,7 @@ internal sealed class InferenceModel : IDisposable
             int positions = Math.Min(512, backend.Config.MaxPositionEmbeddings);
             if (options.MaxLength > backend.Config.MaxPositionEmbeddings)
                 throw new ArgumentException($"MaxLength {options.MaxLength} exceeds the model's {backend.Config.MaxPositionEmbeddings} positions ({path})");
-            return new InferenceModel(backend, tokenizer, options, kind, options.MaxLength ?? positions);
+            return new InferenceModel(backend, tokenizer, options, kind, options.MaxLength ?? Math.Min(defaultMaxLength ?? positions, positions));
         }
         catch
         {

@@ -63,7 +63,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
                 if (!session.InputMetadata.ContainsKey(name))
                     throw new InvalidDataException($"{path}: not a BERT export (no graph input \"{name}\"; inputs: {string.Join(", ", session.InputMetadata.Keys)})");
             string[] inputs = InputNames.Where(session.InputMetadata.ContainsKey).ToArray();
-            string[] outputs = info.Task == BertTask.QuestionAnswering ? [OnnxExporter.StartLogits, OnnxExporter.EndLogits] : [OnnxExporter.Logits];
+            string[] outputs = [.. OnnxExporter.OutputsOf(info.Task)];
             foreach (string name in outputs)
                 if (!session.OutputMetadata.ContainsKey(name))
                     throw new InvalidDataException($"{path}: a {BertTasks.ArchitectureName(info.Task)} export needs the output \"{name}\" (outputs: {string.Join(", ", session.OutputMetadata.Keys)})");
@@ -107,7 +107,7 @@ internal sealed class OnnxRuntimeBackend : IInferenceBackend
                 return new BatchLogits(batch.Count, batch.Length, null,
                     results[0].GetTensorDataAsSpan<float>().ToArray(),    // [B, T]
                     results[1].GetTensorDataAsSpan<float>().ToArray());   // [B, T]
-            return new BatchLogits(batch.Count, batch.Length, results[0].GetTensorDataAsSpan<float>().ToArray());   // [B, C] or [B, T, V]
+            return new BatchLogits(batch.Count, batch.Length, results[0].GetTensorDataAsSpan<float>().ToArray());   // [B, C], [B, T, V] or [B, H]
         }
         finally
         {

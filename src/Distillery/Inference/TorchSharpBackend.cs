@@ -27,13 +27,15 @@ internal sealed class TorchSharpBackend : IInferenceBackend
 
     /// <summary>
     /// Loads a model folder that must carry a trained <paramref name="task"/> head: a folder whose config names another
-    /// head, or whose weights lack the head, is one line (the head would otherwise be random).
+    /// head, or whose weights lack the head, is one line (the head would otherwise be random). A sentence embedding has
+    /// no trained head: any encoder folder loads as one (pooling from its sentence-transformers files, or mean +
+    /// normalisation without them, as sentence-transformers does for a plain transformers model).
     /// </summary>
     public static TorchSharpBackend Load(string dir, BertTask task, ComputePrecision precision)
     {
         var config = BertCheckpoint.ReadConfig(dir);
-        var named = BertCheckpoint.TaskOf(config);
-        if (named != task)
+        var named = BertCheckpoint.TaskOf(dir, config);
+        if (named != task && task != BertTask.SentenceEmbedding)
             throw new InvalidDataException($"{dir}: is a {BertTasks.ArchitectureName(named)} model, not {BertTasks.ArchitectureName(task)}; fine-tune it for the task first");
         var (model, report) = BertCheckpoint.Load(dir, task);
         if (report.Initialized.Count > 0)

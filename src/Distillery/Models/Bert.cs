@@ -72,6 +72,11 @@ public sealed class EncoderOutput
     public IReadOnlyList<Tensor>? Keys { get; init; }
     /// <summary>L tensors [B, h, T, d].</summary>
     public IReadOnlyList<Tensor>? Values { get; init; }
+    /// <summary>
+    /// The 0/1 attention mask the encoder ran with [B, T] (the caller's tensor, not a copy), or null when every token was
+    /// real. Heads that pool over tokens (<see cref="BertForSentenceEmbedding"/>) read it.
+    /// </summary>
+    public Tensor? AttentionMask { get; init; }
 }
 
 internal static class Activations
@@ -492,12 +497,11 @@ public sealed class BertModel : nn.Module
         EncoderOutput output;
         try { output = encoder.forward(embedded, mask, options); }
         finally { mask?.Dispose(); }
-        if (pooler is null) return output;
         return new EncoderOutput
         {
-            LastHiddenState = output.LastHiddenState, PoolerOutput = pooler.forward(output.LastHiddenState),
+            LastHiddenState = output.LastHiddenState, PoolerOutput = pooler?.forward(output.LastHiddenState),
             HiddenStates = output.HiddenStates, Attentions = output.Attentions, AttentionScores = output.AttentionScores,
-            Queries = output.Queries, Keys = output.Keys, Values = output.Values,
+            Queries = output.Queries, Keys = output.Keys, Values = output.Values, AttentionMask = inputs.AttentionMask,
         };
     }
 }

@@ -39,7 +39,8 @@ public static class BertCheckpoint
 
     /// <summary>Bytes a model needs on disk: config, weights and vocabulary (run logs and checkpoints not counted).</summary>
     public static long BytesOnDisk(string dir) =>
-        new[] { ConfigFile, WeightsFile, VocabFile }.Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+        new[] { ConfigFile, WeightsFile, VocabFile }.Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length)
+        + SentenceTransformersLayout.BytesOnDisk(dir);
 
     /// <summary>Reads and validates <c>dir/config.json</c>.</summary>
     public static BertConfig ReadConfig(string dir)
@@ -55,6 +56,13 @@ public static class BertCheckpoint
         config.Architectures.Select(BertTasks.FromArchitecture).FirstOrDefault(t => t != null) ?? BertTask.MaskedLM;
 
     /// <summary>
+    /// The head of the model in <paramref name="dir"/>: a sentence embedding when the folder is a sentence-transformers
+    /// model (<see cref="SentenceTransformersLayout.IsPresent"/>), else the one its config names (<see cref="TaskOf(BertConfig)"/>).
+    /// </summary>
+    public static BertTask TaskOf(string dir, BertConfig config) =>
+        SentenceTransformersLayout.IsPresent(dir) ? BertTask.SentenceEmbedding : TaskOf(config);
+
+    /// <summary>
     /// Loads a model folder. <paramref name="task"/> overrides the head named in config.json (fine-tuning an MLM checkpoint
     /// for classification, say: the new head is initialised and reported). <paramref name="adjustConfig"/> may change
     /// head-related fields (labels) before the model is built. Every tensor's name and shape is checked; the encoder must
@@ -67,11 +75,15 @@ public static class BertCheckpoint
         if (adjustConfig != null) config = adjustConfig(config).Validate(Path.Combine(dir, ConfigFile));
         string weights = Path.Combine(dir, WeightsFile);
         if (!File.Exists(weights)) throw new FileNotFoundException($"{dir}: {WeightsFile} missing", weights);
-        var model = BertTaskModel.Create(config, task ?? TaskOf(config));
+        var model = BertTaskModel.Create(config, task ?? TaskOf(dir, config));
         Dictionary<string, Tensor> tensors = Safetensors.Load(weights);
         try
         {
             var report = LoadStateDict(model, tensors, weights, strict);
+            // A folder without sentence-transformers' files gets mean pooling + normalisation, as SentenceTransformer(folder)
+            // builds for a plain transformers model (and as all-MiniLM-L6-v2 is configured).
+            if (model is BertForSentenceEmbedding embedding && SentenceTransformersLayout.IsPresent(dir))
+                embedding.SentenceConfig = SentenceTransformersLayout.Read(dir, config.HiddenSize);
             return (model, report);
         }
         catch
@@ -133,12 +145,17 @@ public static class BertCheckpoint
         return new LoadReport(initialized, unexpected, nonFinite);
     }
 
-    /// <summary>The tensors Distillery writes for a model: every parameter by its transformers name, in <paramref name="dtype"/>.</summary>
+    /// <summary>
+    /// The tensors Distillery writes for a model: every parameter by its transformers name, in <paramref name="dtype"/>.
+    /// A sentence-embedding model is a bare <c>BertModel</c> to transformers (what sentence-transformers saves), so its
+    /// keys lose the <c>bert.</c> prefix.
+    /// </summary>
     public static Dictionary<string, Tensor> StateDict(BertTaskModel model, ScalarType dtype = ScalarType.Float32)
     {
         var result = new Dictionary<string, Tensor>();
+        bool bare = model.Task == BertTask.SentenceEmbedding;
         foreach (var (name, parameter) in model.named_parameters())
-            result[name] = parameter.detach().to(dtype).contiguous();
+            result[bare && name.StartsWith("bert.", StringComparison.Ordinal) ? name["bert.".Length..] : name] = parameter.detach().to(dtype).contiguous();
         return result;
     }
 
@@ -146,7 +163,9 @@ public static class BertCheckpoint
     /// Writes a model folder (creating it if needed; other files in it, such as a run's logs, are left alone).
     /// <c>config.json</c> marks a finished folder: it is removed first and written last, and every file is written
     /// atomically, so an interrupted save never leaves a folder that loads. <paramref name="dtype"/> is the storage type
-    /// (float32, float16 or bfloat16), recorded as <c>torch_dtype</c>.
+    /// (float32, float16 or bfloat16), recorded as <c>torch_dtype</c>. A sentence-embedding model is written in
+    /// sentence-transformers' layout as well (<see cref="SentenceTransformersLayout"/>), loadable by
+    /// <c>SentenceTransformer(dir)</c> in Python.
     /// </summary>
     public static void Save(BertTaskModel model, string dir, BertTextTokenizer? tokenizer, string dtype = "float32")
     {
@@ -165,6 +184,7 @@ public static class BertCheckpoint
         using (var scope = NewDisposeScope())
             Safetensors.Save(Path.Combine(dir, WeightsFile), StateDict(model, storage), new Dictionary<string, string> { ["format"] = "pt" });
         tokenizer?.SaveTo(dir);
+        if (model is BertForSentenceEmbedding embedding) SentenceTransformersLayout.Write(dir, embedding.SentenceConfig, model.Config.HiddenSize);
         config.Save(Path.Combine(dir, ConfigFile));
     }
 

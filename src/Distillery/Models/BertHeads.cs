@@ -15,6 +15,11 @@ public enum BertTask
     SequenceClassification,
     /// <summary><c>BertForQuestionAnswering</c>: start and end logits per token.</summary>
     QuestionAnswering,
+    /// <summary>
+    /// A sentence-transformers model: <c>BertModel</c> + pooling (attention-masked mean by default) + L2 normalisation;
+    /// one vector per text (<see cref="BertForSentenceEmbedding"/>).
+    /// </summary>
+    SentenceEmbedding,
 }
 
 /// <summary>Mapping between <see cref="BertTask"/> and transformers' class names.</summary>
@@ -25,7 +30,9 @@ public static class BertTasks
     {
         BertTask.MaskedLM => "BertForMaskedLM",
         BertTask.SequenceClassification => "BertForSequenceClassification",
-        _ => "BertForQuestionAnswering",
+        BertTask.QuestionAnswering => "BertForQuestionAnswering",
+        // sentence-transformers saves the bare encoder; the pooling lives in its own module folder (SentenceTransformersLayout).
+        _ => "BertModel",
     };
 
     /// <summary>The task of a transformers class name, or null for classes Distillery has no head for.</summary>
@@ -40,7 +47,7 @@ public static class BertTasks
 
 /// <summary>A head's output.</summary>
 /// <param name="Encoder">The encoder outputs it was computed from (hidden states, attentions... as requested).</param>
-/// <param name="Logits">MLM [B, T, V]; classification [B, C]; regression [B, 1]; QA [B, T, 2] (start, end).</param>
+/// <param name="Logits">MLM [B, T, V]; classification [B, C]; regression [B, 1]; QA [B, T, 2] (start, end); sentence embedding [B, H].</param>
 public sealed record TaskOutput(EncoderOutput Encoder, Tensor Logits)
 {
     /// <summary>QA start logits [B, T].</summary>
@@ -118,7 +125,8 @@ public abstract class BertTaskModel : nn.Module
         {
             BertTask.MaskedLM => new BertForMaskedLM(config),
             BertTask.SequenceClassification => new BertForSequenceClassification(config),
-            _ => new BertForQuestionAnswering(config),
+            BertTask.QuestionAnswering => new BertForQuestionAnswering(config),
+            _ => new BertForSentenceEmbedding(config),
         };
         BertInit.InitializeAll(model, config);
         return model;

@@ -83,6 +83,7 @@ public static class ForwardCost
     {
         BertTask.MaskedLM => 2.0 * c.HiddenSize * c.HiddenSize + 2.0 * c.HiddenSize * c.VocabSize,
         BertTask.SequenceClassification => 2.0 * c.HiddenSize * c.HiddenSize + 2.0 * c.HiddenSize * c.NumLabels,
+        BertTask.SentenceEmbedding => 0,   // pooling and normalisation: no matmul
         _ => 2.0 * c.HiddenSize * 2,
     };
 }

@@ -110,6 +110,7 @@ public sealed partial record PruneTarget
         {
             BertTask.SequenceClassification => (H * H + H) + (teacher.NumLabels * H + teacher.NumLabels),   // pooler, classifier
             BertTask.QuestionAnswering => 2 * H + 2,
+            BertTask.SentenceEmbedding => 0,                                                                 // pooling has no weights
             _ => (H * H + H) + 2 * H + teacher.VocabSize,                                                    // transform, LayerNorm, bias
         };
         return embeddings + layers * layer + head;

@@ -6,9 +6,21 @@ using Distillery.Text;
 
 namespace Distillery.Training;
 
-/// <summary>The tasks a job trains or evaluates on: the nine GLUE tasks (in <see cref="GlueTask"/> order) and SQuAD.</summary>
+/// <summary>
+/// The tasks a job trains or evaluates on: the nine GLUE tasks (in <see cref="GlueTask"/> order), SQuAD, and the
+/// sentence-embedding evaluations (<see cref="EmbeddingTasks"/>: zero-shot, no training set of their own).
+/// </summary>
 [JsonConverter(typeof(TaskNameJsonConverter))]
-public enum TaskName { Cola, Sst2, Mrpc, Qqp, Stsb, Mnli, Qnli, Rte, Wnli, Squad }
+public enum TaskName
+{
+    Cola, Sst2, Mrpc, Qqp, Stsb, Mnli, Qnli, Rte, Wnli, Squad,
+    /// <summary>STS-B dev: Spearman correlation of embedding cosines with the gold scores ("sts-embed").</summary>
+    StsEmbed,
+    /// <summary>SQuAD v1.1 dev: question → paragraph retrieval by cosine (recall@1, recall@10, MRR; "squad-retrieval").</summary>
+    SquadRetrieval,
+    /// <summary>MRPC dev: paraphrase by a cosine threshold chosen on train ("mrpc-embed").</summary>
+    MrpcEmbed,
+}
 
 /// <summary>Task names as users write them, read in one place (CLI flags, configs, recipes).</summary>
 public static class TaskNames
@@ -17,11 +29,25 @@ public static class TaskNames
     /// "squad", or a GLUE name as <see cref="Glue.ParseTask"/> reads it ("sst2", "SST-2", "sts-b"…); an unknown name is
     /// its one-line error.
     /// </summary>
-    public static TaskName Parse(string name) =>
-        name.Trim().Equals("squad", StringComparison.OrdinalIgnoreCase) ? TaskName.Squad : (TaskName)(int)Glue.ParseTask(name);
+    public static TaskName Parse(string name)
+    {
+        string trimmed = name.Trim();
+        if (trimmed.Equals("squad", StringComparison.OrdinalIgnoreCase)) return TaskName.Squad;
+        foreach (var task in EmbeddingTasks.All)
+            if (trimmed.Equals(ShortName(task), StringComparison.OrdinalIgnoreCase)) return task;
+        try { return (TaskName)(int)Glue.ParseTask(name); }
+        catch (ArgumentException e) { throw new ArgumentException($"{e.Message}; or squad, {string.Join(", ", EmbeddingTasks.All.Select(ShortName))}"); }
+    }
 
-    /// <summary>The short name: "sst2", "stsb", "squad".</summary>
-    public static string ShortName(TaskName task) => task == TaskName.Squad ? "squad" : Glue.ShortName((GlueTask)(int)task);
+    /// <summary>The short name: "sst2", "stsb", "squad", "sts-embed".</summary>
+    public static string ShortName(TaskName task) => task switch
+    {
+        TaskName.Squad => "squad",
+        TaskName.StsEmbed => "sts-embed",
+        TaskName.SquadRetrieval => "squad-retrieval",
+        TaskName.MrpcEmbed => "mrpc-embed",
+        _ => Glue.ShortName((GlueTask)(int)task),
+    };
 }
 
 /// <summary>Task names in JSON: written short ("sst2"), read as <see cref="TaskNames.Parse"/> reads them.</summary>
@@ -67,13 +93,17 @@ public sealed record TaskSpec
     [JsonIgnore]
     public bool IsSquad => Name == TaskName.Squad;
 
-    /// <summary>The GLUE task (not SQuAD).</summary>
+    /// <summary>Whether this evaluates sentence embeddings (<see cref="EmbeddingTasks"/>).</summary>
     [JsonIgnore]
-    public GlueTask Glue => IsSquad ? throw new InvalidOperationException("SQuAD is not a GLUE task") : (GlueTask)(int)Name;
+    public bool IsEmbedding => EmbeddingTasks.All.Contains(Name);
+
+    /// <summary>The GLUE task (not SQuAD, not an embedding task).</summary>
+    [JsonIgnore]
+    public GlueTask Glue => IsSquad || IsEmbedding ? throw new InvalidOperationException($"{this} is not a GLUE task") : (GlueTask)(int)Name;
 
     /// <summary>The head a model needs for this task.</summary>
     [JsonIgnore]
-    public BertTask Head => IsSquad ? BertTask.QuestionAnswering : BertTask.SequenceClassification;
+    public BertTask Head => IsSquad ? BertTask.QuestionAnswering : IsEmbedding ? BertTask.SentenceEmbedding : BertTask.SequenceClassification;
 
     /// <summary>The short name ("sst2", "squad").</summary>
     public override string ToString() => TaskNames.ShortName(Name);
@@ -172,6 +202,7 @@ public static class TaskPipeline
     /// </summary>
     public static TaskData Prepare(TaskSpec o, long seed, BertTextTokenizer tokenizer, int maxPositions, bool needTrain)
     {
+        if (o.IsEmbedding) return EmbeddingTasks.Prepare(o, tokenizer, maxPositions, needTrain);
         int maxLength = o.MaxLength ?? Math.Min(o.IsSquad ? 384 : 128, maxPositions);
         if (maxLength > maxPositions) throw new ArgumentException($"max length {maxLength} exceeds the model's {maxPositions} positions");
         if (o.IsSquad)

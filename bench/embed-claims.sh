@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Compressing the sentence-embedding teacher all-MiniLM-L6-v2 (issue 20): students distilled on its embeddings, judged
+# zero-shot on STS-B, SQuAD retrieval and MRPC, and timed on TorchSharp and ONNX Runtime fp32/int8; 3 seeds per trained
+# row. Every stage is one distillery command whose output is skipped when finished (config.json or the record is
+# written last) and resumed from its checkpoint when an interrupted run left one: run the script again to continue.
+# bench/embed-table.py makes docs/results.md's table from the records this leaves in $OUT/records.
+#
+#   bench/embed-claims.sh                            # every row, seeds 1 2 3
+#   ROWS="l3" SEEDS=1 bench/embed-claims.sh
+#   SMOKE=1 OUT=/tmp/embed-smoke bench/embed-claims.sh   # every command, a few steps, small eval sets: checks the script
+#
+# Protocol (one rule for every row):
+# - Teacher: all-MiniLM-L6-v2 as `distillery import teacher` makes it (models/minilm-l6-h384; L6-H384, mean pooling,
+#   L2-normalised), used as it is: no fine-tuning anywhere, every score is zero-shot.
+# - Students (rows):
+#     l3-init  teacher layers 0,2,4 with the teacher's embeddings, not trained (what distillation starts from; written
+#              by a 1-step run at lr 1e-12 that moves no weight by more than 2e-12)
+#     l3       teacher layers 0,2,4, embedding distillation with the MSE of Reimers & Gurevych 2020 (sentence-transformers'
+#              model_distillation recipe)
+#     l3-cos   the same student with the cosine loss instead of the MSE
+#     l2       teacher layers 0,3, MSE
+# - Training data: $SENTENCES unlabeled lines of the shared corpus (Brown sentences, WikiText-2 paragraphs, MASC written,
+#   ABC science/rural; about 32 tokens each), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the
+#   corpus was decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). $EPOCHS epoch(s) (1,250 steps at the
+#   defaults), batch 32, lr 1e-4, warm-up 10%, fp32, inputs cut at 128 tokens. The student kept is the last one (no
+#   checkpoint is chosen on any evaluation set).
+# - Seeds 1, 2, 3 set the data order (the student's init is the teacher's layers, the same for every seed).
+# - Evaluation (distillery bench, one run per task, each backend scoring itself): sts-embed (STS-B dev Spearman),
+#   squad-retrieval (SQuAD v1.1 dev question -> paragraph recall@1/10, MRR), mrpc-embed (MRPC dev accuracy at the
+#   cosine threshold chosen on train); throughput at batch 1 and 32 at $SEQ_LENGTH tokens (random ids) on torch-fp32,
+#   onnx-fp32 and onnx-int8 (dynamic int8, 7-bit weights, fused graph). The int8 graph of every trained student is also
+#   written next to it ($out-onnx/model.int8.onnx, checked against TorchSharp by the export).
+#
+# Environment: OUT (default runs/embed), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a published
+# copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHER (default
+# models/minilm-l6-h384), SEEDS, ROWS, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
+# arithmetic on every machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32),
+# BACKENDS.
+# Cost: a distillation trains the student and runs the teacher on every batch; the SMOKE run measured 74 student
+# tokens/s on a 2-core CPU shared with other jobs (fp32), i.e. about 5 hours per row and seed at the defaults there,
+# less on an idle machine. Each bench record scores the model on every backend (SQuAD retrieval encodes 12,637 texts).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+OUT="${OUT:-runs/embed}"
+DATA="${DATA:-$root/../shared/data}"
+TEACHER="${TEACHER:-models/minilm-l6-h384}"
+SEEDS="${SEEDS:-1 2 3}"
+ROWS="${ROWS:-l3-init l3 l3-cos l2}"
+SENTENCES="${SENTENCES:-40000}"
+EPOCHS="${EPOCHS:-1}"
+PRECISION="${PRECISION:-fp32}"
+SEQ_LENGTH="${SEQ_LENGTH:-32}"
+BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
+DISTILLERY="${DISTILLERY:-./distillery}"
+[[ -d "$DATA/glue" && -d "$DATA/corpus" && -f "$DATA/squad/dev-v1.1.json" ]] || { echo "embed-claims.sh: shared data not found at $DATA" >&2; exit 1; }
+mkdir -p "$OUT/data" "$OUT/records"
+git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
+
+distillery() {   # logs every command; a failure stops the script with the command's last lines
+  local log="$OUT/log.txt"
+  echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
+  "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "embed-claims.sh: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }
+}
+todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished
+  if [[ -f "$1/config.json" ]]; then return 1; fi
+  if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
+}
+
+# ----------------------------------------------------------------------------------------------------------- the data
+[[ -f "$TEACHER/config.json" ]] || distillery import teacher --out "$TEACHER"
+sentences="$OUT/data/sentences.txt"
+if [[ ! -s "$sentences" ]]; then
+  python3 - "$DATA/corpus" "$sentences.tmp" "$SENTENCES" <<'EOF'
+import random, sys
+from pathlib import Path
+corpus, out, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+files = sorted(corpus.glob("brown/*.txt")) + sorted(corpus.glob("wikitext-2-raw/*.raw")) + [corpus / "masc/written.txt"] \
+    + sorted(corpus.glob("abc/*.txt"))
+lines = []
+for f in files:
+    for line in f.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        # Whole sentences or paragraphs: at least 6 words, no WikiText headings (" = Title = ").
+        if len(line.split()) >= 6 and not line.startswith("="):
+            lines.append(line.replace("\t", " "))
+random.Random(20).shuffle(lines)
+if len(lines) < count:
+    sys.exit(f"only {len(lines)} lines in the corpus, {count} asked")
+Path(out).write_text("\n".join(lines[:count]) + "\n", encoding="utf-8")
+EOF
+  mv "$sentences.tmp" "$sentences"
+fi
+
+# SMOKE: the same commands on small evaluation sets (200 pairs of STS-B dev and of MRPC train/dev, SQuAD dev's first two
+# articles) and a few training steps; the numbers mean nothing.
+glue="$DATA/glue"; squad="$DATA/squad/dev-v1.1.json"
+if [[ -n "${SMOKE:-}" ]]; then
+  glue="$OUT/data/smoke-glue"; squad="$OUT/data/smoke-squad.json"
+  if [[ ! -f "$squad" ]]; then
+    for t in STS-B/dev MRPC/train MRPC/dev; do mkdir -p "$glue/${t%/*}"; head -n 201 "$DATA/glue/$t.tsv" > "$glue/$t.tsv"; done
+    python3 - "$DATA/squad/dev-v1.1.json" "$squad" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+d["data"] = d["data"][:2]
+json.dump(d, open(sys.argv[2], "w", encoding="utf-8"))
+EOF
+  fi
+fi
+data_of() { case "$1" in squad-retrieval) echo "$squad";; *) echo "$glue";; esac; }
+
+# ------------------------------------------------------------------------------------------------------------ stages
+train_flags() {   # train_flags SEED
+  local length=(--epochs "$EPOCHS")
+  [[ -n "${SMOKE:-}" ]] && length=(--max-steps 4 --max-train-examples 64)
+  echo --task sts-embed --data "$glue" --transfer-data "$sentences" --max-length 128 "${length[@]}" --batch-size 32 --lr 1e-4 \
+    --warmup-ratio 0.1 --log-every 50 --checkpoint-every 200 --precision "$PRECISION" --seed "$1"
+}
+distill() {   # distill OUT SEED LAYERS FLAGS...: embedding distillation from the teacher into its layers LAYERS
+  local out="$1" seed="$2" layers="$3" flag; shift 3
+  flag="$(todo "$out")" || return 0
+  # shellcheck disable=SC2046
+  distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$layers" --out "$out" $(train_flags "$seed") "$@" $flag
+}
+truncated() {   # truncated OUT LAYERS: the teacher's layers, untrained: one step at lr 1e-12 through the same code path (no
+                # weight moves by more than 2e-12; measured on the SMOKE run), so it is saved and scored like the students
+  [[ -f "$1/config.json" ]] && return 0
+  distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$2" --out "$1" --task sts-embed --data "$glue" \
+    --transfer-data "$sentences" --max-train-examples 32 --max-steps 1 --lr 1e-12 --warmup-steps 0 --precision fp32 --seed 1
+}
+int8() {   # int8 MODEL: the deployable int8 graph next to the model (checked against TorchSharp by the export)
+  [[ -f "$1-onnx/model.int8.onnx" ]] || distillery export onnx --model "$1" --out "$1-onnx/model.int8.onnx" --int8
+}
+bench() {   # bench MODEL RECORD-PREFIX: one bench record per task (scores by every backend, throughput)
+  local model="$1" prefix="$2" task iterations=20
+  [[ -n "${SMOKE:-}" ]] && iterations=3
+  for task in sts-embed squad-retrieval mrpc-embed; do
+    [[ -f "$prefix.$task.bench.json" ]] && continue
+    mkdir -p "$(dirname "$prefix")"
+    distillery bench "$model" --task "$task" --data "$(data_of "$task")" --backends "$BACKENDS" --seq-length "$SEQ_LENGTH" \
+      --iterations "$iterations" --json "$prefix.$task.bench.json.tmp"
+    mv "$prefix.$task.bench.json.tmp" "$prefix.$task.bench.json"
+  done
+}
+keep() {   # keep RUN RECORD-PREFIX: the run's metrics.json and run_config.json beside its bench records
+  mkdir -p "$(dirname "$2")"
+  cp "$1/metrics.json" "$2.metrics.json"
+  cp "$1/run_config.json" "$2.run_config.json"
+}
+
+# --------------------------------------------------------------------------------------------------------------- rows
+bench "$TEACHER" "$OUT/records/teacher/s0"
+for row in $ROWS; do
+  case "$row" in
+    l3-init) truncated "$OUT/l3-init" 0,2,4; bench "$OUT/l3-init" "$OUT/records/l3-init/s0" ;;
+    l3|l3-cos|l2)
+      for seed in $SEEDS; do
+        out="$OUT/$row-s$seed"
+        case "$row" in
+          l3) distill "$out" "$seed" 0,2,4 ;;
+          l3-cos) distill "$out" "$seed" 0,2,4 --mse-weight 0 --cosine-weight 1 ;;
+          l2) distill "$out" "$seed" 0,3 ;;
+        esac
+        int8 "$out"
+        keep "$out" "$OUT/records/$row/s$seed"
+        bench "$out" "$OUT/records/$row/s$seed"
+      done ;;
+    *) echo "embed-claims.sh: unknown row $row (known: l3-init l3 l3-cos l2)" >&2; exit 1 ;;
+  esac
+done
+echo "embed-claims.sh: done; bench/embed-table.py makes the table (--write-docs puts it into docs/results.md)"
