@@ -257,6 +257,7 @@ quant() {   # quant TASK SEED: QAT of the teacher and of the best row's seed-SEE
 }
 idle_wait() {   # waits (at most 10 minutes) for the 1-minute load average to fall below 1.5; prints it
   local i load
+  [[ -n "${SMOKE:-}" ]] && { cut -d' ' -f1 /proc/loadavg; return 0; }   # a smoke's timings mean nothing anyway
   for i in $(seq 60); do
     load="$(cut -d' ' -f1 /proc/loadavg)"
     python3 -c "import sys; sys.exit(0 if $load < 1.5 else 1)" && break
