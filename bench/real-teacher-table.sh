@@ -28,7 +28,9 @@ fi
 score() {   # score RUN: the task's official metrics x100, "-" when the run has no record yet
   local f="$RECORDS/$1.metrics.json"
   [[ -f "$f" ]] || { echo "-"; return; }
-  jq -r '.dev | to_entries | map(select(.key != "loss")) | map("\(.key) \((.value * 1000 | round) / 10)") | join(", ")' "$f"
+  # GLUE metrics are fractions (x100 here); SQuAD's exact_match and f1 are already percentages, and "total" a count.
+  local scale=100; [[ "$1" == *squad* ]] && scale=1
+  jq -r --argjson s "$scale" '.dev | to_entries | map(select(.key != "loss" and .key != "total")) | map("\(.key) \((.value * $s * 10 | round) / 10)") | join(", ")' "$f"
 }
 wall() { local f="$RECORDS/$1.metrics.json"; [[ -f "$f" ]] && jq -r '"\(.wall_seconds | round) s, best step \(.best_step) / \(.steps)"' "$f" || echo "-"; }
 
