@@ -103,7 +103,10 @@ step "installed tool $reported: --help ok; init and export (TorchSharp, ONNX Run
 "$distillery" init --arch L2-H128 --task QuestionAnswering --vocab "$vocab" --out runs/squad
 "$distillery" init --arch L2-H128 --task SequenceClassification --vocab "$vocab" --out runs/sst2
 "$distillery" export onnx --model runs/sst2 --out runs/sst2-onnx/model.int8.onnx --int8
-for f in runs/tiny/config.json runs/tiny/model.safetensors runs/squad/config.json runs/sst2-onnx/model.int8.onnx; do
+# The README's embedding example loads the real teacher's folder; a tiny encoder in its place keeps this check offline
+# and fast (a folder without sentence-transformers files loads with mean pooling + normalisation, as the teacher's does).
+"$distillery" init --arch L2-H128 --vocab "$vocab" --out models/minilm-l6-h384
+for f in runs/tiny/config.json runs/tiny/model.safetensors runs/squad/config.json runs/sst2-onnx/model.int8.onnx models/minilm-l6-h384/config.json; do
   [[ -s "$f" ]] || fail "the installed tool did not write $f"
 done
 # The tool package must carry the patched libLibTorchSharp.so (patched at publish, for any libstdc++), not
