@@ -268,13 +268,7 @@ def main(argv):
     text = tables()
     print(text, end="")
     if "--write-docs" in argv:
-        doc = ROOT / "docs" / "results.md"
-        content = doc.read_text()
-        if BEGIN not in content or END not in content:
-            sys.exit(f"claims-agnostic-table.py: {doc} has no markers {BEGIN} ... {END}")
-        head, rest = content.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        doc.write_text(head + BEGIN + "\n" + text + END + tail)
+        claims_table.write_between_markers(text, BEGIN, END, "claims-agnostic-table.py")
 
 
 if __name__ == "__main__":

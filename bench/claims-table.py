@@ -379,6 +379,17 @@ def tables(draw=False):
     return "\n".join(lines).rstrip() + "\n"
 
 
+def write_between_markers(text, begin, end, who):
+    """Replaces docs/results.md's text between the markers BEGIN and END with TEXT (WHO names the generator in errors)."""
+    doc = ROOT / "docs" / "results.md"
+    content = doc.read_text()
+    if begin not in content or end not in content:
+        sys.exit(f"{who}: {doc} has no markers {begin} ... {end}")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(head + begin + "\n" + text + end + tail)
+
+
 def main(argv):
     if "--records-only" not in argv:
         copy_records()
@@ -391,13 +402,7 @@ def main(argv):
     text = tables(draw="--write-docs" in argv or "--figures" in argv)
     print(text, end="")
     if "--write-docs" in argv:
-        doc = ROOT / "docs" / "results.md"
-        content = doc.read_text()
-        if BEGIN not in content or END not in content:
-            sys.exit(f"claims-table.py: {doc} has no markers {BEGIN} ... {END}")
-        head, rest = content.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        doc.write_text(head + BEGIN + "\n" + text + END + tail)
+        write_between_markers(text, BEGIN, END, "claims-table.py")
 
 
 if __name__ == "__main__":

@@ -66,32 +66,10 @@ done
 mkdir -p "$OUT/data"
 git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
 
-distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
-  local log="$OUT/log.txt"
-  echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
-  "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "claims-task.sh: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }
-}
-todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished
-  if [[ -f "$1/config.json" ]]; then return 1; fi
-  if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
-}
-
-# ---------------------------------------------------------------------------------------------------------- the data
-# SST-2's fixed student sample: 20,000 training sentences drawn once (seed 20000), the dev set as it is.
-sst2_sample="$OUT/data/SST-2"
-if [[ ! -f "$sst2_sample/dev.tsv" ]]; then
-  mkdir -p "$sst2_sample.tmp"
-  python3 - "$DATA/glue/SST-2/train.tsv" "$sst2_sample.tmp/train.tsv" <<'EOF'
-import random, sys
-lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
-header, rows = lines[0], lines[1:]
-random.Random(20000).shuffle(rows)
-open(sys.argv[2], "w", encoding="utf-8").write("\n".join([header] + rows[:20000]) + "\n")
-EOF
-  cp "$DATA/glue/SST-2/dev.tsv" "$sst2_sample.tmp/dev.tsv"
-  rm -rf "$sst2_sample" && mv "$sst2_sample.tmp" "$sst2_sample"
-fi
-data_of() { if [[ "$1" == sst2 ]]; then echo "$sst2_sample"; else echo "$DATA/glue"; fi; }
+# The logged command, todo (skip / --resume), and the fixed SST-2 sample (data_of): bench/claims-common.sh.
+SCRIPT=claims-task.sh
+# shellcheck source=bench/claims-common.sh
+source "$root/bench/claims-common.sh"
 
 # Unlabeled transfer data for Pre-trained Distillation, one example per line (a tab between a pair's texts): the task's
 # own training inputs without labels (pairs in both orders), plus in-domain text the task's data does not have: for
