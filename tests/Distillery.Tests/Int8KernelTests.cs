@@ -217,10 +217,21 @@ public sealed class Int8KernelTests(ITestOutputHelper output)
         Assert.Equal("none", arm.Source);
         Assert.False(arm.Avx2);
 
-        // This machine: some source answered, and the bench/run records carry its description.
+        // Emulated or masked CPUs: /proc/cpuinfo shows the host's flags, CPUID (what ONNX Runtime dispatches on) an AVX2-only
+        // CPU; only what both report counts, and CPUID's brand string names the CPU.
+        var masked = intel.Intersect(new CpuFeatures { Model = "AMD EPYC-Milan Processor", Avx2 = true, Source = "cpuid" });
+        Assert.Equal("AMD EPYC-Milan Processor", masked.Model);
+        Assert.Equal("/proc/cpuinfo+cpuid", masked.Source);
+        Assert.Equal("avx2 (int8: no VNNI, 8-bit weights saturate; bf16: emulated)", masked.Describe());
+        Assert.Equal(intel.Describe(), intel.Intersect(intel with { Source = "cpuid" }).Describe());
+
+        // This machine: some source answered, the detected features are ones CPUID has, and the bench/run records carry
+        // its description.
         var current = CpuFeatures.Current;
         output.WriteLine($"{current.Source}: {CpuFeatures.DescribeMachine(onnxRuntimeThreads: 2)}; cpuid says {CpuFeatures.FromCpuid().Describe()}");
         Assert.Contains(current.Describe(), CpuFeatures.DescribeMachine());
+        var cpuid = CpuFeatures.FromCpuid();
+        Assert.Equal(current.Describe(), current.Intersect(cpuid).Describe());
         Assert.Contains("2 ONNX Runtime threads", CpuFeatures.DescribeMachine(onnxRuntimeThreads: 2));
     }
 

@@ -5,8 +5,9 @@
 //     saturate. Numerics/Int8Quantization's default 7-bit weights are exact on both (see Int8Scheme).
 //   * bf16: libtorch runs bf16 matmuls natively only with AVX512-BF16 or AMX-BF16; elsewhere it converts to fp32 and
 //     back around every product, which is several times slower than fp32 (ComputePrecision.Auto picks fp32 there).
-// The flags come from /proc/cpuinfo on Linux (what the kernel enabled, so AVX-512/AMX state the OS does not save is
-// not reported); elsewhere from CPUID through System.Runtime.Intrinsics.X86, gated by what .NET says the OS supports.
+// The flags are those both Linux's /proc/cpuinfo (what the kernel enabled, so AVX-512/AMX state the OS does not save is
+// not reported) and CPUID (what ONNX Runtime and libtorch dispatch on; through System.Runtime.Intrinsics.X86, gated by
+// what .NET says the OS supports) report; CPUID alone elsewhere.
 // This folder depends on nothing else in Distillery, so any folder may use it without creating a cycle.
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -34,7 +35,7 @@ public sealed record CpuFeatures
     public bool AmxBf16 { get; init; }
     /// <summary>AMX-INT8 (int8 tile matmuls, int32 accumulation).</summary>
     public bool AmxInt8 { get; init; }
-    /// <summary>Where the flags were read: "/proc/cpuinfo" or "cpuid".</summary>
+    /// <summary>Where the flags were read: "/proc/cpuinfo+cpuid" (both, intersected), "/proc/cpuinfo" or "cpuid".</summary>
     public string Source { get; init; } = "none";
 
     /// <summary>
@@ -51,21 +52,45 @@ public sealed record CpuFeatures
     /// <summary>This machine's features, read once per process.</summary>
     public static CpuFeatures Current => current.Value;
 
-    /// <summary>The features of this machine: /proc/cpuinfo where it exists, CPUID otherwise.</summary>
+    /// <summary>
+    /// The features of this machine: those that both /proc/cpuinfo (what the kernel enabled) and CPUID (what ONNX
+    /// Runtime's MLAS and libtorch dispatch on) report; CPUID alone where there is no /proc/cpuinfo. Why both: the two
+    /// disagree under emulators and some hypervisors (qemu -cpu EPYC-Milan on a Sapphire Rapids host shows the host's
+    /// avx512_vnni in /proc/cpuinfo, while CPUID, and so ONNX Runtime, sees an AVX2-only CPU), and a feature the kernel
+    /// has not enabled is unusable whatever CPUID says. The model name is CPUID's brand string where it has one.
+    /// </summary>
     public static CpuFeatures Detect()
     {
+        var cpuid = FromCpuid();
         try
         {
             if (File.Exists("/proc/cpuinfo"))
             {
                 var parsed = FromCpuInfo(File.ReadAllText("/proc/cpuinfo"));
-                if (parsed.Source != "none") return parsed;
+                if (parsed.Source != "none") return cpuid.Source == "none" ? parsed : parsed.Intersect(cpuid);
             }
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        return FromCpuid();
+        return cpuid;
     }
+
+    /// <summary>
+    /// The features both readings report, <paramref name="cpuid"/>'s model name when it has a brand string, and the two
+    /// sources named (e.g. "/proc/cpuinfo+cpuid").
+    /// </summary>
+    public CpuFeatures Intersect(CpuFeatures cpuid) => new()
+    {
+        Model = cpuid.Model is "" or "unknown CPU" || cpuid.Model == RuntimeInformation.ProcessArchitecture.ToString() ? Model : cpuid.Model,
+        Avx2 = Avx2 && cpuid.Avx2,
+        Avx512F = Avx512F && cpuid.Avx512F,
+        Avx512Vnni = Avx512Vnni && cpuid.Avx512Vnni,
+        AvxVnni = AvxVnni && cpuid.AvxVnni,
+        Avx512Bf16 = Avx512Bf16 && cpuid.Avx512Bf16,
+        AmxBf16 = AmxBf16 && cpuid.AmxBf16,
+        AmxInt8 = AmxInt8 && cpuid.AmxInt8,
+        Source = $"{Source}+{cpuid.Source}",
+    };
 
     /// <summary>
     /// Parses the text of Linux's /proc/cpuinfo: the first processor's <c>model name</c> and <c>flags</c> lines (flag
@@ -109,6 +134,7 @@ public sealed record CpuFeatures
     {
         string model = RuntimeInformation.ProcessArchitecture.ToString();
         if (!X86.X86Base.IsSupported) return new CpuFeatures { Model = model, Source = "none" };
+        model = BrandString() ?? model;
         var (_, _, ecx0, edx0) = X86.X86Base.CpuId(7, 0);
         var (eax1, _, _, _) = X86.X86Base.CpuId(7, 1);
         static bool Bit(int register, int bit) => (register & (1 << bit)) != 0;
@@ -125,6 +151,21 @@ public sealed record CpuFeatures
             AmxInt8 = Bit(edx0, 25),
             Source = "cpuid",
         };
+    }
+
+    /// <summary>The CPU's brand string (CPUID leaves 0x80000002-4, 48 ASCII bytes), or null where CPUID has none.</summary>
+    private static string? BrandString()
+    {
+        if ((uint)X86.X86Base.CpuId(unchecked((int)0x80000000), 0).Eax < 0x80000004) return null;
+        var bytes = new byte[48];
+        for (int leaf = 0; leaf < 3; leaf++)
+        {
+            var (a, b, c, d) = X86.X86Base.CpuId(unchecked((int)0x80000002) + leaf, 0);
+            int[] registers = [a, b, c, d];
+            for (int r = 0; r < 4; r++) BitConverter.TryWriteBytes(bytes.AsSpan(leaf * 16 + r * 4, 4), registers[r]);
+        }
+        string brand = System.Text.Encoding.ASCII.GetString(bytes).TrimEnd('\0').Trim();
+        return brand.Length == 0 ? null : brand;
     }
 
     /// <summary>
