@@ -6,7 +6,7 @@ namespace Distillery.Tests;
 /// <summary>Recipes: stages chained by their outputs, and every bad recipe stopped before anything runs.</summary>
 public sealed class RecipeTests
 {
-    static void WriteTinyGlue(string dir)
+    internal static void WriteTinyGlue(string dir)
     {
         Directory.CreateDirectory(Path.Combine(dir, "SST-2"));
         var random = new Random(2);

@@ -224,6 +224,50 @@ public sealed class TrainingTests
         }
     }
 
+    /// <summary>MLM training that reports two named terms: the loss itself, and the micro-batch's token count.</summary>
+    sealed class WithTerms(MlmObjective inner) : ITrainingObjective<MlmBatch>
+    {
+        readonly Dictionary<string, double> terms = [];
+        public nn.Module Module => inner.Module;
+        public (Tensor Loss, long Tokens) Loss(MlmBatch batch)
+        {
+            var (loss, tokens) = inner.Loss(batch);
+            terms["same"] = loss.item<float>();
+            terms["tokens"] = tokens;
+            return (loss, tokens);
+        }
+        public IReadOnlyDictionary<string, double> LossTerms => terms;
+    }
+
+    [Fact]
+    public void LossTermsAreLoggedAveragedLikeTheLossAndSurviveAKillAndResume()
+    {
+        // Log every 4 steps, 2 micro-batches a step, checkpoint every 3: a kill at step 8 resumes inside a window.
+        var options = new TrainerOptions { BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-3, MaxSteps = 12, WarmupSteps = 2, CheckpointEvery = 3, LogEvery = 4, Seed = 11 };
+        using var whole = new TestData.TempDir();
+        var (reference, referenceData) = MlmSetup(whole);
+        new Trainer<MlmBatch>(new WithTerms(new MlmObjective(reference)), referenceData, options, whole["run"]).Run();
+        var lines = File.ReadLines(Path.Combine(whole["run"], "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal([4, 8, 12], lines.Select(l => l["step"]!.GetValue<int>()));
+        foreach (var line in lines)
+        {
+            // The same average as the loss (over the window's steps, each the mean of its micro-batches).
+            Assert.Equal(line["loss"]!.GetValue<double>(), line["loss_same"]!.GetValue<double>(), 6);
+            Assert.Equal(4 * 24, line["loss_tokens"]!.GetValue<double>(), 9);   // batch 4 x 24 tokens, averaged, not summed
+        }
+        Assert.Contains(TensorBoardScalars(whole["run"]), s => s == (12, "train/loss_same"));
+
+        using var split = new TestData.TempDir();
+        var (model, data) = MlmSetup(split);
+        using var cancel = new CancellationTokenSource();
+        var first = new Trainer<MlmBatch>(new WithTerms(new MlmObjective(model)), data, options, split["run"]) { OnProgress = p => { if (p.Step == 8) cancel.Cancel(); } };
+        Assert.Throws<OperationCanceledException>(() => first.Run(cancel: cancel.Token));
+        var (fresh, freshData) = MlmSetup(split, seed: 99);
+        new Trainer<MlmBatch>(new WithTerms(new MlmObjective(fresh)), freshData, options, split["run"]).Run(resume: true);
+        string Terms(JsonObject l) => $"{l["step"]} {l["loss"]} {l["loss_same"]} {l["loss_tokens"]}";
+        Assert.Equal(lines.Select(Terms), File.ReadLines(Path.Combine(split["run"], "metrics.jsonl")).Select(l => Terms(JsonNode.Parse(l)!.AsObject())));
+    }
+
     [Fact]
     public void ResumeWithDifferentOptionsIsRefused()
     {

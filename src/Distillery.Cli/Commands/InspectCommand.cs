@@ -49,6 +49,8 @@ public static class InspectCommand
         if (!uniform)
             console.MarkupLineInterpolated($"  per layer: heads [[{string.Join(", ", Enumerable.Range(0, c.NumHiddenLayers).Select(c.HeadsInLayer))}]], FFN [[{string.Join(", ", Enumerable.Range(0, c.NumHiddenLayers).Select(c.IntermediateSizeOf))}]]");
         console.MarkupLineInterpolated($"  transformers: {c.TransformersIncompatibility() ?? $"loads with {BertTasks.ArchitectureName(r.Task)}.from_pretrained"}");
+        if (r.Task == BertTask.MaskedLM && c.MlmHeadUntrained is string why)
+            console.MarkupLineInterpolated($"  masked-LM head: [yellow]untrained[/] ({why}); fine-tune it, or train the head before fill-mask");
         if (r.Task == BertTask.SequenceClassification)
             console.MarkupLineInterpolated($"  labels: {string.Join(", ", c.Labels)}{(c.IsRegression ? " (regression)" : "")}");
 

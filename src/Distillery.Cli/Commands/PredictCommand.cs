@@ -14,14 +14,16 @@ public static class PredictCommand
         var text = new Option<string>("--text", "-t") { Description = "Input text (the question, for QA models).", Required = true };
         var pair = new Option<string?>("--text-pair") { Description = "Second text of a pair (the context, for QA models; for sentence embeddings, the text to compare with)." };
         var topK = new Option<int>("--top-k", "-k") { Description = "Candidates per [MASK] for masked-LM models.", DefaultValueFactory = _ => 5 };
+        var untrained = FillMaskCommand.UntrainedHeadOption();
         var command = new Command("predict", "Run a model's head on text: label probabilities (classification), a score (regression), the answer span (QA), [MASK] fillers (MLM) or the sentence vector (a sentence-transformers folder; with --text-pair, the two texts' cosine similarity).")
         {
-            dir, text, pair, topK,
+            dir, text, pair, topK, untrained,
         };
         command.SetAction(parse =>
         {
             using var predictor = BertPredictor.Load(parse.GetValue(dir)!);
             foreach (var warning in predictor.LoadReport.Warnings()) context.Warn(warning);
+            FillMaskCommand.WarnUntrainedHead(context, predictor, parse.GetValue(untrained));
             string a = parse.GetValue(text)!;
             string? b = parse.GetValue(pair);
             var console = context.Console;
@@ -51,7 +53,7 @@ public static class PredictCommand
                     }
                     break;
                 default:
-                    foreach (var prediction in predictor.FillMask(a, parse.GetValue(topK)))
+                    foreach (var prediction in predictor.FillMask(a, parse.GetValue(topK), parse.GetValue(untrained)))
                         console.MarkupLineInterpolated($"[[MASK]] at token {prediction.Position}: {string.Join(", ", prediction.Candidates.Select(c => $"{c.Token} ({c.Probability:0.000})"))}");
                     break;
             }

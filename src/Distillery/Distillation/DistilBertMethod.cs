@@ -57,12 +57,16 @@ public sealed class DistilBertMethod : IDistillationMethod<MlmBatch>
                 throw new ArgumentException(
                     $"student width {width} differs from the teacher's {plan.Teacher.HiddenSize}, which this method's cosine loss cannot handle (set alpha_cos 0)");
         },
+        // The soft targets are the teacher's masked-LM predictions; the soft and MLM terms both train the student's head.
+        UsesTeacherMlmHead = o => o.AlphaCe > 0,
+        LeavesMlmHeadUntrained = o => o.AlphaCe == 0 && o.AlphaMlm == 0 ? "distilbert with alpha_ce 0 and alpha_mlm 0 trains the hidden states alone (cosine)" : null,
         OnCorpus = (o, inputs) => new DistilBertMethod(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
     };
 
     private readonly Teacher teacher;
     private readonly DistilBertOptions options;
     private readonly BertForMaskedLM student;
+    private readonly Dictionary<string, double> terms = [];
 
     /// <summary>Both models carry masked-LM heads; the cosine term needs equal hidden widths.</summary>
     public DistilBertMethod(Teacher teacher, BertForMaskedLM student, DistilBertOptions options)
@@ -101,9 +105,29 @@ public sealed class DistilBertMethod : IDistillationMethod<MlmBatch>
         var studentHidden = student.Bert.forward(inputs).LastHiddenState;    // [B, T, H]
         var studentLogits = student.PredictTokens(studentHidden[selected]);  // [N, V]
 
-        var loss = options.AlphaCe * Losses.SoftTargetKl(studentLogits, teacherLogits, options.Temperature);
-        if (options.AlphaMlm > 0) loss = loss + options.AlphaMlm * nn.functional.cross_entropy(studentLogits, targets);
-        if (options.AlphaCos > 0) loss = loss + options.AlphaCos * Losses.HiddenCosine(studentHidden, teacherHidden, mask: null);
+        var soft = Losses.SoftTargetKl(studentLogits, teacherLogits, options.Temperature);
+        var loss = options.AlphaCe * soft;
+        terms.Clear();
+        terms["kl"] = Losses.Discrepancy(studentLogits, teacherLogits);   // at T = 1: comparable with HomoDistil's
+        terms["soft_kl"] = soft.item<float>();                            // the loss's term: T² · KL at T
+        if (options.AlphaMlm > 0)
+        {
+            var mlm = nn.functional.cross_entropy(studentLogits, targets);
+            loss = loss + options.AlphaMlm * mlm;
+            terms["mlm"] = mlm.item<float>();
+        }
+        if (options.AlphaCos > 0)
+        {
+            var cosine = Losses.HiddenCosine(studentHidden, teacherHidden, mask: null);
+            loss = loss + options.AlphaCos * cosine;
+            terms["cos"] = cosine.item<float>();
+        }
         return (loss, (long)batch.Batch * batch.Length);
     }
+
+    /// <summary>
+    /// The last step's terms, unweighted: <c>kl</c> (KL(p_T ‖ p_S) at T = 1 on the masked positions: the discrepancy),
+    /// <c>soft_kl</c> (the loss's soft term, T² · KL at the method's T), <c>mlm</c> and <c>cos</c> when their weights are on.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> LossTerms => terms;
 }

@@ -128,8 +128,26 @@ public abstract class DistillMethod
         var student = options.Student ?? (teacher != null ? DefaultStudent?.Invoke(teacher) : null);
         var plan = new DistillPlan(teacher, data == MethodData.Corpus ? BertTask.MaskedLM : options.Task!.Head, student);
         CheckTyped(options.Method, plan);
+        // A teacher whose masked-LM head was never trained (a MiniLM-distilled teacher assistant, say) serves methods
+        // that read its encoder alone; soft targets from that head would be noise. (A head missing from the weights
+        // file is found when the teacher loads.)
+        if (data == MethodData.Corpus && teacher?.MlmHeadUntrained is string why && ReadsTeacherMlmHead(options.Method))
+            throw new ArgumentException($"{Name} distils the teacher's masked-LM predictions, but the teacher's masked-LM head was never trained ({why}); " +
+                "use a teacher with a trained head, or train one on its frozen encoder first (distillery pretrain --init-from TEACHER --freeze-encoder)");
         return plan;
     }
+
+    /// <summary>
+    /// On a corpus, whether these options read the teacher's masked-LM predictions (its head), so the teacher must have
+    /// a trained one; a method that reads only the teacher's encoder (MiniLM) takes a teacher without.
+    /// </summary>
+    public abstract bool ReadsTeacherMlmHead(IDistillMethodOptions options);
+
+    /// <summary>
+    /// On a corpus, why these options leave the student's masked-LM head untrained (the saved model says so, see
+    /// <see cref="BertConfig.MlmHeadUntrained"/>); null when the objective trains it.
+    /// </summary>
+    public abstract string? UntrainedMlmHead(IDistillMethodOptions options);
 
     /// <summary>Validates the options and checks what the method needs of the teacher and student.</summary>
     protected abstract void CheckTyped(IDistillMethodOptions options, DistillPlan plan);
@@ -151,6 +169,10 @@ public sealed class DistillMethod<TOptions> : DistillMethod where TOptions : cla
     public Action<TOptions, DistillPlan>? CheckTeacher { get; init; }
     /// <summary>Why these options need labels (transfer data has none); null when they do not.</summary>
     public Func<TOptions, string?>? NeedsLabels { get; init; }
+    /// <summary>On a corpus, whether these options read the teacher's masked-LM head (null: they do).</summary>
+    public Func<TOptions, bool>? UsesTeacherMlmHead { get; init; }
+    /// <summary>On a corpus, why these options leave the student's masked-LM head untrained (null function, or null result: they train it).</summary>
+    public Func<TOptions, string?>? LeavesMlmHeadUntrained { get; init; }
     /// <summary>Builds the method on task batches (null: it does not train on tasks).</summary>
     public Func<TOptions, MethodInputs, IDistillationMethod<TaskBatch>>? OnTask { get; init; }
     /// <summary>Builds the method on corpus batches (null: it does not train on corpora).</summary>
@@ -175,6 +197,12 @@ public sealed class DistillMethod<TOptions> : DistillMethod where TOptions : cla
 
     /// <inheritdoc/>
     protected override string? WithoutLabels(IDistillMethodOptions options) => NeedsLabels?.Invoke(Typed(options));
+
+    /// <inheritdoc/>
+    public override bool ReadsTeacherMlmHead(IDistillMethodOptions options) => UsesTeacherMlmHead?.Invoke(Typed(options)) ?? true;
+
+    /// <inheritdoc/>
+    public override string? UntrainedMlmHead(IDistillMethodOptions options) => LeavesMlmHeadUntrained?.Invoke(Typed(options));
 
     /// <inheritdoc/>
     public override IDistillationMethod<TaskBatch> ForTask(IDistillMethodOptions options, MethodInputs inputs) =>

@@ -203,8 +203,16 @@ public static class Distiller
         var (teacherModel, report) = BertCheckpoint.Load(options.Teacher, BertTask.MaskedLM);
         using (teacherModel)
         {
-            if (report.Initialized.Count > 0)
-                throw new InvalidDataException($"{options.Teacher}: the teacher has no trained masked-LM head (missing {string.Join(", ", report.Initialized.Take(3))}); distil from the pre-trained model, before fine-tuning");
+            // The teacher's head: a method that distils its masked-LM predictions needs a trained one (an untrained one,
+            // as config.json says, was refused by Check); one that reads only the encoder (MiniLM) takes the teacher as
+            // it is, e.g. a teacher assistant distilled by MiniLM, whose head was never trained.
+            bool readsHead = method.ReadsTeacherMlmHead(options.Method);
+            if (report.Initialized.Count > 0 && readsHead)
+                throw new InvalidDataException($"{options.Teacher}: the teacher has no trained masked-LM head (missing {string.Join(", ", report.Initialized.Take(3))}), which {method.Name} distils; distil from the pre-trained model, before fine-tuning");
+            if (!readsHead && (report.Initialized.Count > 0 || teacherConfig.MlmHeadUntrained != null))
+                events.Message?.Invoke($"the teacher's masked-LM head is {(report.Initialized.Count > 0 ? "missing" : "untrained")}; {method.Name} reads only its encoder");
+            // The student's head, when this objective does not train it, is saved as untrained (config.json says why).
+            string? untrainedHead = method.UntrainedMlmHead(options.Method);
             var pretrain = new PretrainOptions
             {
                 Corpus = corpus.Files, Out = options.Out, SeqLength = corpus.SeqLength, Masking = corpus.Masking, EvalSequences = corpus.EvalSequences,
@@ -215,7 +223,7 @@ public static class Distiller
             events.Message?.Invoke(Pair(teacherModel, distillation.StudentSummary));
             // The saved model is what the method finishes with (e.g. a physically pruned copy of the masked student).
             return Pretraining.RunOnCorpus(pretrain, tokenizer, student, distillation, "distill", new { command = "distill", options }, resume, events,
-                saved: () => (BertForMaskedLM)distillation.Finish());
+                saved: () => (BertForMaskedLM)distillation.Finish(), untrainedMlmHead: untrainedHead);
         }
     }
 }

@@ -90,6 +90,9 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         NeedsLabels = o => o.AlphaMlm != 0 ? $"use --alpha-mlm 0 (no task loss), not {o.AlphaMlm}" : null,
         OnTask = (o, inputs) => new HomoDistil(inputs.Teacher, o, inputs.Seed),
         OnCorpus = (o, inputs) => new HomoDistil(inputs.Teacher, o, inputs.Seed),
+        // On a corpus the KL is over the teacher's masked-LM predictions; the KL and MLM terms train the student's head.
+        UsesTeacherMlmHead = o => o.AlphaKl > 0,
+        LeavesMlmHeadUntrained = o => o.AlphaKl == 0 && o.AlphaMlm == 0 ? "homodistil with alpha_kl 0 and alpha_mlm 0 trains hidden states and attention alone" : null,
     };
 
     /// <summary>The target's widths for a teacher of <paramref name="config"/>; its depth must divide the teacher's.</summary>
@@ -106,6 +109,7 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
     private readonly ImportanceTracker tracker;
     private readonly IReadOnlyList<(int Student, int Teacher)> pairs;   // 1-based layers, as indices into hidden-state lists
     private PruningMask mask;
+    private readonly Dictionary<string, double> terms = [];
 
     /// <summary>
     /// Resolves the target against the teacher and copies the teacher into the student. A target wider than the teacher,
@@ -167,10 +171,31 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         }
         var s = student.Bert.forward(inputs, Internals);
         var studentLogits = student.PredictTokens(s.LastHiddenState[selected]);          // [N, V]
-        var loss = options.AlphaKl * Losses.SoftTargetKl(studentLogits, teacherLogits, options.Temperature);
-        if (options.AlphaMlm > 0) loss = loss + options.AlphaMlm * nn.functional.cross_entropy(studentLogits, labels.masked_select(selected));
-        return (loss + Intermediate(s, t, attentionMask: null), (long)batch.Batch * batch.Length);
+        var soft = Losses.SoftTargetKl(studentLogits, teacherLogits, options.Temperature);
+        var loss = options.AlphaKl * soft;
+        terms.Clear();
+        // The discrepancy the paper plots: KL(p_T ‖ p_S) at T = 1 (the loss's own term when T = 1, the default).
+        terms["kl"] = options.Temperature == 1 ? soft.item<float>() : Losses.Discrepancy(studentLogits, teacherLogits);
+        if (options.Temperature != 1) terms["soft_kl"] = soft.item<float>();
+        if (options.AlphaMlm > 0)
+        {
+            var mlm = nn.functional.cross_entropy(studentLogits, labels.masked_select(selected));
+            loss = loss + options.AlphaMlm * mlm;
+            terms["mlm"] = mlm.item<float>();
+        }
+        var (intermediate, hidden, attention) = Intermediate(s, t, attentionMask: null);
+        if (hidden is not null) terms["hidden"] = hidden.item<float>();
+        if (attention is not null) terms["attention"] = attention.item<float>();
+        return (loss + intermediate, (long)batch.Batch * batch.Length);
     }
+
+    /// <summary>
+    /// On a corpus, the last step's terms, unweighted: <c>kl</c> (KL(p_T ‖ p_S) at T = 1 on the masked positions: the
+    /// teacher-student discrepancy), <c>soft_kl</c> (the loss's T² · KL when T ≠ 1), <c>mlm</c>, <c>hidden</c> (the
+    /// mean hidden-state MSE over the paired layers) and <c>attention</c> (the mean attention MSE), each when its
+    /// weight is on. Task-specific runs log dev discrepancies at each evaluation instead, and no terms.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> LossTerms => terms;
 
     /// <inheritdoc/>
     public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
@@ -199,23 +224,26 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
             if (unlabeled) throw new InvalidOperationException("the task loss needs labels: use alpha_mlm 0 on unlabeled data");
             loss = loss + options.AlphaMlm * TaskObjective.Loss(Student, s, batch);
         }
-        return (loss + Intermediate(s.Encoder, t.Encoder, inputs.AttentionMask), batch.AttentionMask.Sum());
+        return (loss + Intermediate(s.Encoder, t.Encoder, inputs.AttentionMask).Total, batch.AttentionMask.Sum());
     }
 
     /// <summary>
     /// α_hid · mean over paired layers of the hidden-state MSE on the kept dimensions, plus α_att · mean over paired
-    /// layers of the attention MSE on the kept heads (the student's head i is the teacher's head i: it started as it).
+    /// layers of the attention MSE on the kept heads (the student's head i is the teacher's head i: it started as it);
+    /// and the two means unweighted (null when their weight is off, or no head is left).
     /// </summary>
-    Tensor Intermediate(EncoderOutput s, EncoderOutput t, Tensor? attentionMask)
+    (Tensor Total, Tensor? Hidden, Tensor? Attention) Intermediate(EncoderOutput s, EncoderOutput t, Tensor? attentionMask)
     {
         var total = zeros(1);
+        Tensor? hiddenMean = null, attentionMean = null;
         if (options.AlphaHidden > 0)
         {
             var kept = mask.Hidden == null || mask.Hidden.All(k => k) ? null
                 : tensor(mask.Hidden.Select((k, i) => (k, (long)i)).Where(x => x.k).Select(x => x.Item2).ToArray());
             Tensor Kept(Tensor h) => kept is null ? h : h.index_select(-1, kept);           // [B, T, H']
             var hidden = pairs.Select(p => Losses.HiddenMse(Kept(s.HiddenStates![p.Student]), Kept(t.HiddenStates![p.Teacher]), attentionMask)).ToList();
-            total = total + options.AlphaHidden * stack(hidden).mean();
+            hiddenMean = stack(hidden).mean();
+            total = total + options.AlphaHidden * hiddenMean;
         }
         if (options.AlphaAttention > 0)
         {
@@ -227,9 +255,13 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
                 var index = tensor(heads);
                 attention.Add(Losses.AttentionMse(s.Attentions![student - 1].index_select(1, index), t.Attentions![teacherLayer - 1].index_select(1, index), attentionMask));   // [B, h', T, T]
             }
-            if (attention.Count > 0) total = total + options.AlphaAttention * stack(attention).mean();
+            if (attention.Count > 0)
+            {
+                attentionMean = stack(attention).mean();
+                total = total + options.AlphaAttention * attentionMean;
+            }
         }
-        return total.squeeze();
+        return (total.squeeze(), hiddenMean, attentionMean);
     }
 
     /// <inheritdoc/>

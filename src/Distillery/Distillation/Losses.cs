@@ -28,6 +28,17 @@ public static class Losses
         return sum / s.shape[0] * (temperature * temperature);
     }
 
+    /// <summary>
+    /// The teacher-student discrepancy of a step, for the log (not a loss: no gradient): KL(p_T ‖ p_S) at temperature 1,
+    /// in nats per row, whatever temperature the loss itself uses, so that methods distilled at different temperatures
+    /// log the same quantity (HomoDistil's claim is that its discrepancy stays small throughout).
+    /// </summary>
+    public static double Discrepancy(Tensor studentLogits, Tensor teacherLogits)
+    {
+        using var _ = no_grad();
+        return SoftTargetKl(studentLogits.detach(), teacherLogits, 1).item<float>();
+    }
+
     /// <summary>Mean squared error between logits (regression distillation, or the logit-matching alternative to KL).</summary>
     public static Tensor LogitMse(Tensor studentLogits, Tensor teacherLogits) => nn.functional.mse_loss(studentLogits, teacherLogits, nn.Reduction.Mean);
 

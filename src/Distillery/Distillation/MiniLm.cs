@@ -81,6 +81,10 @@ public sealed class MiniLm : IDistillationMethod<MlmBatch>
         OptionsKey = "mini_lm",
         Summary = "MiniLM self-attention relation distillation on a corpus (Wang et al. 2020, v1; 2021, v2)",
         DefaultStudent = teacher => StudentInit.EveryOtherLayer(teacher.NumHiddenLayers),
+        // The loss reads attention and Q/K/V inside the encoders: neither model's masked-LM head enters it. A teacher
+        // without a trained head (a MiniLM-distilled assistant) is fine; the student's head stays as it was built.
+        UsesTeacherMlmHead = _ => false,
+        LeavesMlmHeadUntrained = _ => "minilm distils self-attention relations only; the head is the teacher's copy or a fresh init, never trained with this encoder",
         OnCorpus = (o, inputs) => new MiniLm(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
     };
 
@@ -88,6 +92,7 @@ public sealed class MiniLm : IDistillationMethod<MlmBatch>
     private readonly BertForMaskedLM student;
     private readonly MiniLmOptions options;
     private readonly int teacherLayer;
+    private readonly Dictionary<string, double> terms = [];
 
     /// <summary>Checks the shapes the chosen relations need and says what to do when they do not fit.</summary>
     public MiniLm(Teacher teacher, BertForMaskedLM student, MiniLmOptions options)
@@ -130,22 +135,32 @@ public sealed class MiniLm : IDistillationMethod<MlmBatch>
         int ti = teacherLayer - 1, si = student.Config.NumHiddenLayers - 1;
         Tensor? mask = inputs.AttentionMask;
         Tensor loss;
+        terms.Clear();
+        Tensor Term(string name, Tensor kl) { terms[name] = kl.item<float>(); return kl; }
         if (options.Relations == MiniLmRelations.V1)
         {
             // eq. 4: attention transfer; eq. 5–6: value-relation transfer (weighted; 0 = attention alone, the ablation).
-            loss = Losses.AttentionKl(s.Attentions![si], t.Attentions![ti], mask);
+            loss = Term("attention_kl", Losses.AttentionKl(s.Attentions![si], t.Attentions![ti], mask));
             if (options.ValueRelationWeight > 0)
-                loss = loss + options.ValueRelationWeight
-                    * Losses.AttentionKl(MiniLmRelationsMath.SelfRelation(s.Values![si], mask), MiniLmRelationsMath.SelfRelation(t.Values![ti], mask), mask);
+                loss = loss + options.ValueRelationWeight * Term("value_relation_kl",
+                    Losses.AttentionKl(MiniLmRelationsMath.SelfRelation(s.Values![si], mask), MiniLmRelationsMath.SelfRelation(t.Values![ti], mask), mask));
         }
         else
         {
             int r = options.RelationHeads;
             Tensor Relation(IReadOnlyList<Tensor> xs, int layer) => MiniLmRelationsMath.SelfRelation(MiniLmRelationsMath.Resplit(xs[layer], r), mask);
-            loss = Losses.AttentionKl(Relation(s.Queries!, si), Relation(t.Queries!, ti), mask)
-                 + Losses.AttentionKl(Relation(s.Keys!, si), Relation(t.Keys!, ti), mask)
-                 + Losses.AttentionKl(Relation(s.Values!, si), Relation(t.Values!, ti), mask);
+            loss = Term("query_relation_kl", Losses.AttentionKl(Relation(s.Queries!, si), Relation(t.Queries!, ti), mask))
+                 + Term("key_relation_kl", Losses.AttentionKl(Relation(s.Keys!, si), Relation(t.Keys!, ti), mask))
+                 + Term("value_relation_kl", Losses.AttentionKl(Relation(s.Values!, si), Relation(t.Values!, ti), mask));
         }
         return (loss, (long)batch.Batch * batch.Length);
     }
+
+    /// <summary>
+    /// The last step's KL terms (per head and query position, nats): v1 <c>attention_kl</c> (last-layer attention
+    /// distributions) and <c>value_relation_kl</c> (when its weight is on); v2 <c>query_relation_kl</c>,
+    /// <c>key_relation_kl</c>, <c>value_relation_kl</c>. The masked-LM predictions are not computed, so there is no
+    /// <c>kl</c> over them.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> LossTerms => terms;
 }

@@ -62,10 +62,19 @@ public sealed class BertPredictor : IDisposable
         return (encoded, Model.forward(new BertInputs(ids, TokenTypeIds: types)));
     }
 
-    /// <summary>Top-<paramref name="topK"/> tokens for each [MASK] in <paramref name="text"/> (masked-LM models).</summary>
-    public IReadOnlyList<MaskPrediction> FillMask(string text, int topK = 5)
+    /// <summary>
+    /// Top-<paramref name="topK"/> tokens for each [MASK] in <paramref name="text"/> (masked-LM models). A model whose
+    /// config says its head was never trained with its encoder (<see cref="BertConfig.MlmHeadUntrained"/>: MiniLM's
+    /// students) is refused unless <paramref name="allowUntrainedHead"/>.
+    /// </summary>
+    public IReadOnlyList<MaskPrediction> FillMask(string text, int topK = 5, bool allowUntrainedHead = false)
     {
         if (Model.Task != BertTask.MaskedLM) throw new InvalidOperationException($"fill-mask needs a masked-LM model; this one is {BertTasks.ArchitectureName(Model.Task)}");
+        // Refused rather than warned about: the table of candidates and probabilities looks like a working model's, and
+        // a warning above it is easily missed. The model is fine to fine-tune (the task head replaces this one).
+        if (Model.Config.MlmHeadUntrained is string why && !allowUntrainedHead)
+            throw new InvalidOperationException($"this model's masked-LM head was never trained ({why}), so its [MASK] predictions would be noise; " +
+                "fine-tune it for a task, train the head on the frozen encoder (distillery pretrain --init-from MODEL --freeze-encoder), or allow an untrained head (--allow-untrained-head) to see them anyway");
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), "top-k must be at least 1");
         using var scope = NewDisposeScope();
         using var _ = no_grad();

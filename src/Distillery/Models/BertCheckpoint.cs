@@ -165,9 +165,11 @@ public static class BertCheckpoint
     /// atomically, so an interrupted save never leaves a folder that loads. <paramref name="dtype"/> is the storage type
     /// (float32, float16 or bfloat16), recorded as <c>torch_dtype</c>. A sentence-embedding model is written in
     /// sentence-transformers' layout as well (<see cref="SentenceTransformersLayout"/>), loadable by
-    /// <c>SentenceTransformer(dir)</c> in Python.
+    /// <c>SentenceTransformer(dir)</c> in Python. <paramref name="adjustConfig"/> may change what config.json says about
+    /// the weights (not their shapes): whether the masked-LM head was trained (<see cref="BertConfig.MlmHeadUntrained"/>),
+    /// which only a masked-LM model keeps.
     /// </summary>
-    public static void Save(BertTaskModel model, string dir, BertTextTokenizer? tokenizer, string dtype = "float32")
+    public static void Save(BertTaskModel model, string dir, BertTextTokenizer? tokenizer, string dtype = "float32", Func<BertConfig, BertConfig>? adjustConfig = null)
     {
         ScalarType storage = dtype switch
         {
@@ -179,6 +181,9 @@ public static class BertCheckpoint
         if (tokenizer != null && tokenizer.VocabSize != model.Config.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {model.Config.VocabSize}");
         var config = model.Config with { Architectures = [BertTasks.ArchitectureName(model.Task)], TorchDtype = dtype };
+        if (adjustConfig != null) config = adjustConfig(config);
+        // A task model (fine-tuned from an MLM model whose head was untrained) carries no MLM head to describe.
+        if (model.Task != BertTask.MaskedLM) config = config with { MlmHeadUntrained = null };
         Directory.CreateDirectory(dir);
         File.Delete(Path.Combine(dir, ConfigFile));
         using (var scope = NewDisposeScope())

@@ -81,6 +81,16 @@ public sealed record BertConfig
     public IReadOnlyList<int>? LayerIntermediateSizes { get; init; }
     /// <summary>Head size d when it is not <see cref="HiddenSize"/> / <see cref="NumAttentionHeads"/>.</summary>
     public int? AttentionHeadSize { get; init; }
+    /// <summary>
+    /// Why this masked-LM model's head (<c>cls.*</c>) was never trained with its encoder; null when it was, or when nothing
+    /// says otherwise (imported and pre-trained models). Task-agnostic distillation whose objective never reaches the head
+    /// writes it (MiniLM distils self-attention relations only: the saved head is the teacher's copy or a fresh init, and
+    /// does not fit the distilled encoder). Fill-mask refuses such a model unless asked, the run skips its held-out MLM
+    /// evaluation, and methods that distil a teacher's masked-LM predictions refuse it as their teacher; fine-tuning and
+    /// encoder-only methods ignore the head. Written as <c>distillery_mlm_head_untrained</c> (transformers ignores it)
+    /// and only for masked-LM models: a task model has no such head.
+    /// </summary>
+    public string? MlmHeadUntrained { get; init; }
     /// <summary>Fields Distillery does not interpret, kept so that they are written back unchanged.</summary>
     public IReadOnlyDictionary<string, JsonNode?> Extra { get; init; } = new Dictionary<string, JsonNode?>();
 
@@ -154,6 +164,7 @@ public sealed record BertConfig
         "initializer_range", "layer_norm_eps", "pad_token_id", "classifier_dropout", "id2label", "label2id", "num_labels",
         "problem_type", "architectures", "torch_dtype", "pruned_heads", "model_type", "position_embedding_type",
         "distillery_layer_heads", "distillery_layer_intermediate_sizes", "distillery_attention_head_size",
+        "distillery_mlm_head_untrained",
     ];
 
     /// <summary>Reads and validates a config.json; every problem is one line naming the file and the field.</summary>
@@ -238,6 +249,7 @@ public sealed record BertConfig
             LayerHeads = layerHeads,
             LayerIntermediateSizes = GetIntArray(obj, "distillery_layer_intermediate_sizes", where),
             AttentionHeadSize = GetInt(obj, "distillery_attention_head_size", where),
+            MlmHeadUntrained = GetString(obj, "distillery_mlm_head_untrained", where),
             Extra = extra,
         };
         return config.Validate(where);
@@ -366,6 +378,7 @@ public sealed record BertConfig
         if (LayerIntermediateSizes != null && UniformIntermediateSize == null && LayerIntermediateSizes.Any(f => f != IntermediateSize))
             obj["distillery_layer_intermediate_sizes"] = new JsonArray(LayerIntermediateSizes.Select(f => (JsonNode?)JsonValue.Create(f)).ToArray());
         if (AttentionHeadSize != null) obj["distillery_attention_head_size"] = AttentionHeadSize;
+        if (MlmHeadUntrained != null) obj["distillery_mlm_head_untrained"] = MlmHeadUntrained;
         foreach (var (key, value) in Extra) obj[key] = value?.DeepClone();
         return obj;
     }

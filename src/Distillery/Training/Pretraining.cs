@@ -122,10 +122,13 @@ public static class Pretraining
     /// The corpus loop shared by pre-training and task-agnostic distillation: tokenise and pack the corpus, hold out
     /// evaluation sequences, train <paramref name="objective"/>, evaluate <paramref name="model"/>'s masked-LM loss, and
     /// save <paramref name="model"/> (or what <paramref name="saved"/> builds from it, e.g. a physically pruned copy,
-    /// disposed after saving) with run files to the output folder.
+    /// disposed after saving) with run files to the output folder. <paramref name="untrainedMlmHead"/>: why
+    /// <paramref name="objective"/> leaves the masked-LM head untrained (MiniLM), or null when it trains it; the saved
+    /// config.json and metrics.json say so, and there is no masked-LM evaluation.
     /// </summary>
     public static JsonObject RunOnCorpus(PretrainOptions options, BertTextTokenizer tokenizer, BertForMaskedLM model,
-        ITrainingObjective<MlmBatch> objective, string command, object runConfig, bool resume, RunEvents? events = null, Func<BertForMaskedLM>? saved = null)
+        ITrainingObjective<MlmBatch> objective, string command, object runConfig, bool resume, RunEvents? events = null, Func<BertForMaskedLM>? saved = null,
+        string? untrainedMlmHead = null)
     {
         options.Validate();
         events ??= new RunEvents();
@@ -154,9 +157,14 @@ public static class Pretraining
         if (resume) RunFiles.CheckResumable(options.Out, runConfig);
         RunOutput.Begin(options.Out, resume);
         RunFiles.Write(options.Out, "run_config.json", runConfig);
+        // An untrained head's held-out MLM loss and accuracy measure its init, not the model: reported as the model's
+        // masked-LM score they would make an encoder-only distillation (MiniLM) look like a weak masked-LM model. So the
+        // evaluation is not run (the held-out split stays as it is, so the training sequences do not change).
+        if (eval != null && untrainedMlmHead != null)
+            events.Message?.Invoke($"no held-out masked-LM evaluation: the head is not trained by this run ({untrainedMlmHead})");
         var trainer = new Trainer<MlmBatch>(objective, train, options.Trainer, options.Out)
         {
-            Evaluate = eval == null ? null : () => MlmObjective.Evaluate(model, eval),
+            Evaluate = eval == null || untrainedMlmHead != null ? null : () => MlmObjective.Evaluate(model, eval),
             OnProgress = p => events.StageProgress?.Invoke(p.Step, $"loss {p.Loss:0.000}  lr {p.LearningRate:0.0e0}  {p.TokensPerSecond:N0} tok/s  eta {p.Remaining:hh\\:mm\\:ss}"),
         };
         events.StageStarted?.Invoke(command == "pretrain" ? "pre-training" : command, trainer.TotalSteps);
@@ -165,7 +173,9 @@ public static class Pretraining
         model.eval();
         var final = saved?.Invoke() ?? model;
         final.eval();
-        BertCheckpoint.Save(final, options.Out, tokenizer);
+        // The head's state as this run leaves it: pre-training (and a distillation that trains the head) clears an
+        // earlier "untrained" (say, continued pre-training of a MiniLM student); one that does not, sets it.
+        BertCheckpoint.Save(final, options.Out, tokenizer, adjustConfig: c => c with { MlmHeadUntrained = untrainedMlmHead });
         if (!ReferenceEquals(final, model)) final.Dispose();   // a copy built for saving (e.g. physically pruned)
         var metrics = new JsonObject
         {
@@ -182,6 +192,7 @@ public static class Pretraining
             ["precision"] = options.Trainer.Precision.ToString(),
             ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
         };
+        if (untrainedMlmHead != null) metrics["mlm_head_untrained"] = untrainedMlmHead;   // why "eval" is null
         RunFiles.Write(options.Out, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);
         return metrics;

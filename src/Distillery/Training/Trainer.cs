@@ -115,6 +115,17 @@ public interface ITrainingObjective<in TBatch>
 
     /// <summary>Called after every optimizer step (schedules of methods; nothing for plain training).</summary>
     void OnStepEnd(int step, int totalSteps) { }
+
+    /// <summary>
+    /// The named terms of the last <see cref="Loss"/> call, as plain numbers (each unweighted, as the objective defines it:
+    /// a distillation method's KL, MLM, hidden-state terms): the trainer averages each over the logging window as it
+    /// averages the loss and writes it beside the loss in <c>metrics.jsonl</c> as <c>loss_NAME</c> (and to TensorBoard as
+    /// <c>train/loss_NAME</c>). Empty for an objective whose loss is one term. Read after every micro-batch.
+    /// </summary>
+    IReadOnlyDictionary<string, double> LossTerms => NoTerms;
+
+    /// <summary>The terms of an objective that reports none.</summary>
+    private static readonly IReadOnlyDictionary<string, double> NoTerms = new Dictionary<string, double>();
 }
 
 /// <summary>A progress report, sent after every optimizer step.</summary>
@@ -253,6 +264,7 @@ public sealed class Trainer<TBatch>
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
 
             double stepLoss = 0;
+            var stepTerms = new Dictionary<string, double>();
             bool finite = true;
             for (int micro = 0; micro < options.GradientAccumulation; micro++)
             {
@@ -273,6 +285,8 @@ public sealed class Trainer<TBatch>
                 // A loss with no graph (every module the step ran was frozen) has no gradient to give.
                 if (loss.requires_grad) (loss / options.GradientAccumulation).backward();
                 stepLoss += value / options.GradientAccumulation;
+                foreach (var (name, term) in objective.LossTerms)
+                    stepTerms[name] = stepTerms.GetValueOrDefault(name) + term / options.GradientAccumulation;
                 tokensThisRun += tokens;
                 state.Tokens += tokens;
             }
@@ -294,6 +308,7 @@ public sealed class Trainer<TBatch>
                 state.LastLoss = stepLoss;
                 state.WindowLoss += stepLoss;
                 state.WindowSteps++;
+                foreach (var (name, term) in stepTerms) state.WindowTerms[name] = state.WindowTerms.GetValueOrDefault(name) + term;
             }
             var elapsed = elapsedBefore + watch.Elapsed;
             double tokensPerSecond = tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
@@ -303,17 +318,26 @@ public sealed class Trainer<TBatch>
             if (state.Step % options.LogEvery == 0 || state.Step == total)
             {
                 double meanLoss = state.WindowSteps > 0 ? state.WindowLoss / state.WindowSteps : double.NaN;
-                Log(metricsLog, new JsonObject
+                var line = new JsonObject
                 {
                     ["step"] = state.Step, ["loss"] = Finite(meanLoss), ["learning_rate"] = lr, ["grad_norm"] = Finite(gradNorm),
                     ["tokens_per_second"] = Math.Round(tokensPerSecond, 1), ["elapsed_seconds"] = Math.Round(elapsed.TotalSeconds, 1),
                     ["skipped_steps"] = state.Skipped,
-                });
+                };
+                // The loss's named terms, averaged over the same finite steps as the loss (e.g. HomoDistil's KL per step).
+                foreach (var (name, sum) in state.WindowTerms)
+                {
+                    double mean = state.WindowSteps > 0 ? sum / state.WindowSteps : double.NaN;
+                    line["loss_" + name] = Finite(mean);
+                    if (double.IsFinite(mean)) tensorboard.add_scalar("train/loss_" + name, (float)mean, state.Step);
+                }
+                Log(metricsLog, line);
                 if (double.IsFinite(meanLoss)) tensorboard.add_scalar("train/loss", (float)meanLoss, state.Step);
                 tensorboard.add_scalar("train/learning_rate", (float)lr, state.Step);
                 tensorboard.add_scalar("train/tokens_per_second", (float)tokensPerSecond, state.Step);
                 state.WindowLoss = 0;
                 state.WindowSteps = 0;
+                state.WindowTerms.Clear();
             }
 
             bool evalNow = Evaluate != null && ((options.EvalEvery > 0 && state.Step % options.EvalEvery == 0) || state.Step == total);
@@ -387,6 +411,8 @@ public sealed class Trainer<TBatch>
         /// <summary>Sum and count of the finite step losses since the last logged line: the next line logs their mean.</summary>
         public double WindowLoss;
         public int WindowSteps;
+        /// <summary>Per named loss term (<see cref="ITrainingObjective{TBatch}.LossTerms"/>), its sum over the same steps.</summary>
+        public Dictionary<string, double> WindowTerms = [];
         public double LastLoss = double.NaN;
         public List<EvalResult> Evaluations = [];
         public EvalResult? Best;
@@ -414,6 +440,7 @@ public sealed class Trainer<TBatch>
             {
                 ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds,
                 ["window_loss"] = state.WindowLoss, ["window_steps"] = state.WindowSteps, ["last_loss"] = Finite(state.LastLoss),
+                ["window_terms"] = new JsonObject(state.WindowTerms.Select(kv => KeyValuePair.Create(kv.Key, Finite(kv.Value)))),
                 ["options"] = JsonSerializer.SerializeToNode(options),
                 ["evaluations"] = new JsonArray(state.Evaluations.Select(e => (JsonNode?)EvalJson(e)).ToArray()),
                 ["best"] = state.Best == null ? null : EvalJson(state.Best),
@@ -460,6 +487,8 @@ public sealed class Trainer<TBatch>
                 WindowLoss = json["window_loss"]?.GetValue<double>() ?? 0,
                 WindowSteps = json["window_steps"]?.GetValue<int>() ?? 0,
                 LastLoss = json["last_loss"]?.GetValue<double>() ?? double.NaN,
+                // Absent in checkpoints written before loss terms were logged (their objectives had none to log).
+                WindowTerms = json["window_terms"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<double>() ?? double.NaN) ?? [],
                 Evaluations = json["evaluations"]!.AsArray().Select(e => EvalFromJson(e!)).ToList(),
                 Best = json["best"] is JsonNode best ? EvalFromJson(best) : null,
             };
