@@ -4,16 +4,32 @@
     bench/claims-agnostic-table.py                 # copy finished runs' records from runs/claims-agnostic into
                                                    # docs/records/claims-agnostic/, print the tables (markdown)
     bench/claims-agnostic-table.py --records-only  # print from the committed records only (no runs/ needed)
-    bench/claims-agnostic-table.py --write-docs    # also replace the text between the markers in docs/results.md
-    OUT=/tmp/agnostic-smoke RECORDS=/tmp/agnostic-smoke/records bench/claims-agnostic-table.py   # a smoke run's tables
+    bench/claims-agnostic-table.py --write-docs    # also draw the figures and replace the text between the markers in
+                                                   # docs/results.md
+    bench/claims-agnostic-table.py --figures       # draw the figures, print the text (docs/results.md untouched)
+    OUT=/tmp/agnostic-smoke RECORDS=/tmp/agnostic-smoke/records FIGURES=/tmp/agnostic-smoke/figures \
+      TASK_RECORDS=/tmp/claims-smoke/records bench/claims-agnostic-table.py --figures   # a smoke run's tables and plots
 
 bench/claims-agnostic.sh leaves, per row, a corpus stage (<row>/distilled; the teacher-assistant row also
 <row>/assistant) and fine-tuned runs <row>/<task>-s<seed>. A run counts when its folder is finished (config.json is
 written last) and has metrics.json. Copied records, under docs/records/claims-agnostic/<row>/: corpus.metrics.json,
-corpus.run_config.json and corpus.config.json (the distilled model's shape, for its parameter count), the same as
-assistant.* where there is an assistant, and <task>-s<seed>.metrics.json / .run_config.json; plus teacher-mlm.config.json
-and the COMMIT.* files. The tables read only the records, so every number regenerates from git. Standard library only;
-the formatting helpers and the teacher's scores are claims-table.py's, so both parts read alike.
+corpus.run_config.json, corpus.config.json (the distilled model's shape, for its parameter count; it says when the
+masked-LM head was left untrained) and corpus.metrics.jsonl (the loss terms every 25 steps, for the KL curves), the same
+as assistant.* where there is an assistant, and <task>-s<seed>.metrics.json / .run_config.json; the bench stage's runs
+as bench/<task>.json and .md; plus teacher-mlm.config.json and the COMMIT.* files. The tables read only the records, so
+every number regenerates from git. Standard library only; the formatting helpers, the teacher's scores and part 1's rows
+are claims-table.py's, so both parts read alike.
+
+Size, speed and compute: per row, the means over the tasks' bench runs (one per task: the teacher and every row's seed-1
+fine-tuned model, TorchSharp fp32, ONNX Runtime fp32 and int8) beside the distillation's wall time (each corpus stage's
+wall_seconds). Figures (--figures, --write-docs), each written as data to RECORDS/figures/<name>.json and drawn by
+`distillery plot` (DISTILLERY) to FIGURES (default docs/figures)/claims-agnostic-<name>.png:
+- pareto: the task average (mean of seeds) against ONNX Runtime fp32 batch-1 latency (mean over the tasks) of every row
+  of both parts (part 1's records: TASK_RECORDS, default docs/records/claims-task; part 2's: RECORDS), with the front of
+  rows no other row beats on both; rows without a latency record or a score on every task are left out, and named.
+- kl: the teacher-student KL of the masked-LM predictions per logged step (loss_kl: at T = 1 on the training batches'
+  masked positions) of the DistilBERT rows and HomoDistil (HomoDistil's claim: it stays small throughout).
+- attention-kl: MiniLM v1's last-layer attention KL per logged step (loss_attention_kl) of its rows and the assistant.
 
 Scores: each task's primary metric x 100 of the checkpoint the fine-tuning kept (the best of its 5 dev evaluations, the
 same rule for every row); "mean +- std" over seeds 1-3 (sample standard deviation); the corpus stage ran once (seed 1).
@@ -24,6 +40,7 @@ average by more than the row's standard deviation.
 """
 import importlib.util
 import json
+import math
 import os
 import shutil
 import statistics
@@ -40,6 +57,12 @@ TASKS, TASK_TITLE, SEEDS = claims_table.TASKS, claims_table.TASK_TITLE, claims_t
 RUNS = Path(os.environ.get("OUT", ROOT / "runs" / "claims-agnostic"))         # bench/claims-agnostic.sh's OUT
 RECORDS = Path(os.environ.get("RECORDS", ROOT / "docs" / "records" / "claims-agnostic"))
 TEACHER_MLM = Path(os.environ.get("TEACHER_MLM", ROOT / "runs" / "real-teacher" / "teacher-mlm"))
+# Part 1's records, for the Pareto plot of both parts: claims-table.py reads them through its own RECORDS, which would
+# otherwise come from this script's RECORDS variable.
+TASK_RECORDS = Path(os.environ.get("TASK_RECORDS", ROOT / "docs" / "records" / "claims-task"))
+claims_table.RECORDS = TASK_RECORDS
+BACKENDS = [("torch-fp32", "TorchSharp fp32"), ("onnx-fp32", "ONNX Runtime fp32"), ("onnx-int8", "ONNX Runtime int8")]
+DRAWN_WITH = "onnx-fp32"   # the Pareto plot's latency: the backend both parts' bench stages time
 BEGIN, END = "<!-- generated by bench/claims-agnostic-table.py -->", "<!-- end of generated agnostic tables -->"
 
 ROWS = {
@@ -59,6 +82,8 @@ CLAIMS = [
         "title": "DistilBERT: a half-depth student from every other teacher layer, triple loss on the corpus",
         "rows": ["distilbert", "distilbert-no-cos", "distilbert-random"],
         "share": ("distilbert", 97.0, "DistilBERT keeps >= 97% of the teacher's average score"),
+        # (row, the paper's speed-up, the claim): measured by the bench stage against the fine-tuned teacher
+        "speed": ("distilbert", 1.6, "DistilBERT runs faster than the teacher (paper: 60% faster, 1.6x; the issue: ~2x)"),
         # (better, worse, what the paper says)
         "orderings": [("distilbert", "distilbert-no-cos", "the cosine loss helps (>= without it)"),
                       ("distilbert", "distilbert-random", "teacher-layer init >= random init"),
@@ -99,10 +124,13 @@ def copy_records():
             if finished(folder / stage):
                 for kind in ("metrics", "run_config", "config"):
                     copy_file(folder / stage / f"{kind}.json", RECORDS / row / f"{name}.{kind}.json")
+                copy_file(folder / stage / "metrics.jsonl", RECORDS / row / f"{name}.metrics.jsonl")
         for run in sorted(folder.glob("*-s[0-9]*")):
             if finished(run):
                 copy_file(run / "metrics.json", RECORDS / row / f"{run.name}.metrics.json")
                 copy_file(run / "run_config.json", RECORDS / row / f"{run.name}.run_config.json")
+    for f in sorted((RUNS / "bench").glob("*.json")) + sorted((RUNS / "bench").glob("*.md")):
+        copy_file(f, RECORDS / "bench" / f.name)
     copy_file(TEACHER_MLM / "config.json", RECORDS / "teacher-mlm.config.json")
     for commit in RUNS.glob("COMMIT.*"):
         copy_file(commit, RECORDS / commit.name)
@@ -151,7 +179,7 @@ def tokens(metrics, run_config):
 
 
 def duration(seconds):
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def count_text(n):
@@ -228,33 +256,251 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
     if "share" in spec:
         row, share, claim = spec["share"]
         lines.append(f"| {claim} | {share_verdict(per_seed_avg[row], teacher_avg, share)} |")
+    if "speed" in spec:
+        row, paper, claim = spec["speed"]
+        lines.append(f"| {claim} | {speed_verdict(row, paper)} |")
     for better, worse, claim in spec["orderings"]:
         lines.append(f"| {claim} | {ordering_verdict(per_seed_avg[better], per_seed_avg[worse])} |")
     lines.append("")
     return lines
 
 
-def tables():
+def bench_of(row):
+    """{task: {backend: bench row}} of ROW's seed-1 model (None: the teacher) from the bench stage's records."""
+    out = {}
+    for task in TASKS:
+        for r in claims_table.bench_rows(RECORDS / "bench" / f"{task}.json"):
+            model = r["model"].rstrip("/")
+            mine = not claims_table.SEED_IN_PATH.search(model) if row is None else f"/{row}/{task}-s1/" in model + "/"
+            if mine:
+                out.setdefault(task, {})[r["backend"]] = r
+    return out
+
+
+def per_task(bench, backend, value):
+    """VALUE(bench row) for each task whose bench run has BACKEND, in TASKS order."""
+    return [value(bench[t][backend]) for t in TASKS if backend in bench.get(t, {})]
+
+
+def speedups(row, backend, batch):
+    """Per task: the teacher's batch-B latency over ROW's (batch 1: median ms; batch 32: sequences per second)."""
+    mine, teacher = bench_of(row), bench_of(None)
+    ratios = []
+    for t in TASKS:
+        a, b = mine.get(t, {}).get(backend), teacher.get(t, {}).get(backend)
+        if a and b:
+            ratios.append(b["batch1"]["median_ms"] / a["batch1"]["median_ms"] if batch == 1
+                          else a["batch32"]["sequences_per_second"] / b["batch32"]["sequences_per_second"])
+    return ratios
+
+
+def speed_verdict(row, paper):
+    """Shown when the row is at least PAPER times as fast as the teacher at batch 1 and 32 in every task's bench run
+    (ONNX Runtime fp32); one timed run per task, so the tasks' runs are the spread."""
+    b1, b32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
+    if not b1 or not b32:
+        return "incomplete (no bench record of the row and the teacher yet)"
+    t1, t32 = speedups(row, "torch-fp32", 1), speedups(row, "torch-fp32", 32)
+    torch = f"; TorchSharp fp32 {statistics.fmean(t1):.2f}x and {statistics.fmean(t32):.2f}x" if t1 and t32 else ""
+    text = (f"{statistics.fmean(b1):.2f}x at batch 1 (tasks {min(b1):.2f}-{max(b1):.2f}) and {statistics.fmean(b32):.2f}x at batch 32 "
+            f"(tasks {min(b32):.2f}-{max(b32):.2f}), ONNX Runtime fp32{torch}; {len(b1)} of {len(TASKS)} tasks' bench runs")
+    if len(b1) < len(TASKS) or len(b32) < len(TASKS):
+        return f"incomplete: {text}"
+    return f"**shown**: {text}" if min(b1 + b32) >= paper else f"not shown: {text} (the paper: {paper:.1f}x)"
+
+
+def compute_table(teacher_params):
+    """Size, latency and throughput per backend (means over the tasks' bench runs) and the compute each row took."""
+    lines = ["#### Size, speed and compute (the bench stage: one run per task; the distillation's wall time)", ""]
+    names = [label for _, label in BACKENDS]
+    lines.append("| model | parameters | MB on disk, ONNX fp32 / int8 | batch-1 ms: " + " / ".join(names) + " | batch-32 seq/s: " + " / ".join(names)
+                 + " | speed-up over the teacher, ONNX fp32 batch 1 / 32 | distillation's wall time | fine-tuning per seed | tasks benched |")
+    lines.append("|---|" + "---:|" * 8)
+
+    def cell(values, fmt="{:.1f}"):
+        return fmt.format(statistics.fmean(values)) if values else "-"
+
+    for row in [None] + list(ROWS):
+        bench = bench_of(row)
+        mb = " / ".join(cell(per_task(bench, b, lambda r: r["bytes_on_disk"] / 1e6)) for b in ("onnx-fp32", "onnx-int8"))
+        b1 = " / ".join(cell(per_task(bench, b, lambda r: r["batch1"]["median_ms"])) for b, _ in BACKENDS)
+        b32 = " / ".join(cell(per_task(bench, b, lambda r: r["batch32"]["sequences_per_second"])) for b, _ in BACKENDS)
+        benched = len([t for t in TASKS if bench.get(t)])
+        if row is None:
+            count, up, wall, finetune, label = teacher_params, "1.00 / 1.00", "-", "-", "teacher (L6-H384, fine-tuned)"
+        else:
+            count = parameters(load(RECORDS / row / "corpus.config.json"))
+            s1, s32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
+            up = f"{cell(s1, '{:.2f}')} / {cell(s32, '{:.2f}')}"
+            stages = corpus_stages(row)
+            wall = " + ".join(duration(m.get("wall_seconds", 0)) for m, _ in stages) if stages else "-"
+            scores, _, walls = row_scores(row)
+            seeds_run = len({seed for t in TASKS for seed in scores[t]})
+            finetune = f"{sum(walls) / seeds_run / 60:.0f} min" if walls else "-"
+            label = ROWS[row]
+        params = f"{count / 1e6:.2f}M" if count else "-"
+        lines.append(f"| {label} | {params} | {mb} | {b1} | {b32} | {up} | {wall} | {finetune} | {benched} of {len(TASKS)} |")
+    lines.append("")
+    lines.append("Latency at 128 tokens (random ids, no padding), 2 threads, medians of the bench's timed forwards; each task's "
+                 "bench run waited for an idle CPU and records the load it started at (bench/<task>.md). int8 is ONNX Runtime's "
+                 "dynamic quantization of the fused graph (no calibration, no QAT). The distillation's wall time is each "
+                 "corpus stage's (assistant + student for the assistant row), on this shared 2-core machine; parameters count a "
+                 "2-label classifier head.")
+    lines.append("")
+    return lines
+
+
+def latency_of(row):
+    """ROW's mean over tasks of the ONNX Runtime fp32 batch-1 median (ms) (None: the teacher's), from this part's bench."""
+    values = per_task(bench_of(row), DRAWN_WITH, lambda r: r["batch1"]["median_ms"])
+    return statistics.fmean(values) if values else None
+
+
+PART2_FAMILIES = [("DistilBERT (corpus)", ["distilbert", "distilbert-no-cos", "distilbert-random"]),
+                  ("MiniLM (corpus)", ["minilm", "minilm-attention", "minilmv2", "half-direct", "half-assistant"]),
+                  ("HomoDistil (corpus)", ["homodistil"])]
+
+
+def pareto(teacher, draw):
+    """Every row of both parts with a latency and a task average: one point each, and the front no row beats."""
+    lines, series, points, missing_latency, missing_score = [], [], [], [], []
+
+    def add(series_points, name, ms, averages):
+        if ms is None:
+            missing_latency.append(name)
+        elif not averages:
+            missing_score.append(name)
+        else:
+            mean, std = mean_std(averages)
+            point = {"x": ms, "y": mean, "y_error": 0 if math.isnan(std) else std, "label": name}
+            series_points.append(point)
+            points.append(point)
+
+    teacher_ms = latency_of(None)
+    teacher_part = "part 2's bench"
+    if teacher_ms is None:
+        teacher_ms, teacher_part = claims_table.latency_of(None), "part 1's bench"
+    teacher_avg = [statistics.fmean(teacher.values())] if all(v is not None for v in teacher.values()) else []
+    teacher_points = []
+    add(teacher_points, "teacher", teacher_ms, teacher_avg)
+    if teacher_points:
+        series.append({"label": "teacher", "points": teacher_points})
+    for claim, spec in claims_table.CLAIMS.items():
+        part1 = []
+        for row, _ in spec["rows"]:
+            add(part1, f"{claim}/{row}", claims_table.latency_of(f"{claim}/{row}"), claims_table.seed_averages(claim, row))
+        if part1:
+            series.append({"label": f"{claim} (task-specific)", "points": part1})
+    for family, rows in PART2_FAMILIES:
+        part2 = []
+        for row in rows:
+            add(part2, row, latency_of(row), row_scores(row)[1])
+        if part2:
+            series.append({"label": family, "points": part2})
+    # The front: points that no other point matches or beats on both axes (lower latency, higher score), by latency.
+    front = sorted((p for p in points if not any(q is not p and q["x"] <= p["x"] and q["y"] >= p["y"] and (q["x"], q["y"]) != (p["x"], p["y"])
+                                                  for q in points)), key=lambda p: p["x"])
+    left_out = []
+    if missing_latency:
+        left_out.append("without a latency record: " + ", ".join(missing_latency))
+    if missing_score:
+        left_out.append("without a score on every task for a seed: " + ", ".join(missing_score))
+    if left_out:
+        print("claims-agnostic-table.py: the Pareto plot leaves out the rows " + "; and ".join(left_out), file=sys.stderr)
+    if len(points) >= 2 and draw:
+        series.append({"label": "Pareto front", "lines": True, "points": [{"x": p["x"], "y": p["y"]} for p in front]})
+        png = claims_table.write_figure("agnostic-pareto", {
+            "title": "Task average (" + ", ".join(TASK_TITLE[t] for t in TASKS) + ") vs CPU latency, both parts",
+            "x_label": "ONNX Runtime fp32, batch 1, 128 tokens: median ms (mean over tasks; lower is better)",
+            # Upper left: the corner a Pareto plot leaves empty (nothing is both the fastest and the best).
+            "y_label": "dev score, mean of seeds ± std", "legend": "upper_left", "series": series}, records=RECORDS)
+        lines += [f"![task average vs latency, every row of both parts]({claims_table.figure_link(png)})", ""]
+    if points:
+        lines.append(f"The Pareto plot: {len(points)} points (the teacher, part 1's task-specific rows as claim/row, part 2's "
+                     "task-agnostic rows) by their task average and their seed-1 models' ONNX Runtime fp32 batch-1 latency; the line joins the rows no other "
+                     "row matches or beats on both (" + ", ".join(p["label"] for p in front) + "). Each part's latencies come from "
+                     f"its own bench stage (the same machine and rule, different sessions); the teacher's point is from {teacher_part}.")
+    if left_out:
+        lines.append("Left out of the plot (nothing is drawn for them until their records exist): the rows " + "; and ".join(left_out) + ".")
+    lines.append("")
+    return lines
+
+
+def curve_series(row, stage, term, label):
+    """The (step, value) points of TERM in ROW's corpus stage's metrics.jsonl record, as a curve (None: not logged)."""
+    path = RECORDS / row / f"{stage}.metrics.jsonl"
+    if not path.is_file():
+        return None
+    points = []
+    for line in path.read_text().splitlines():
+        value = json.loads(line).get(term) if line.strip() else None
+        if value is not None:
+            points.append({"x": json.loads(line)["step"], "y": value})
+    return {"label": label, "lines": True, "points": points} if points else None
+
+
+CURVES = [
+    ("kl", "loss_kl", "Corpus stage: KL(teacher || student) of the masked-LM predictions per logged step",
+     "KL at T = 1, nats per masked token",
+     [("homodistil", "corpus"), ("distilbert", "corpus"), ("distilbert-no-cos", "corpus"), ("distilbert-random", "corpus")]),
+    ("attention-kl", "loss_attention_kl", "Corpus stage: MiniLM v1's last-layer attention KL per logged step",
+     "KL(A_teacher || A_student), nats per query",
+     [("minilm", "corpus"), ("minilm-attention", "corpus"), ("half-direct", "corpus"), ("half-assistant", "assistant"), ("half-assistant", "corpus")]),
+]
+
+
+def curves(draw):
+    lines = []
+    for name, term, title, y_label, stages in CURVES:
+        # The assistant row's two stages are against different teachers: the assistant against the teacher, the
+        # student against the assistant.
+        label = {("half-assistant", "assistant"): "half-assistant: the assistant (to the teacher)",
+                 ("half-assistant", "corpus"): "half-assistant: the student (to the assistant)"}
+        drawn = [c for row, stage in stages if (c := curve_series(row, stage, term, label.get((row, stage), row))) is not None]
+        if drawn and draw:
+            png = claims_table.write_figure(f"agnostic-{name}", {"title": title, "x_label": "optimizer step of the corpus stage",
+                                                                   "y_label": y_label, "series": drawn}, records=RECORDS)
+            lines += [f"![{title}]({claims_table.figure_link(png)})", ""]
+    if lines:
+        lines.append("The curves are the corpus stages' loss terms as metrics.jsonl logs them every 25 steps (bench/claims-agnostic.sh; "
+                     "each point the mean over the 25 training batches before it): "
+                     "`loss_kl` is KL(p_teacher || p_student) at T = 1 on the masked positions of the training batches for DistilBERT "
+                     "(whose own soft-target term is at T = 2) and HomoDistil (at T = 1, its loss term); MiniLM computes no masked-LM "
+                     "predictions, so its rows are drawn by their own term, the last layer's attention KL (per head and query position).")
+        lines.append("")
+    return lines
+
+
+def tables(draw=False):
     teacher = claims_table.teacher_scores()
     teacher_avg = statistics.fmean(teacher.values()) if all(v is not None for v in teacher.values()) else None
     teacher_params = parameters(load(RECORDS / "teacher-mlm.config.json"))
     lines = []
     for spec in CLAIMS:
         lines += claim_table(spec, teacher, teacher_avg, teacher_params)
+    lines += compute_table(teacher_params)
+    lines += pareto(teacher, draw)
+    lines += curves(draw)
     shapes = [f"{row} {shape(load(RECORDS / row / 'corpus.config.json'))}" for row in ROWS if (RECORDS / row / "corpus.config.json").is_file()]
     if shapes:
         lines.append("Distilled students' shapes: " + "; ".join(shapes) + ". Parameters are counted with a 2-label classifier head.")
         lines.append("")
-    evals = []
+    evals, untrained = [], []
     for row in ROWS:
         for metrics, _ in corpus_stages(row)[-1:]:
             accuracy = (metrics.get("eval") or {}).get("mlm_accuracy")
-            if accuracy is not None and row.startswith(("distilbert", "homodistil")):
+            if metrics.get("mlm_head_untrained"):
+                untrained.append(row)
+            elif accuracy is not None:
                 evals.append(f"{row} {100 * accuracy:.1f}%")
-    if evals:
+    if evals or untrained:
         teacher_mlm = (load(claims_table.TEACHER_RECORDS / "teacher-mlm.metrics.json") or {}).get("eval", {}).get("mlm_accuracy")
-        head = f"; the teacher's head: {100 * teacher_mlm:.1f}%" if teacher_mlm is not None else ""
-        lines.append(f"Held-out MLM accuracy after the corpus stage (the methods that train the MLM head{head}): " + ", ".join(evals) + ".")
+        head = f" (the teacher's head: {100 * teacher_mlm:.1f}%)" if teacher_mlm is not None else ""
+        text = f"Held-out MLM accuracy after the corpus stage{head}: " + (", ".join(evals) if evals else "none")
+        if untrained:
+            text += ("; not evaluated: " + ", ".join(untrained) + " (their method never trains the masked-LM head, so their "
+                     "config.json marks it untrained, fill-mask refuses them, and an MLM score would measure the head's init)")
+        lines.append(text + ".")
         lines.append("")
     commits = sorted(p.name for p in RECORDS.glob("COMMIT.*")) if RECORDS.is_dir() else []
     if commits:
@@ -265,7 +511,7 @@ def tables():
 def main(argv):
     if "--records-only" not in argv:
         copy_records()
-    text = tables()
+    text = tables(draw="--write-docs" in argv or "--figures" in argv)
     print(text, end="")
     if "--write-docs" in argv:
         claims_table.write_between_markers(text, BEGIN, END, "claims-agnostic-table.py")

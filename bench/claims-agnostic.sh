@@ -7,6 +7,7 @@
 #
 #   bench/claims-agnostic.sh                        # every row, every task, seeds 1 2 3 (seed-major: a whole seed first)
 #   ROWS="distilbert minilm" SEEDS=1 TASKS="sst2 rte" bench/claims-agnostic.sh
+#   BENCH=0 bench/claims-agnostic.sh                 # distil and fine-tune only (no bench stage)
 #   SMOKE=1 OUT=/tmp/agnostic-smoke bench/claims-agnostic.sh   # every command for a few steps: checks the script only
 #
 # Protocol (one rule for every row; say so in the results):
@@ -37,6 +38,23 @@
 #   made the same way), MRPC, STS-B and RTE in full; 2 epochs on SST-2, 3 on the others; batch 32, lr 1e-4 (claims-task's
 #   rule for a pre-trained compact model: PF), warm-up 10%, fp32; the best of 5 periodic dev evaluations is kept;
 #   seeds 1, 2, 3 set the head's init, data order and dropout.
+# - What the corpus stages log: every 25 steps, metrics.jsonl has each method's loss terms beside the loss (loss_kl:
+#   KL(teacher || student) of the masked-LM predictions at T = 1 for DistilBERT and HomoDistil, the discrepancy
+#   HomoDistil claims to keep small; loss_attention_kl and loss_value_relation_kl for MiniLM v1, the Q/K/V relation
+#   KLs for v2); the table script copies it and draws the curves. MiniLM's students are saved with their masked-LM head
+#   marked untrained (config.json: distillery_mlm_head_untrained; MiniLM never trains it), so they get no held-out MLM
+#   evaluation and fill-mask refuses them; fine-tuning replaces the head, and MiniLM's teacher assistant is read
+#   through its encoder alone.
+#
+# Stage after every seed of the rows (default on; BENCH=0 leaves it out):
+#   bench    One `distillery bench` run per task (skipped when its record $OUT/bench/<task>.json exists): the fine-tuned
+#            teacher ($TEACHERS/<task>) and the seed-1 fine-tuned model of every row, on TorchSharp fp32, ONNX Runtime
+#            fp32 and ONNX Runtime int8 (dynamic, fused graphs): parameters, bytes on disk, dev score, batch-1 latency
+#            and batch-32 throughput at 128 tokens. It waits until every row of BENCH_ROWS (default: all nine) has its
+#            seed-1 model for the task, so a partial run never leaves a record that would then be skipped; timing
+#            waits for an idle CPU (bench_run in bench/claims-common.sh: up to 10 minutes for the 1-minute load to fall
+#            below 1.5, the load recorded under the table). Each corpus stage's wall time is in its metrics.json
+#            (wall_seconds), which the tables show as the distillation's wall time beside these numbers.
 #
 # Rows (the claims they serve are in bench/claims-agnostic-table.py):
 #   distilbert          DistilBERT: L3-H384 from teacher layers 0, 2, 4 (every other), triple loss (soft-target KL at
@@ -59,17 +77,22 @@
 #                       L6-H319-A10-F1276, 17,393,710); cannot resume (an interrupted run starts again).
 #
 # Environment: OUT (default runs/claims-agnostic), DATA (default ../shared/data), TEACHER_MLM (default
-# runs/real-teacher/teacher-mlm), DISTILLERY (default ./distillery; run a published copy:
-# dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), SEEDS, TASKS, ROWS, CORPUS_STEPS.
+# runs/real-teacher/teacher-mlm), TEACHERS (the fine-tuned teachers the bench stage times, default runs/real-teacher),
+# DISTILLERY (default ./distillery; run a published copy: dotnet publish src/Distillery.Cli -c Release -o
+# /tmp/distillery-<commit>), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 OUT="${OUT:-runs/claims-agnostic}"
 DATA="${DATA:-$root/../shared/data}"
 TEACHER_MLM="${TEACHER_MLM:-runs/real-teacher/teacher-mlm}"
+TEACHERS="${TEACHERS:-runs/real-teacher}"
 SEEDS="${SEEDS:-1 2 3}"
 TASKS="${TASKS:-sst2 mrpc stsb rte}"
-ROWS="${ROWS:-distilbert distilbert-no-cos distilbert-random minilm minilm-attention minilmv2 half-direct half-assistant homodistil}"
+ALL_ROWS="distilbert distilbert-no-cos distilbert-random minilm minilm-attention minilmv2 half-direct half-assistant homodistil"
+ROWS="${ROWS:-$ALL_ROWS}"
+BENCH="${BENCH:-1}"
+BENCH_ROWS="${BENCH_ROWS:-$ALL_ROWS}"
 CORPUS_STEPS="${CORPUS_STEPS:-600}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 L3=L3-H384-A12-F1536
@@ -79,14 +102,20 @@ HOMODISTIL_TARGET=17421114   # parameters of an L3-H384-A12-F1536 masked-LM stud
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "claims-agnostic.sh: shared data not found at $DATA" >&2; exit 1; }
 [[ -f "$TEACHER_MLM/config.json" ]] || { echo "claims-agnostic.sh: no masked-LM teacher at $TEACHER_MLM (bench/real-teacher.sh)" >&2; exit 1; }
 [[ "$CORPUS_STEPS" =~ ^[1-9][0-9]*$ ]] || { echo "claims-agnostic.sh: CORPUS_STEPS must be a positive number of steps (got $CORPUS_STEPS)" >&2; exit 1; }
-for row in $ROWS; do
-  case "$row" in distilbert|distilbert-no-cos|distilbert-random|minilm|minilm-attention|minilmv2|half-direct|half-assistant|homodistil) ;;
-    *) echo "claims-agnostic.sh: unknown row $row" >&2; exit 1 ;; esac
+for row in $ROWS $BENCH_ROWS; do
+  [[ " $ALL_ROWS " == *" $row "* ]] || { echo "claims-agnostic.sh: unknown row $row (rows: $ALL_ROWS)" >&2; exit 1; }
 done
+[[ "$BENCH" == 0 || "$BENCH" == 1 ]] || { echo "claims-agnostic.sh: BENCH is 1 (the default) or 0 (got $BENCH)" >&2; exit 1; }
+if [[ "$BENCH" == 1 ]]; then
+  for task in $TASKS; do
+    [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-agnostic.sh: no fine-tuned teacher $TEACHERS/$task for the bench stage (bench/real-teacher.sh; or BENCH=0)" >&2; exit 1; }
+  done
+fi
 mkdir -p "$OUT/data"
 git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
 
-# The logged command, todo (skip / --resume), and the fixed SST-2 sample (data_of): bench/claims-common.sh.
+# The logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
+# runs, after an idle-CPU wait): bench/claims-common.sh.
 SCRIPT=claims-agnostic.sh
 # shellcheck source=bench/claims-common.sh
 source "$root/bench/claims-common.sh"
@@ -154,6 +183,20 @@ corpus_stage() {
   esac
 }
 
+# ----------------------------------------------------------------------------------------------- the bench stage
+rows_bench() {   # rows_bench TASK: the teacher and every row's seed-1 fine-tuned model, when all of BENCH_ROWS have one
+  local task="$1" models=("$TEACHERS/$1") waiting=()
+  [[ -f "$OUT/bench/$task.json" ]] && return 0
+  for row in $BENCH_ROWS; do
+    if [[ -f "$OUT/$row/$task-s1/config.json" ]]; then models+=("$OUT/$row/$task-s1"); else waiting+=("$row"); fi
+  done
+  if (( ${#waiting[@]} > 0 )); then
+    echo "claims-agnostic.sh: bench $task waits for the seed-1 models of ${waiting[*]} (or set BENCH_ROWS)" >&2
+    return 0
+  fi
+  bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32,onnx-int8 "$task" "${models[@]}"
+}
+
 for seed in $SEEDS; do
   for row in $ROWS; do
     echo "claims-agnostic.sh: $(date -u +%FT%TZ) $row seed $seed" >&2
@@ -163,4 +206,7 @@ for seed in $SEEDS; do
     done
   done
 done
-echo "claims-agnostic.sh: done ($ROWS; $TASKS; seeds $SEEDS)" >&2
+if [[ "$BENCH" == 1 ]]; then
+  for task in $TASKS; do echo "claims-agnostic.sh: $(date -u +%FT%TZ) bench $task" >&2; rows_bench "$task"; done
+fi
+echo "claims-agnostic.sh: done ($ROWS; $TASKS; seeds $SEEDS$([[ "$BENCH" == 1 ]] && echo "; bench"))" >&2

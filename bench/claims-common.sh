@@ -1,6 +1,7 @@
 # Shared by bench/claims-task.sh and bench/claims-agnostic.sh (sourced, not run): the logged command, the stage rule,
-# and the fixed SST-2 student sample that both suites must train on (the same file, made the same way).
-# Needs: OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages).
+# the fixed SST-2 student sample that both suites must train on (the same file, made the same way), and the timed bench
+# run of their bench stages (one rule for both, so their latencies can share one plot).
+# Needs: OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run.
 
 distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
   local log="$OUT/log.txt"
@@ -27,3 +28,27 @@ EOF
   rm -rf "$sst2_sample" && mv "$sst2_sample.tmp" "$sst2_sample"
 fi
 data_of() { if [[ "$1" == sst2 ]]; then echo "$sst2_sample"; else echo "$DATA/glue"; fi; }
+
+# The bench stages' timed runs. Timing needs an otherwise idle CPU: the run waits (at most 10 minutes) for the 1-minute
+# load average to fall below 1.5, and the load it started at is written under its table.
+idle_wait() {   # waits (at most 10 minutes) for the 1-minute load average to fall below 1.5; prints it
+  local i load
+  [[ -n "${SMOKE:-}" ]] && { cut -d' ' -f1 /proc/loadavg; return 0; }   # a smoke's timings mean nothing anyway
+  for i in $(seq 60); do
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    python3 -c "import sys; sys.exit(0 if $load < 1.5 else 1)" && break
+    sleep 10
+  done
+  cut -d' ' -f1 /proc/loadavg
+}
+bench_run() {   # bench_run JSON BACKENDS MODELS...: one bench run, skipped when its JSON record exists
+  local json="$1" backends="$2" task="$3"; shift 3
+  [[ -f "$json" ]] && return 0
+  mkdir -p "$(dirname "$json")"
+  local load; load="$(idle_wait)"
+  local iterations=(--iterations 20); [[ -n "${SMOKE:-}" ]] && iterations=(--iterations 2)
+  distillery bench "$@" --task "$task" --data "$(data_of "$task")" --backends "$backends" "${iterations[@]}" \
+    --out "${json%.json}.md" --json "$json.tmp"
+  echo "load average before timing: $load" >> "${json%.json}.md"
+  mv "$json.tmp" "$json"
+}

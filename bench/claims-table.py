@@ -287,15 +287,22 @@ def quant_table(teacher):
     return lines
 
 
-def write_figure(name, figure):
-    """Writes the figure's data to RECORDS/figures and draws it to docs/figures with `distillery plot`."""
-    (RECORDS / "figures").mkdir(parents=True, exist_ok=True)
-    spec = RECORDS / "figures" / f"{name}.json"
+def write_figure(name, figure, records=None):
+    """Writes the figure's data to RECORDS/figures (or RECORDS/figures of another suite: records) and draws it to
+    FIGURES/claims-<name>.png with `distillery plot`."""
+    records = RECORDS if records is None else records
+    (records / "figures").mkdir(parents=True, exist_ok=True)
+    spec = records / "figures" / f"{name}.json"
     spec.write_text(json.dumps(figure, indent=1) + "\n")
     FIGURES.mkdir(parents=True, exist_ok=True)
     png = FIGURES / f"claims-{name}.png"
     subprocess.run([DISTILLERY, "plot", str(spec), "--out", str(png)], check=True, stdout=subprocess.DEVNULL)
     return png
+
+
+def figure_link(png):
+    """The figure's path as docs/results.md links it (relative to docs/; a smoke's FIGURES outside docs works too)."""
+    return os.path.relpath(png, ROOT / "docs")
 
 
 def latency_of(claim_row):
@@ -332,7 +339,7 @@ def figures(teacher, draw):
             "title": "Task average (" + ", ".join(TASK_TITLE[t] for t in TASKS) + ") vs CPU latency",
             "x_label": "ONNX Runtime fp32, batch 1, 128 tokens: median ms (mean over tasks; lower is better)",
             "y_label": "dev score, mean of 3 seeds ± std", "legend": "lower_right", "series": series})
-        lines += [f"![score vs latency]({png.relative_to(ROOT / 'docs')})", ""]
+        lines += [f"![score vs latency]({figure_link(png)})", ""]
     # The discrepancy curves: HomoDistil vs KD into a fresh student of the same size, per task.
     for task in TASKS:
         metric = "teacher_mse" if task == "stsb" else "teacher_kl"
@@ -356,7 +363,7 @@ def figures(teacher, draw):
                 "title": f"{TASK_TITLE[task].split()[0]}: teacher-student discrepancy on dev during training",
                 "x_label": "optimizer step", "y_label": ("MSE of the predictions" if metric == "teacher_mse" else "KL(teacher || student), nats") + ", mean of seeds ± std",
                 "series": curves})
-            lines += [f"![discrepancy {task}]({png.relative_to(ROOT / 'docs')})", ""]
+            lines += [f"![discrepancy {task}]({figure_link(png)})", ""]
     return lines
 
 

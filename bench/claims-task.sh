@@ -66,7 +66,8 @@ done
 mkdir -p "$OUT/data"
 git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
 
-# The logged command, todo (skip / --resume), and the fixed SST-2 sample (data_of): bench/claims-common.sh.
+# The logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
+# runs, after an idle-CPU wait): bench/claims-common.sh.
 SCRIPT=claims-task.sh
 # shellcheck source=bench/claims-common.sh
 source "$root/bench/claims-common.sh"
@@ -232,27 +233,6 @@ quant() {   # quant TASK SEED: QAT of the teacher and of the best row's seed-SEE
     distillery quantize --mode qat --model "$model" --teacher "$TEACHERS/$task" --out "$out" \
       $(train_flags "$task" "$seed" 2e-5 "$steps") $flag
   done
-}
-idle_wait() {   # waits (at most 10 minutes) for the 1-minute load average to fall below 1.5; prints it
-  local i load
-  [[ -n "${SMOKE:-}" ]] && { cut -d' ' -f1 /proc/loadavg; return 0; }   # a smoke's timings mean nothing anyway
-  for i in $(seq 60); do
-    load="$(cut -d' ' -f1 /proc/loadavg)"
-    python3 -c "import sys; sys.exit(0 if $load < 1.5 else 1)" && break
-    sleep 10
-  done
-  cut -d' ' -f1 /proc/loadavg
-}
-bench_run() {   # bench_run JSON BACKENDS MODELS...: one bench run, skipped when its JSON record exists
-  local json="$1" backends="$2" task="$3"; shift 3
-  [[ -f "$json" ]] && return 0
-  mkdir -p "$(dirname "$json")"
-  local load; load="$(idle_wait)"
-  local iterations=(--iterations 20); [[ -n "${SMOKE:-}" ]] && iterations=(--iterations 2)
-  distillery bench "$@" --task "$task" --data "$(data_of "$task")" --backends "$backends" "${iterations[@]}" \
-    --out "${json%.json}.md" --json "$json.tmp"
-  echo "load average before timing: $load" >> "${json%.json}.md"
-  mv "$json.tmp" "$json"
 }
 quant_bench() {   # quant_bench TASK
   local task="$1" best; best="$(quant_best_row)"

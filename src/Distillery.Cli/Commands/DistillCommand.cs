@@ -83,7 +83,8 @@ public static class DistillCommand
             };
             options = options with { Trainer = training.Apply(parse, basis?.Trainer ?? options.ResolvedTrainer) };
             var metrics = RunProgress.Show(context, events => Distiller.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
-            if (onCorpus) context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString()} (fine-tune it next)");
+            if (onCorpus)
+                context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {metrics["eval"]?.ToJsonString() ?? (metrics["mlm_head_untrained"] != null ? "masked-LM head untrained, not evaluated" : "not evaluated")} (fine-tune it next)");
             else
                 context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()} (best at step {metrics["best_step"]})");
             context.WarnIfDistilleryOnly(options.Out);

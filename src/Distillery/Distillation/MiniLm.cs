@@ -84,7 +84,7 @@ public sealed class MiniLm : IDistillationMethod<MlmBatch>
         // The loss reads attention and Q/K/V inside the encoders: neither model's masked-LM head enters it. A teacher
         // without a trained head (a MiniLM-distilled assistant) is fine; the student's head stays as it was built.
         UsesTeacherMlmHead = _ => false,
-        LeavesMlmHeadUntrained = _ => "minilm distils self-attention relations only; the head is the teacher's copy or a fresh init, never trained with this encoder",
+        LeavesMlmHeadUntrained = _ => "minilm distils self-attention relations only: the head, copied from the teacher or freshly initialised, was never trained with this encoder",
         OnCorpus = (o, inputs) => new MiniLm(inputs.Teacher, (BertForMaskedLM)inputs.BuildStudent(), o),
     };
 
