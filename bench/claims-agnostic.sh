@@ -111,10 +111,7 @@ if [[ "$BENCH" == 1 ]]; then
     [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-agnostic.sh: no fine-tuned teacher $TEACHERS/$task for the bench stage (bench/real-teacher.sh; or BENCH=0)" >&2; exit 1; }
   done
 fi
-mkdir -p "$OUT/data"
-git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
-
-# The logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
+# The run folder and its commit stamp, the logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
 # runs, after an idle-CPU wait): bench/claims-common.sh.
 SCRIPT=claims-agnostic.sh
 # shellcheck source=bench/claims-common.sh

@@ -1,7 +1,11 @@
 # Shared by bench/claims-task.sh and bench/claims-agnostic.sh (sourced, not run): the logged command, the stage rule,
 # the fixed SST-2 student sample that both suites must train on (the same file, made the same way), and the timed bench
 # run of their bench stages (one rule for both, so their latencies can share one plot).
-# Needs: OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run.
+# Needs: root, OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run.
+
+# One stamp per start (COMMIT.<UTC time>, holding the scripts' commit), so a run resumed by a later commit says so.
+mkdir -p "$OUT/data"
+git -C "$root" rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
 
 distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
   local log="$OUT/log.txt"

@@ -63,10 +63,7 @@ CACHE="$OUT/teacher-logits"
 for task in $TASKS; do
   [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-task.sh: no fine-tuned teacher $TEACHERS/$task (bench/real-teacher.sh)" >&2; exit 1; }
 done
-mkdir -p "$OUT/data"
-git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
-
-# The logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
+# The run folder and its commit stamp, the logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
 # runs, after an idle-CPU wait): bench/claims-common.sh.
 SCRIPT=claims-task.sh
 # shellcheck source=bench/claims-common.sh
