@@ -2,6 +2,7 @@
 //   dotnet run -c Release --project bench/Distillery.Bench -- train-throughput [--arch L4-H256] [--batch 32] [--length 128] [--steps 20]
 //   dotnet run -c Release --project bench/Distillery.Bench -- train-step [--model models/minilm-l6-h384] [--batch 32] [--length 128] [--steps 10]
 //   dotnet run -c Release --project bench/Distillery.Bench -- minilm-onnx --out runs/fused-onnx/pytorch-minilm.onnx
+//   dotnet run -c Release --project bench/Distillery.Bench -- onnx-profile --model M.onnx [--batch 32] [--length 128] [--iterations 10] [--json F]
 using System.Diagnostics;
 using Distillery.Bench;
 using Distillery.Models;
@@ -21,9 +22,10 @@ if (command == "minilm-onnx")
     return 0;
 }
 if (command == "train-step") return TrainStep.Run(Arg);
+if (command == "onnx-profile") return OnnxProfile.Run(Arg);
 if (command != "train-throughput")
 {
-    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput, train-step, minilm-onnx)");
+    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput, train-step, minilm-onnx, onnx-profile)");
     return 2;
 }
 

@@ -114,8 +114,9 @@ public sealed class Int8KernelTests(ITestOutputHelper output)
         OnnxExporter.Export(model, tmp["int8.onnx"], new OnnxExportOptions { Int8 = true, Int8Scheme = scheme });
         var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(tmp["int8.onnx"]));
         Assert.Equal(Int8Quantization.Name(scheme), proto.MetadataProps.Single(m => m.Key == OnnxExporter.Int8SchemeKey).Value);
-        // Every DynamicQuantizeMatMul's weight: int8 [in, out], named "<layer>.weight_int8_t".
-        var weights = proto.Graph.Node.Where(n => n.OpType == "DynamicQuantizeMatMul")
+        // Every quantized matmul's weight (input 1 of DynamicQuantizeMatMul, and of QAttention for the fused graph's
+        // Q|K|V): int8 [in, out], named "<layer>.weight_int8_t".
+        var weights = proto.Graph.Node.Where(n => n.OpType is "DynamicQuantizeMatMul" or "QAttention")
             .Select(n => proto.Graph.Initializer.Single(t => t.Name == n.Input[1]))
             .ToDictionary(t => t.Name[..^".weight_int8_t".Length], t => (Dims: t.Dims.ToArray(), Codes: (sbyte[])(Array)t.RawData.ToByteArray()));
         Assert.Equal(4 * model.Config.NumHiddenLayers + 1, weights.Count);

@@ -383,14 +383,18 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal("8bit", full.MetadataProps.Single(m => m.Key == OnnxExporter.Int8SchemeKey).Value);
         Assert.Equal(Int8Scheme.Full8Bit, OnnxModelInfo.Read(tmp["q8.onnx"]).Int8Scheme);
         var fullInitializers = full.Graph.Initializer.ToDictionary(t => t.Name);
-        Assert.All(full.Graph.Node.Where(n => n.OpType == "DynamicQuantizeMatMul"), n => Assert.Equal(127, MaxCode(fullInitializers[n.Input[1]])));
+        // The fused 8-bit graph: its Q|K|V weights sit in QAttention, the others in DynamicQuantizeMatMul (input 1 of both).
+        var fullQuantized = full.Graph.Node.Where(n => n.OpType is "DynamicQuantizeMatMul" or "QAttention").ToList();
+        Assert.Equal(4 * model.Config.NumHiddenLayers + 1, fullQuantized.Count);
+        Assert.All(fullQuantized, n => Assert.Equal(127, MaxCode(fullInitializers[n.Input[1]])));
     }
 
     /// <summary>
     /// The fused graph is what ONNX Runtime runs: after its own optimizations, fp32 has per layer one Attention, two
     /// SkipLayerNormalization and one BiasGelu, one EmbedLayerNormalization, and no Softmax, Transpose, Reshape or
-    /// LayerNormalization; int8 has one MultiHeadAttention and one Gelu per layer and no Softmax, Transpose or Reshape
-    /// (its LayerNorms stay as in the plain graph so that it equals the simulated scheme); fused and plain agree to 1e-4.
+    /// LayerNormalization; int8 has one QAttention (its Q|K|V projection quantized as plain int8's) and one Gelu per layer
+    /// and no Softmax, Transpose, Reshape or Split (its LayerNorms stay as in the plain graph so that it equals the
+    /// simulated scheme); fused and plain agree to 1e-4.
     /// </summary>
     [Fact]
     public void FusedGraphRunsOnTransformerContribOpsAndEqualsPlain()
@@ -419,11 +423,12 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal(layers, Count("fused", "BiasGelu"));
         foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "LayerNormalization", "Erf" }) Assert.Equal(0, Count("fused", op));
         Assert.True(counts["fused"].Values.Sum() < counts["plain"].Values.Sum() / 2, "fused is not much smaller than plain");
-        Assert.Equal(layers, Count("fused-int8", "MultiHeadAttention"));
+        Assert.Equal(layers, Count("fused-int8", "QAttention"));
+        Assert.Equal(layers, Count("fused-int8", "DynamicQuantizeLinear"));             // QAttention's input, quantized as DynamicQuantizeMatMul does
         Assert.Equal(layers, Count("fused-int8", "Gelu"));
-        Assert.Equal(4 * layers + 1, Count("fused-int8", "DynamicQuantizeMatMul"));    // the same quantized matmuls as plain int8
+        Assert.Equal(3 * layers + 1, Count("fused-int8", "DynamicQuantizeMatMul"));    // with QAttention's Q|K|V: plain int8's quantized matmuls
         Assert.Equal(4 * layers + 1, Count("plain-int8", "DynamicQuantizeMatMul"));
-        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "Erf" }) Assert.Equal(0, Count("fused-int8", op));
+        foreach (var op in new[] { "Softmax", "Transpose", "Reshape", "Erf", "Split", "MultiHeadAttention" }) Assert.Equal(0, Count("fused-int8", op));
         Assert.True(counts["fused-int8"].Values.Sum() < counts["plain-int8"].Values.Sum(), "fused int8 is not smaller than plain int8");
 
         // Fused and plain compute the same function (both also match TorchSharp: Fp32GraphMatchesTorchSharp).

@@ -45,7 +45,7 @@ public static class ExportCommand
         var int8Weights = Int8WeightsOption();
         var graph = new Option<string>("--graph")
         {
-            Description = "fused (default): ONNX Runtime's transformer contrib operators (EmbedLayerNormalization, Attention / MultiHeadAttention, " +
+            Description = "fused (default): ONNX Runtime's transformer contrib operators (EmbedLayerNormalization, Attention / QAttention, " +
                 "SkipLayerNormalization, BiasGelu / FastGelu), its fastest CPU graph; plain: standard ONNX operators only, for other runtimes.",
             DefaultValueFactory = _ => OnnxExporter.GraphName(OnnxGraphKind.Fused),
         };
