@@ -136,7 +136,7 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
     private readonly Embedding position_embeddings;
     private readonly Embedding token_type_embeddings;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly FastDropout dropout;
 
     /// <summary>The word-embedding table [V, H]; the MLM decoder shares it.</summary>
     public Parameter WordEmbeddingWeight => word_embeddings.weight!;
@@ -158,7 +158,7 @@ public sealed class BertEmbeddings : nn.Module, IHiddenMaskable
         position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = new FastDropout(config.HiddenDropoutProb);
         RegisterComponents();
     }
 
@@ -184,7 +184,7 @@ public sealed class BertSelfAttention : nn.Module
     private readonly Dense query;
     private readonly Dense key;
     private readonly Dense value;
-    private readonly Dropout dropout;
+    private readonly FastDropout dropout;
 
     /// <summary>Heads in this layer (0 if all were pruned).</summary>
     public int NumHeads { get; }
@@ -198,7 +198,7 @@ public sealed class BertSelfAttention : nn.Module
         query = new Dense(config.HiddenSize, numHeads * HeadSize);
         key = new Dense(config.HiddenSize, numHeads * HeadSize);
         value = new Dense(config.HiddenSize, numHeads * HeadSize);
-        dropout = nn.Dropout(config.AttentionProbsDropoutProb);
+        dropout = new FastDropout(config.AttentionProbsDropoutProb);
         dropoutProbability = config.AttentionProbsDropoutProb;
         RegisterComponents();
     }
@@ -218,12 +218,14 @@ public sealed class BertSelfAttention : nn.Module
         var k = SplitHeads(key.forward(hidden));                          // [B, h, T, d]
         var v = SplitHeads(value.forward(hidden));                        // [B, h, T, d]
         bool extras = options.OutputAttentions || options.OutputAttentionScores || options.OutputQueryKeyValue;
-        if (!extras && headMask is null && !options.ExplicitAttention && NumHeads > 0)
+        // Attention dropout in training takes the explicit path: libtorch's CPU kernel has no fused dropout (it falls
+        // back to the same explicit math) and would draw the [B, h, T, T] mask serially (FastDropout says why that matters).
+        bool attentionDropout = training && dropoutProbability > 0;
+        if (!extras && headMask is null && !options.ExplicitAttention && NumHeads > 0 && !attentionDropout)
         {
             // libtorch's fused kernel: softmax(QKᵀ/√d + mask)·V in one op (flash-style on CPU), without materialising
-            // the [B, h, T, T] scores and probabilities as separate tensors; same math, dropout on the probabilities.
-            var fused = nn.functional.scaled_dot_product_attention(q, k, v, additiveMask,
-                training ? dropoutProbability : 0.0, false);                  // [B, h, T, d]
+            // the [B, h, T, T] scores and probabilities as separate tensors; same math.
+            var fused = nn.functional.scaled_dot_product_attention(q, k, v, additiveMask, 0.0, false);   // [B, h, T, d]
             return (fused.permute(0, 2, 1, 3).reshape(hidden.shape[0], hidden.shape[1], NumHeads * HeadSize),
                 new AttentionOutputs(null, null, null, null, null));
         }
@@ -255,14 +257,14 @@ public sealed class BertSelfOutput : nn.Module, IHiddenMaskable
     private readonly double eps;
     private readonly Dense dense;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly FastDropout dropout;
 
     public BertSelfOutput(BertConfig config, int numHeads) : base(nameof(BertSelfOutput))
     {
         eps = config.LayerNormEps;
         dense = new Dense(numHeads * config.HeadSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = new FastDropout(config.HiddenDropoutProb);
         RegisterComponents();
     }
 
@@ -325,14 +327,14 @@ public sealed class BertOutput : nn.Module, IHiddenMaskable
     private readonly double eps;
     private readonly Dense dense;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly FastDropout dropout;
 
     public BertOutput(BertConfig config, int width) : base(nameof(BertOutput))
     {
         eps = config.LayerNormEps;
         dense = new Dense(width, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = new FastDropout(config.HiddenDropoutProb);
         RegisterComponents();
     }
 

@@ -264,13 +264,13 @@ public sealed class BertForMaskedLM : BertTaskModel
 public sealed class BertForSequenceClassification : BertTaskModel
 {
     private readonly BertModel bert;
-    private readonly Dropout dropout;
+    private readonly FastDropout dropout;
     private readonly Dense classifier;
 
     public BertForSequenceClassification(BertConfig config) : base(config, nameof(BertForSequenceClassification))
     {
         bert = new BertModel(config, addPoolingLayer: true);
-        dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
+        dropout = new FastDropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
         classifier = new Dense(config.HiddenSize, config.NumLabels);
         RegisterComponents();
     }
