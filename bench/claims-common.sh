@@ -3,9 +3,11 @@
 # run of their bench stages (one rule for both, so their latencies can share one plot).
 # Needs: root, OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run.
 
-# One stamp per start (COMMIT.<UTC time>, holding the scripts' commit), so a run resumed by a later commit says so.
+# One stamp per start (COMMIT.<UTC time>: the scripts' commit, then the binary's version "0.1.0+<commit>"), so a run
+# resumed by a later commit or another binary says so.
 mkdir -p "$OUT/data"
-git -C "$root" rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
+{ git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; } \
+  > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
 
 distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
   local log="$OUT/log.txt"

@@ -91,6 +91,9 @@ public sealed class ReliabilityTests
         // A fresh run over the unfinished folder is allowed (nothing finished to lose), and finishes.
         FineTuning.Run(Finetune(model, glue, tmp["ft"], steps: 2));
         Assert.True(File.Exists(tmp["ft/config.json"]) && File.Exists(tmp["ft/metrics.json"]));
+        // The record names the build that wrote it ("0.1.0+<40-hex commit>", stamped at build time).
+        string version = JsonNode.Parse(File.ReadAllText(tmp["ft/metrics.json"]))!["version"]!.GetValue<string>();
+        Assert.Matches("^[0-9]+\\.[0-9]+\\.[0-9]+\\+[0-9a-f]{40}$", version);
         // --resume of a finished run: nothing to resume, and the model stays.
         Assert.Contains("no checkpoint", Assert.Throws<InvalidOperationException>(() => FineTuning.Run(Finetune(model, glue, tmp["ft"], steps: 2), resume: true)).Message);
         Assert.True(File.Exists(tmp["ft/config.json"]));

@@ -401,7 +401,7 @@ public static class ModelBench
             ["kind"] = "distillery-bench",
             ["task"] = options.Task.ToString(), ["models"] = new JsonArray(options.Models.Select(m => (JsonNode?)m).ToArray()), ["peer"] = options.Peer,
             ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
-            ["threads"] = torch.get_num_threads(), ["commit"] = Machine.GitCommit(), ["machine"] = Machine.Describe(onnxRuntimeThreads: torch.get_num_threads()),
+            ["threads"] = torch.get_num_threads(), ["commit"] = Machine.GitCommit(), ["version"] = Training.RunFiles.Version, ["machine"] = Machine.Describe(onnxRuntimeThreads: torch.get_num_threads()),
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
             ["gemm_peaks"] = new JsonArray(peaks), ["rows"] = new JsonArray(rows),
         };

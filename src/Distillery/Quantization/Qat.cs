@@ -195,6 +195,7 @@ public static class Qat
             metrics["onnx_bytes"] = new FileInfo(onnx).Length;
         }
         metrics["mode"] = "qat";
+        metrics["version"] = RunFiles.Version;
         metrics["int8_weights"] = Int8Quantization.Name(scheme);
         metrics["quantized_layers"] = quantized;
         if (!resume) metrics["before"] = before;

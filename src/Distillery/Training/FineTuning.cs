@@ -259,6 +259,7 @@ public static class FineTuning
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
             ["precision"] = trainerOptions.Precision.ToString(),
             ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
+            ["version"] = RunFiles.Version,
         };
         RunFiles.Write(outDir, "metrics.json", metrics);
         if (Directory.Exists(trainer.CheckpointDir)) Directory.Delete(trainer.CheckpointDir, recursive: true);

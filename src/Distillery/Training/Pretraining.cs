@@ -191,6 +191,7 @@ public static class Pretraining
             ["eval"] = result.Evaluations.Count > 0 ? RunFiles.Metrics(result.Evaluations[^1].Metrics) : null,
             ["precision"] = options.Trainer.Precision.ToString(),
             ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
+            ["version"] = RunFiles.Version,
         };
         if (untrainedMlmHead != null) metrics["mlm_head_untrained"] = untrainedMlmHead;   // why "eval" is null
         RunFiles.Write(options.Out, "metrics.json", metrics);

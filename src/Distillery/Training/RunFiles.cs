@@ -10,6 +10,15 @@ namespace Distillery.Training;
 /// </summary>
 public static class RunFiles
 {
+    /// <summary>
+    /// The Distillery build that wrote a run's records: "0.1.0+&lt;full commit sha&gt;" (the assembly's informational
+    /// version, stamped at build time). Records carry it because the working directory's git commit says which
+    /// scripts ran, not which binary (long runs use a published copy of the CLI).
+    /// </summary>
+    public static string Version { get; } =
+        typeof(RunFiles).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+
     /// <summary>Serializer settings for run files: indented, enums as names, snake_case keys (<see cref="JsonFiles.Options"/>).</summary>
     public static JsonSerializerOptions Json => JsonFiles.Options;
 
