@@ -9,7 +9,8 @@
 #   bench/int8-schemes.sh runs/teacher/sst2 sst2                     # results in runs/int8-schemes/<model name>/
 #   bench/int8-schemes.sh runs/quickstart/student-kd sst2 ../shared/data/glue
 #   SCHEMES=8bit BENCH_ARGS="--iterations 50" bench/int8-schemes.sh runs/teacher/sst2 sst2
-#   # as on an AVX2-only CPU, from any x86-64 machine (QEMU; checks only: emulated timings mean nothing):
+#   # as on an AVX2-only CPU, from any x86-64 machine (QEMU; checks only: emulated timings mean nothing; slow, as the
+#   # fp32 and simulated passes are emulated too: Distillery.Bench int8-logits + bench/int8-compare.py emulate the graph only):
 #   BENCH=0 OUT=runs/int8-schemes/avx2-emulated DISTILLERY="bench/emulate-avx2.sh /tmp/distillery-<commit>/Distillery.Cli" \
 #     bench/int8-schemes.sh runs/quickstart/student-kd sst2
 #
