@@ -471,15 +471,6 @@ def curves(draw):
     return lines
 
 
-
-def stamp_text(path):
-    """A COMMIT.<time> stamp as text: the scripts' commit, and the binary's version where the stamp has it."""
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        return "unknown"
-    binary = f", binary {lines[1].split('+', 1)[-1][:7]}" if len(lines) > 1 and "+" in lines[1] else ""
-    return f"scripts {lines[0]}{binary}"
-
 def tables(draw=False):
     teacher = claims_table.teacher_scores()
     teacher_avg = statistics.fmean(teacher.values()) if all(v is not None for v in teacher.values()) else None
@@ -513,7 +504,7 @@ def tables(draw=False):
         lines.append("")
     commits = sorted(p.name for p in RECORDS.glob("COMMIT.*")) if RECORDS.is_dir() else []
     if commits:
-        lines.append("Runs started at commits: " + ", ".join(f"{stamp_text(RECORDS / c)} ({c[7:]})" for c in commits) + ".")
+        lines.append("Runs started at commits: " + ", ".join(f"{claims_table.stamp_text(RECORDS / c)} ({c[7:]})" for c in commits) + ".")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -386,7 +386,6 @@ def tables(draw=False):
     return "\n".join(lines).rstrip() + "\n"
 
 
-
 def stamp_text(path):
     """A COMMIT.<time> stamp as text: the scripts' commit, and the binary's version where the stamp has it."""
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -394,6 +393,7 @@ def stamp_text(path):
         return "unknown"
     binary = f", binary {lines[1].split('+', 1)[-1][:7]}" if len(lines) > 1 and "+" in lines[1] else ""
     return f"scripts {lines[0]}{binary}"
+
 
 def write_between_markers(text, begin, end, who):
     """Replaces docs/results.md's text between the markers BEGIN and END with TEXT (WHO names the generator in errors)."""
