@@ -27,7 +27,7 @@ internal static class Int8Logits
             return 2;
         }
         var spec = new TaskSpec { Name = TaskNames.Parse(arg("--task", "sst2")), Data = arg("--data", "../shared/data/glue") };
-        const int batchSize = 64;   // Int8CheckOptions.BatchSize's default: the same batches as quantize --check
+        int batchSize = new Int8CheckOptions { Model = model, Onnx = onnx, Task = spec }.BatchSize;   // quantize --check's batches
         var (_, tokenizer, data) = TaskPipeline.ForModel(model, spec.Validate(), new TrainerOptions().Seed, needTrain: false);
         using var graph = Inference.OnnxRuntimeBackend.Load(onnx, intraOpThreads: null, warning: w => Console.Error.WriteLine($"warning: {w}"));
         var scheme = graph.Int8Scheme ?? throw new InvalidDataException($"{onnx}: an fp32 graph");
@@ -54,17 +54,17 @@ internal static class Int8Logits
         }
         if (what.Contains("fp32") || what.Contains("simulated"))
         {
-            using var trained = TaskPipeline.Load(model, spec, new TrainerOptions().Seed, needTrain: false);
-            trained.Model.eval();
-            trained.Model.SetPrecision(Models.ComputePrecision.Float32);
+            using var trainedModel = TaskPipeline.LoadTrained(model, data, spec);   // the data tokenised above
+            trainedModel.eval();
+            trainedModel.SetPrecision(Models.ComputePrecision.Float32);
             foreach (var (name, simulate) in new[] { ("fp32", false), ("simulated", true) }.Where(p => what.Contains(p.Item1)))
             {
-                if (simulate) Qat.Enable(trained.Model, scheme); else Qat.Disable(trained.Model);
-                var logits = batches.SelectMany(rows => TaskObjective.Predict(trained.Model, rows, tokenizer.PadId, batchSize)).ToList();
+                if (simulate) Qat.Enable(trainedModel, scheme); else Qat.Disable(trainedModel);
+                var logits = batches.SelectMany(rows => TaskObjective.Predict(trainedModel, rows, tokenizer.PadId, batchSize)).ToList();
                 record[name] = Logits(logits);
                 record[name + "_score"] = data.Score(logits)[data.PrimaryMetric];
             }
-            Qat.Disable(trained.Model);
+            Qat.Disable(trainedModel);
         }
         File.WriteAllText(output, record.ToJsonString(new JsonSerializerOptions { WriteIndented = false }));
         Console.WriteLine($"{output}: {string.Join(", ", what.Order().Select(w => $"{w} {data.PrimaryMetric} {record[w + "_score"]}"))}");

@@ -27,9 +27,9 @@
 //           EmbedLayerNormalization (word + position + token type + LayerNorm; int32 ids, positions 0..T−1),
 //           Attention (fp32: Q|K|V projection, scores, mask, softmax, context in one CPU kernel with pre-packed weights)
 //           or QAttention (int8: DynamicQuantizeLinear of the input, the int8 Q|K|V GEMM, then the same attention
-//           kernel; 10% faster end to end at batch 1 and 32 than MultiHeadAttention after a DynamicQuantizeMatMul and a
-//           Split, measured with bench/Distillery.Bench onnx-profile), the raw 0/1 mask as int32 [B, T] with
-//           mask_filter_value = float.MinValue (the additive value of the plain graph and of the model),
+//           kernel; 7-12% faster end to end at batch 1 and 10-11% at batch 32 than MultiHeadAttention after a
+//           DynamicQuantizeMatMul and a Split, measured with bench/Distillery.Bench onnx-profile), the raw 0/1 mask as
+//           int32 [B, T] with mask_filter_value = float.MinValue (the additive value of the plain graph and of the model),
 //           SkipLayerNormalization (bias + residual + LayerNorm) closing each block, and BiasGelu / FastGelu for the
 //           exact / tanh GELU. The int8 graph fuses attention (QAttention) and GELU only: its LayerNorms and
 //           embeddings keep the plain graph's arithmetic, because a last-bit difference in a quantized matmul's input
@@ -371,14 +371,23 @@ public static class OnnxExporter
                 [x, Weight(prefix + ".weight", Param(prefix + ".weight")), Weight(prefix + ".bias", Param(prefix + ".bias"))],
                 hint, OnnxGraphBuilder.Int("axis", -1), OnnxGraphBuilder.Float("epsilon", (float)Config.LayerNormEps));
 
+        /// <summary>
+        /// W [out, in] as the int8 initializer "NAME.weight_int8_t" [in, out] (symmetric, |q| ≤ the scheme's bound) and its
+        /// per-output-column scales "NAME.weight_scale" [out]: input 1 and its scale for DynamicQuantizeMatMul and QAttention.
+        /// </summary>
+        private (string Weight, string Scale) QuantizedWeight(Tensor weight, string name)
+        {
+            var (values, scales) = Int8Quantization.QuantizeRows(weight, weightMax);         // [out, in] int8, [out]
+            return (G.Initializer(name + ".weight_int8_t", Bytes(values.t().contiguous()), values.shape[1], values.shape[0]),   // [in, out]
+                G.Initializer(name + ".weight_scale", Floats(scales), scales.shape[0]));
+        }
+
         /// <summary>y = x Wᵀ + b for W [out, in] (out, in &gt; 0): fp32 MatMul + Add, or int8 DynamicQuantizeMatMul.</summary>
         private string Linear(string x, Tensor weight, Tensor? bias, string name, bool quantize)
         {
             if (quantize)
             {
-                var (values, scales) = Int8Quantization.QuantizeRows(weight, weightMax);         // [out, in] int8, [out]
-                var b = G.Initializer(name + ".weight_int8_t", Bytes(values.t().contiguous()), values.shape[1], values.shape[0]);   // [in, out]
-                var s = G.Initializer(name + ".weight_scale", Floats(scales), scales.shape[0]);
+                var (b, s) = QuantizedWeight(weight, name);
                 var inputs = bias is null ? new[] { x, b, s } : new[] { x, b, s, "", Weight(name + ".bias", bias) };   // "" = no zero point (0)
                 return G.MicrosoftNode("DynamicQuantizeMatMul", inputs, name);
             }
@@ -491,9 +500,7 @@ public static class OnnxExporter
                 string context;
                 if (int8)
                 {
-                    var (values, scales) = Int8Quantization.QuantizeRows(qkvWeight, weightMax);                                 // [3·h·d, H] int8, [3·h·d]
-                    var w = G.Initializer(p + "attention.self.qkv.weight_int8_t", Bytes(values.t().contiguous()), values.shape[1], values.shape[0]);   // [H, 3·h·d]
-                    var s = G.Initializer(p + "attention.self.qkv.weight_scale", Floats(scales), scales.shape[0]);
+                    var (w, s) = QuantizedWeight(qkvWeight, p + "attention.self.qkv");                                         // [H, 3·h·d] int8, [3·h·d]
                     var b = Weight(p + "attention.self.qkv.bias", qkvBias);
                     var q = G.NodeMulti("DynamicQuantizeLinear", [hidden], [p + "qkv_input_u8", p + "qkv_input_scale", p + "qkv_input_zero_point"]);
                     context = G.MicrosoftNode("QAttention", [q[0], w, b, q[1], s, mask, q[2]], p + "context",

@@ -199,11 +199,8 @@ public sealed class BertSelfAttention : nn.Module
         key = new Dense(config.HiddenSize, numHeads * HeadSize);
         value = new Dense(config.HiddenSize, numHeads * HeadSize);
         dropout = new FastDropout(config.AttentionProbsDropoutProb);
-        dropoutProbability = config.AttentionProbsDropoutProb;
         RegisterComponents();
     }
-
-    private readonly double dropoutProbability;
 
     /// <summary>[B, T, h·d] → [B, h, T, d].</summary>
     private Tensor SplitHeads(Tensor x) => x.view(x.shape[0], x.shape[1], NumHeads, HeadSize).permute(0, 2, 1, 3);
@@ -220,7 +217,7 @@ public sealed class BertSelfAttention : nn.Module
         bool extras = options.OutputAttentions || options.OutputAttentionScores || options.OutputQueryKeyValue;
         // Attention dropout in training takes the explicit path: libtorch's CPU kernel has no fused dropout (it falls
         // back to the same explicit math) and would draw the [B, h, T, T] mask serially (FastDropout says why that matters).
-        bool attentionDropout = training && dropoutProbability > 0;
+        bool attentionDropout = training && dropout.Probability > 0;
         if (!extras && headMask is null && !options.ExplicitAttention && NumHeads > 0 && !attentionDropout)
         {
             // libtorch's fused kernel: softmax(QKᵀ/√d + mask)·V in one op (flash-style on CPU), without materialising
