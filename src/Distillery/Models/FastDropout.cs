@@ -1,9 +1,9 @@
 // Dropout whose keep-mask is drawn in parallel by a counter-based generator instead of libtorch's CPU bernoulli_.
 //
-// Why: libtorch draws dropout masks on the CPU from one mt19937 stream, serially (measured here ~10-14 ns per element,
-// one core). An L6-H384 fine-tuning step at batch 32 x 128 draws ~58M of them (attention probabilities [B, h, T, T] =
-// 6.3M per layer, hidden states [B, T, H] = 1.6M twice per layer and after the embeddings), and `distillery`'s
-// train-step benchmark measured 1.31 s of a 3.46 s step going to dropout (docs/results.md, issue 16). The arithmetic
+// Why: libtorch draws dropout masks on the CPU from one mt19937 stream, serially, on one core. An L6-H384 fine-tuning
+// step at batch 32 x 128 draws ~58M of them (attention probabilities [B, h, T, T] = 6.3M per layer, hidden states
+// [B, T, H] = 1.6M twice per layer and after the embeddings), and Distillery.Bench's train-step measured 1.31 s of a
+// 3.46 s step going to dropout (docs/results.md, issue 16). The arithmetic
 // here is torch.nn.Dropout's (inverted dropout: y = x · m, m = 1/(1−p) with probability 1−p, else 0; ∂y/∂x = m through
 // autograd), only the random numbers come from elsewhere: element i keeps iff its 32-bit draw u_i ≥ round(p · 2³²),
 // where (u_2j, u_2j+1) are the two halves of SplitMix64(seed + (j+1) · γ) and the seed is one int64 drawn from torch's
