@@ -81,4 +81,33 @@ public sealed class FastDropoutTests
         }
         finally { set_num_threads(threads); }
     }
+
+    /// <summary>
+    /// The vector loops (AVX-512 or AVX2, whichever this CPU runs) draw exactly the documented scalar SplitMix64 stream:
+    /// element i keeps iff its half of SplitMix64(seed + (i/2 + 1)·γ) is ≥ the threshold; ranges start at even offsets
+    /// inside the mask and end anywhere, so the scalar tail after the vectors is covered too.
+    /// </summary>
+    [Theory]
+    [InlineData(0L, 65536L)]
+    [InlineData(65536L, 65536L * 2 + 7)]
+    [InlineData(2L, 19L)]
+    [InlineData(4L, 5L)]
+    public unsafe void VectorisedMaskIsTheScalarSplitMix64Stream(long begin, long end)
+    {
+        const ulong seed = 0xDEADBEEF12345UL, gamma = 0x9E3779B97F4A7C15UL;
+        const uint threshold = 429496730;                                  // p = 0.1
+        var mask = new float[end + 3];
+        Array.Fill(mask, -1f);
+        fixed (float* pointer = mask) FastDropout.Fill((nint)pointer, begin, end, seed, threshold, 1.25f);
+        for (long i = 0; i < mask.Length; i++)
+        {
+            if (i < begin || i >= end) { Assert.Equal(-1f, mask[i]); continue; }   // nothing written outside the range
+            ulong z = seed + (ulong)(i / 2 + 1) * gamma;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            z ^= z >> 31;
+            uint draw = i % 2 == 0 ? (uint)z : (uint)(z >> 32);
+            Assert.True(mask[i] == (draw >= threshold ? 1.25f : 0f), $"element {i}: {mask[i]}");
+        }
+    }
 }

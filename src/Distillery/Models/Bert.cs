@@ -226,8 +226,22 @@ public sealed class BertSelfAttention : nn.Module
             return (fused.permute(0, 2, 1, 3).reshape(hidden.shape[0], hidden.shape[1], NumHeads * HeadSize),
                 new AttentionOutputs(null, null, null, null, null));
         }
-        var scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize); // [B, h, T, T]
-        var masked = additiveMask is null ? scores : scores + additiveMask;
+        Tensor? scores = null;
+        Tensor masked;                                                   // QKᵀ/√d + mask, [B, h, T, T]
+        if (additiveMask is null)
+            masked = scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize);
+        else
+        {
+            // mask + α·Q·Kᵀ with α = 1/√d in one GEMM (baddbmm), batch B·h: the scale and the mask add happen inside the
+            // GEMM instead of as two more passes over the [B, h, T, T] scores (plus the division's backward pass),
+            // which matters on this path in training (attention dropout); every explicit caller gets these same bits.
+            long b = hidden.shape[0], t = hidden.shape[1];
+            var mask3 = additiveMask.expand(b, NumHeads, additiveMask.shape[2], t).reshape(b * NumHeads, additiveMask.shape[2], t); // [B·h, 1 or T, T]
+            masked = Baddbmm.Apply(mask3, q.reshape(b * NumHeads, t, HeadSize), k.reshape(b * NumHeads, t, HeadSize).transpose(1, 2),
+                alpha: (float)(1 / Math.Sqrt(HeadSize))).view(b, NumHeads, t, t);
+            // The unmasked scores are a diagnostic only this option asks for: one more GEMM, not on the training path.
+            if (options.OutputAttentionScores) scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize);
+        }
         var probs = nn.functional.softmax(masked, dim: -1);              // [B, h, T, T]
         var attended = dropout.forward(probs);
         if (headMask is not null) attended = attended * headMask.view(1, -1, 1, 1);
