@@ -5,6 +5,7 @@ as medians over the runs with their range and the ratio to the peer row (the PyT
 
   bench/perf-table.py runs docs/records/perf/fused-onnx-q*.bench.json
   bench/perf-table.py profile docs/records/perf/onnx-profile/*.json
+  bench/perf-table.py train-step docs/records/perf/train-step-a415e2a-*.txt
 """
 import json
 import statistics
@@ -85,8 +86,55 @@ def profile(paths):
             fail(f"{path}: not an onnx-profile record ({e})")
 
 
+def train_step(paths):
+    """Several `Distillery.Bench train-step` outputs (text: a header with libtorch's GEMM peak, a Markdown table, the
+    trainer's overhead): per loop, the median ms/step and MFU over the runs with their range. Each run's MFU is against
+    the peak measured in that run (the machine's speed drifts between runs, and the peak with it)."""
+    runs_ = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            fail(f"{path}: {e}")
+        header = [l for l in lines if l.startswith("# commit ")]
+        peak = [l for l in lines if l.startswith("# libtorch ")]
+        overhead = [l for l in lines if l.startswith("trainer overhead: ")]
+        rows = {}
+        for line in lines:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and len(cells) == 5 and cells[1].replace(".", "").isdigit():
+                rows[cells[0]] = (float(cells[1]), float(cells[4].rstrip("%").strip()) / 100)
+        if not header or not peak or not overhead or not rows:
+            fail(f"{path}: not a train-step record (header, peak, table and overhead lines expected)")
+        runs_.append({"commit": header[0].split(",")[0].removeprefix("# commit ").strip(), "header": header[0],
+                      "peak": float(peak[0].split()[2]), "rows": rows,
+                      "overhead": float(overhead[0].split()[2].rstrip("%")) / 100})
+    loops = list(runs_[0]["rows"])
+    for path, r in zip(paths, runs_):
+        if list(r["rows"]) != loops:
+            fail(f"{path}: loops {list(r['rows'])} differ from {paths[0]}'s {loops}")
+    commits = sorted({r["commit"] for r in runs_})
+    peaks = [r["peak"] for r in runs_]
+    print(f"{len(runs_)} runs (commit {', '.join(commits)}); libtorch GEMM peak per run {', '.join(f'{p:.1f}' for p in peaks)} GFLOP/s; "
+          f"medians over the runs, range in brackets.")
+    print()
+    print("| loop | ms/step (range) | MFU (range) |")
+    print("|---|---:|---:|")
+    for loop in loops:
+        ms = [r["rows"][loop][0] for r in runs_]
+        mfu = [r["rows"][loop][1] for r in runs_]
+        print(f"| {loop} | {statistics.median(ms):,.1f} ({min(ms):,.1f}-{max(ms):,.1f}) | "
+              f"{100 * statistics.median(mfu):.1f}% ({100 * min(mfu):.1f}-{100 * max(mfu):.1f}) |")
+    overheads = [r["overhead"] for r in runs_]
+    print()
+    print(f"trainer overhead over the bare loop: median {100 * statistics.median(overheads):.1f}% "
+          f"(range {100 * min(overheads):.1f} to {100 * max(overheads):.1f}%)")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("runs", "profile"):
+    commands = {"runs": runs, "profile": profile, "train-step": train_step}
+    if len(sys.argv) < 3 or sys.argv[1] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(2)
-    (runs if sys.argv[1] == "runs" else profile)(sys.argv[2:])
+    commands[sys.argv[1]](sys.argv[2:])
