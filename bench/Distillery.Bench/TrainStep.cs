@@ -1,7 +1,7 @@
 // `train-step`: one fine-tuning step of a model (default the real L6-H384 teacher) at batch 32 x 128, through
 // Distillery's Trainer and through a bare TorchSharp loop over the same model code, in one process, so the trainer's
 // overhead (bookkeeping, logging, per-step seeding, the data source) is measured against the least a step can cost here.
-// Both run fp32 matmuls, the same AdamW (decay / no-decay groups as the Trainer), the same gradient clipping, on
+// Both run fp32 matmuls, the same AdamW (Distillery's fused one, decay / no-decay groups as the Trainer), the same gradient clipping, on
 // random ids with no padding. Each reports ms/step, tokens/s and MFU against libtorch's GEMM peak measured first.
 // Then where the step's time goes: the bare loop's phases, the bare loop without dropout, and the step's GEMMs alone
 // (the same products through autograd, nothing between them): the MFU ceiling of this model code on this machine.
@@ -89,11 +89,12 @@ static class TrainStep
             var named = model.named_parameters().ToList();
             // The Trainer's exclusion list (biases and LayerNorm are not decayed).
             static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal) || name == "bias";
-            using var optimizer = optim.AdamW(new[]
+            // The Trainer's optimizer (Distillery's fused AdamW), so the two loops differ only in the Trainer's own work.
+            using var optimizer = new Distillery.Training.AdamW(new[]
             {
                 new TorchSharp.Modules.AdamW.ParamGroup(named.Where(p => !NoDecay(p.name)).Select(p => p.parameter), lr: 5e-5, weight_decay: 0.01),
                 new TorchSharp.Modules.AdamW.ParamGroup(named.Where(p => NoDecay(p.name)).Select(p => p.parameter), lr: 5e-5, weight_decay: 0.0),
-            }, lr: 5e-5);
+            });
             var parameters = named.Select(p => p.parameter).ToList();
             var watch = new Stopwatch();
             var phase = new Stopwatch();

@@ -100,6 +100,20 @@ public sealed class ReliabilityTests
     }
 
     [Fact]
+    public void ResumeComparesPathsByWhereTheyLead()
+    {
+        // The same corpus through another working copy's "..": resumable; another corpus: refused, naming the key.
+        using var tmp = new TestData.TempDir();
+        File.WriteAllText(tmp["run_config.json"], """{"corpus": ["/work/run-a/../shared/data/corpus", "runs/x.txt"], "task": "sst2"}""");
+        RunFiles.CheckResumable(tmp.Dir, new Dictionary<string, object> { ["corpus"] = new[] { "/work/run-b/../shared/data/corpus", "runs/./x.txt" }, ["task"] = "sst2" });
+        var other = Assert.Throws<InvalidOperationException>(() => RunFiles.CheckResumable(tmp.Dir,
+            new Dictionary<string, object> { ["corpus"] = new[] { "/work/run-b/../shared/data/other", "runs/x.txt" }, ["task"] = "sst2" }));
+        Assert.Contains("corpus[0] differs", other.Message);
+        Assert.Throws<InvalidOperationException>(() => RunFiles.CheckResumable(tmp.Dir,
+            new Dictionary<string, object> { ["corpus"] = new[] { "/work/run-a/../shared/data/corpus", "runs/x.txt" }, ["task"] = "mrpc" }));
+    }
+
+    [Fact]
     public void ResumeRefusesOtherDataAndSurvivesDamagedLogsAndTheRenameWindow()
     {
         using var tmp = new TestData.TempDir();

@@ -83,9 +83,33 @@ public static class RunFiles
                 if (FirstDifference(oa[key], ob[key], path.Length == 0 ? key : $"{path}.{key}") is { } d) return d;
             return null;
         }
-        if (JsonNode.DeepEquals(a, b)) return null;
+        if (a is JsonArray aa && b is JsonArray ab && aa.Count == ab.Count)
+        {
+            for (int i = 0; i < aa.Count; i++)
+                if (FirstDifference(aa[i], ab[i], $"{path}[{i}]") is { } d) return d;
+            return null;
+        }
+        if (JsonNode.DeepEquals(a, b) || SamePath(a, b)) return null;
         string name = path.StartsWith("options.", StringComparison.Ordinal) ? path["options.".Length..] : path;
         return (name, a?.ToJsonString() ?? "none", b?.ToJsonString() ?? "none");
+    }
+
+    /// <summary>
+    /// Two strings naming the same path once made absolute and normalised ("a/../b" is "b"): a run resumed from another
+    /// working copy of the scripts (/work/x/../shared/data and /work/y/../shared/data) reads the same files.
+    /// </summary>
+    static bool SamePath(JsonNode? a, JsonNode? b)
+    {
+        if (a is not JsonValue va || b is not JsonValue vb || !va.TryGetValue(out string? sa) || !vb.TryGetValue(out string? sb)) return false;
+        if (sa.Length == 0 || sb.Length == 0 || (!sa.Contains('/') && !sb.Contains('/'))) return false;   // names, not paths
+        try
+        {
+            return Path.GetFullPath(sa) == Path.GetFullPath(sb);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A JSON object of metrics with non-finite values as null.</summary>

@@ -207,11 +207,12 @@ public sealed class Trainer<TBatch>
         var named = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var decay = named.Where(p => !NoDecay(p.name)).Select(p => p.parameter).ToList();
         var noDecay = named.Where(p => NoDecay(p.name)).Select(p => p.parameter).ToList();
-        var optimizer = optim.AdamW(new[]
+        // Distillery's AdamW: TorchSharp's algorithm and state (the same optimizer.bin), one fused pass per parameter.
+        var optimizer = new AdamW(new[]
         {
             new AdamW.ParamGroup(decay, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: options.WeightDecay),
             new AdamW.ParamGroup(noDecay, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: 0.0),
-        }, lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
+        });
         var trainable = named.Select(p => p.parameter).ToList();
         // A model with NaN or infinite weights cannot train: every loss would be NaN (and --on-nan skip would skip them all).
         using (no_grad())
