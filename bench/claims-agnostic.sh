@@ -5,7 +5,7 @@
 # resumed from its checkpoint when an interrupted run left one, so the script spans sessions: run it again to continue.
 # bench/claims-agnostic-table.py makes docs/results.md's tables from the records the runs leave.
 #
-#   bench/claims-agnostic.sh                        # every row, every task, seeds 1 2 3 (seed-major: a whole seed first)
+#   bench/claims-agnostic.sh                        # every row, every task, seeds 1 2 3 (row-major: a whole row first)
 #   ROWS="distilbert minilm" SEEDS=1 TASKS="sst2 rte" bench/claims-agnostic.sh
 #   BENCH=0 bench/claims-agnostic.sh                 # distil and fine-tune only (no bench stage)
 #   SMOKE=1 OUT=/tmp/agnostic-smoke bench/claims-agnostic.sh   # every command for a few steps: checks the script only
@@ -194,10 +194,12 @@ rows_bench() {   # rows_bench TASK: the teacher and every row's seed-1 fine-tune
   bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32,onnx-int8 "$task" "${models[@]}"
 }
 
-for seed in $SEEDS; do
-  for row in $ROWS; do
+# Row-major: a row's corpus stage, then its fine-tuning on every seed and task, before the next row, so each row is
+# complete (and a claim's table as soon as its rows are) as early as it can be; the run takes sessions.
+for row in $ROWS; do
+  corpus_stage "$row"
+  for seed in $SEEDS; do
     echo "claims-agnostic.sh: $(date -u +%FT%TZ) $row seed $seed" >&2
-    corpus_stage "$row"
     for task in $TASKS; do
       finetune "$OUT/$row/$task-s$seed" "$OUT/$row/distilled" "$task" "$seed"
     done

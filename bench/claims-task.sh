@@ -4,7 +4,7 @@
 # resumed from its checkpoint when an interrupted run left one, so the script spans sessions: run it again to continue.
 # bench/claims-table.sh makes docs/results.md's tables from the records the runs leave (metrics.json, run_config.json).
 #
-#   bench/claims-task.sh                           # every claim, every task, seeds 1 2 3 (seed-major: a whole seed first)
+#   bench/claims-task.sh                           # every claim, every task, seeds 1 2 3 (claim-major: a whole claim first)
 #   CLAIMS=wrs SEEDS=1 TASKS="sst2 mrpc" bench/claims-task.sh
 #   SMOKE=1 OUT=/tmp/claims-smoke bench/claims-task.sh   # every command for a few steps: checks the script, not the claims
 #
@@ -249,9 +249,12 @@ rows_bench() {   # rows_bench TASK: every finished row's seed-1 model and the te
   bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32 "$task" "${models[@]}"
 }
 
-for seed in $SEEDS; do
-  for claim in $CLAIMS; do
-    [[ $claim == quant || $claim == bench ]] && continue
+# Claim-major: one claim's every seed and task before the next claim, so each claim's table (3 seeds, every task) is
+# complete as early as it can be; the run takes sessions, and a seed-major order would complete no table until the last
+# seed's pass.
+for claim in $CLAIMS; do
+  [[ $claim == quant || $claim == bench ]] && continue
+  for seed in $SEEDS; do
     for task in $TASKS; do
       echo "claims-task.sh: $(date -u +%FT%TZ) $claim $task seed $seed" >&2
       "$claim" "$task" "$seed"
