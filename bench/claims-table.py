@@ -130,13 +130,16 @@ def score(metrics, task):
 
 
 def row_runs(claim, row, task, seed):
-    """The final record of a row's run and the wall seconds of all its stages (the final one and .distilled/.replaced)."""
+    """The final record of a row's run, and the wall seconds and process CPU seconds of all its stages (the final one
+    and .distilled/.replaced); CPU is None when a stage predates its recording (or resumed a checkpoint that did)."""
     folder = RECORDS / claim / row
     final = load(folder / f"{task}-s{seed}.metrics.json")
     if final is None:
-        return None, None
-    wall = sum((load(p) or {}).get("wall_seconds", 0.0) for p in folder.glob(f"{task}-s{seed}*.metrics.json"))
-    return final, wall
+        return None, None, None
+    stages = [load(p) or {} for p in folder.glob(f"{task}-s{seed}*.metrics.json")]
+    wall = sum(m.get("wall_seconds", 0.0) for m in stages)
+    cpus = [m.get("cpu_seconds") for m in stages]
+    return final, wall, (sum(cpus) if all(c is not None for c in cpus) else None)
 
 
 def mean_std(values):
@@ -163,22 +166,23 @@ def teacher_scores():
 
 def claim_table(name, spec, teacher):
     lines = [f"#### {spec['title']}", ""]
-    lines.append("| row | " + " | ".join(TASK_TITLE[t] for t in TASKS) + " | average | % of teacher | wall per seed |")
+    lines.append("| row | " + " | ".join(TASK_TITLE[t] for t in TASKS) + " | average | % of teacher | wall per seed (CPU) |")
     lines.append("|---|" + "---:|" * (len(TASKS) + 3))
     teacher_avg = statistics.fmean(teacher.values()) if all(v is not None for v in teacher.values()) else None
     teacher_cells = " | ".join(f"{teacher[t]:.1f}" if teacher[t] is not None else "-" for t in TASKS)
     lines.append(f"| teacher (L6-H384, fine-tuned) | {teacher_cells} | " + (f"{teacher_avg:.1f} | 100 |  |" if teacher_avg else "- |  |  |"))
     per_seed_avg = {}
     for row, description in spec["rows"]:
-        cells, walls = [], []
+        cells, walls, cpus = [], [], []
         averages = []
         for seed in SEEDS:
             scores = []
             for task in TASKS:
-                final, wall = row_runs(name, row, task, seed)
+                final, wall, cpu = row_runs(name, row, task, seed)
                 if final is not None:
                     scores.append(score(final, task))
                     walls.append(wall)
+                    cpus.append(cpu)
             if len(scores) == len(TASKS):
                 averages.append(statistics.fmean(scores))
         per_seed_avg[row] = averages
@@ -187,7 +191,12 @@ def claim_table(name, spec, teacher):
             cells.append(fmt(*mean_std(values), len(values)))
         avg_mean, avg_std = mean_std(averages)
         kept = f"{100 * avg_mean / teacher_avg:.1f}" if avg_mean is not None and teacher_avg else "-"
-        wall = f"{sum(walls) / max(1, len({s for s in SEEDS if any(row_runs(name, row, t, s)[0] for t in TASKS)})) / 60:.0f} min" if walls else "-"
+        # Wall time includes any time the run was paused or shared the two cores; CPU time (both threads, where
+        # recorded for every stage) does not grow while it waits.
+        seeds_run = max(1, len({s for s in SEEDS if any(row_runs(name, row, t, s)[0] for t in TASKS)}))
+        wall = f"{sum(walls) / seeds_run / 60:.0f} min" if walls else "-"
+        if walls and all(c is not None for c in cpus):
+            wall += f" ({sum(cpus) / seeds_run / 60:.0f} CPU min)"
         lines.append(f"| {description} | " + " | ".join(cells) + f" | {fmt(avg_mean, avg_std, len(averages))} | {kept} | {wall} |")
     lines.append("")
     lines.append("| claim | verdict |")
@@ -347,7 +356,7 @@ def figures(teacher, draw):
         for claim, row, label in (("prune", "homodistil", "HomoDistil (starts as the teacher, pruned)"), ("wrs", "kd", "KD into a fresh L3-H384")):
             by_step = {}
             for seed in SEEDS:
-                final, _ = row_runs(claim, row, task, seed)
+                final = row_runs(claim, row, task, seed)[0]
                 for e in (final or {}).get("evaluations", []):
                     value = e.get("metrics", {}).get(metric)
                     if value is not None:

@@ -127,8 +127,12 @@ public sealed class ReliabilityTests
         // A kill mid-write cuts the last metrics.jsonl line; a kill between the checkpoint's two renames leaves only checkpoint.old-*.
         File.AppendAllText(tmp["ft/metrics.jsonl"], "{\"step\": 4, \"lo");
         Directory.Move(tmp["ft/checkpoint"], tmp["ft/checkpoint.old-0123"]);
+        double cpuBeforeKill = JsonNode.Parse(File.ReadAllText(tmp["ft/checkpoint.old-0123/state.json"]))!["cpu_seconds"]!.GetValue<double>();
         var metrics = FineTuning.Run(options, resume: true);
         Assert.Equal(6, metrics["steps"]!.GetValue<int>());
+        // CPU time counts the interrupted part too (carried in the checkpoint), and is never more than the threads could spend.
+        double cpu = metrics["cpu_seconds"]!.GetValue<double>(), wall = metrics["wall_seconds"]!.GetValue<double>();
+        Assert.True(cpuBeforeKill > 0 && cpu > cpuBeforeKill && cpu <= (wall + 1) * Environment.ProcessorCount, $"cpu_seconds {cpu} (checkpoint {cpuBeforeKill}), wall_seconds {wall}");
         var steps = File.ReadLines(tmp["ft/metrics.jsonl"]).Select(l => JsonNode.Parse(l)!).Where(n => n["loss"] != null).Select(n => n["step"]!.GetValue<int>());
         Assert.Equal(Enumerable.Range(1, 6), steps);
     }

@@ -257,6 +257,7 @@ public static class FineTuning
             ["utilization"] = TrainingUtilization.Metrics(evaluated.Config, evaluated.Task, data.Train.Count == 0 ? 1 : data.Train.Average(e => e.InputIds.Length),
                 predictedShare: 1, result.TokensPerSecond, peak),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
+            ["cpu_seconds"] = result.CpuSeconds,   // process CPU time: not inflated by pauses (null: resumed from an older checkpoint)
             ["precision"] = trainerOptions.Precision.ToString(),
             ["machine"] = Runtime.CpuFeatures.DescribeMachine(),
             ["version"] = RunFiles.Version,

@@ -186,6 +186,7 @@ public static class Pretraining
             // Packed sequences of SeqLength tokens; the MLM head runs at the masked share of positions only.
             ["utilization"] = TrainingUtilization.Metrics(model.Config, BertTask.MaskedLM, options.SeqLength, options.Masking.Probability, result.TokensPerSecond, peak),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
+            ["cpu_seconds"] = result.CpuSeconds,   // process CPU time: not inflated by pauses (null: resumed from an older checkpoint)
             ["skipped_steps"] = result.SkippedSteps,
             ["corpus_tokens"] = corpus.Tokens.Length,
             ["eval"] = result.Evaluations.Count > 0 ? RunFiles.Metrics(result.Evaluations[^1].Metrics) : null,

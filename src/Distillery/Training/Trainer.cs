@@ -135,8 +135,13 @@ public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double
 public sealed record EvalResult(int Step, IReadOnlyDictionary<string, double> Metrics);
 
 /// <summary>How a run ended.</summary>
+/// <remarks>
+/// <paramref name="CpuSeconds"/>: the process's CPU time (all threads, user + system) over the run, resumed parts
+/// included; unlike <paramref name="Elapsed"/> it does not grow while the process is paused or waits for the CPU. Null
+/// when the run resumed a checkpoint written before it was counted.
+/// </remarks>
 public sealed record TrainResult(int Steps, double FinalLoss, double TokensPerSecond, TimeSpan Elapsed, int SkippedSteps,
-    IReadOnlyList<EvalResult> Evaluations, EvalResult? Best);
+    IReadOnlyList<EvalResult> Evaluations, EvalResult? Best, double? CpuSeconds = null);
 
 /// <summary>
 /// The training loop: AdamW with decoupled weight decay (no decay on biases and LayerNorm), linear warm-up and decay,
@@ -255,6 +260,9 @@ public sealed class Trainer<TBatch>
         var tensorboard = torch.utils.tensorboard.SummaryWriter(tensorboardDir);   // writes each event as it is added
         var watch = Stopwatch.StartNew();
         var elapsedBefore = TimeSpan.FromSeconds(state.ElapsedSeconds);
+        var cpuBefore = state.CpuSeconds;
+        var cpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;
+        double? CpuSecondsNow() => cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpuAtStart).TotalSeconds;
         long tokensThisRun = 0;
 
         module.train();
@@ -347,6 +355,7 @@ public sealed class Trainer<TBatch>
             if ((options.CheckpointEvery > 0 && state.Step % options.CheckpointEvery == 0) && state.Step < total)
             {
                 state.ElapsedSeconds = (elapsedBefore + watch.Elapsed).TotalSeconds;
+                state.CpuSeconds = CpuSecondsNow();
                 SaveCheckpoint(module, optimizer, state);
             }
         }
@@ -355,7 +364,7 @@ public sealed class Trainer<TBatch>
             throw new TrainingDivergedException($"every one of the {state.Step} steps had a non-finite loss and was skipped: nothing was trained, so no model is written; lower the learning rate or check the data");
         var totalElapsed = elapsedBefore + watch.Elapsed;
         return new TrainResult(state.Step, state.LastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
-            state.Evaluations, state.Best);
+            state.Evaluations, state.Best, CpuSecondsNow() is double cpu ? Math.Round(cpu, 1) : null);
     }
 
     static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal) || name == "bias";
@@ -409,6 +418,8 @@ public sealed class Trainer<TBatch>
         public long Tokens;
         public int Skipped;
         public double ElapsedSeconds;
+        /// <summary>The process CPU seconds of the run's earlier parts (0 at the start; null if a checkpoint predates it).</summary>
+        public double? CpuSeconds = 0;
         /// <summary>Sum and count of the finite step losses since the last logged line: the next line logs their mean.</summary>
         public double WindowLoss;
         public int WindowSteps;
@@ -439,7 +450,7 @@ public sealed class Trainer<TBatch>
                 optimizer.save_state_dict(writer);
             var json = new JsonObject
             {
-                ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds,
+                ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds, ["cpu_seconds"] = state.CpuSeconds,
                 ["window_loss"] = state.WindowLoss, ["window_steps"] = state.WindowSteps, ["last_loss"] = Finite(state.LastLoss),
                 ["window_terms"] = new JsonObject(state.WindowTerms.Select(kv => KeyValuePair.Create(kv.Key, Finite(kv.Value)))),
                 ["options"] = JsonSerializer.SerializeToNode(options),
@@ -484,6 +495,8 @@ public sealed class Trainer<TBatch>
                 Tokens = json["tokens"]!.GetValue<long>(),
                 Skipped = json["skipped_steps"]!.GetValue<int>(),
                 ElapsedSeconds = json["elapsed_seconds"]!.GetValue<double>(),
+                // Absent in checkpoints written before CPU time was counted: the run's total is then unknown (null).
+                CpuSeconds = json["cpu_seconds"]?.GetValue<double>(),
                 // Absent in checkpoints written before the window was saved: the first line after resume then averages fewer steps.
                 WindowLoss = json["window_loss"]?.GetValue<double>() ?? 0,
                 WindowSteps = json["window_steps"]?.GetValue<int>() ?? 0,
