@@ -182,22 +182,39 @@ def duration(seconds):
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def stage_times(stages):
+    """The corpus stages' wall times, each with its process CPU time where recorded (wall time includes pauses and
+    time shared with other work on the machine; CPU time does not grow while the run waits)."""
+    return " + ".join(duration(m.get("wall_seconds", 0)) + (f" ({duration(m['cpu_seconds'])} CPU)" if m.get("cpu_seconds") is not None else "")
+                      for m, _ in stages)
+
+
+def finetune_time(walls, cpus, seeds_run):
+    """Fine-tuning time per seed: wall minutes, and CPU minutes when every run recorded them."""
+    if not walls:
+        return "-"
+    text = f"{sum(walls) / max(1, seeds_run) / 60:.0f} min"
+    return text + (f" ({sum(cpus) / max(1, seeds_run) / 60:.0f} CPU min)" if all(c is not None for c in cpus) else "")
+
+
 def count_text(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
 def row_scores(row):
-    """{task: {seed: score}} and the per-seed task averages (seeds with every task)."""
+    """{task: {seed: score}}, the per-seed task averages (seeds with every task), and the fine-tuning runs' wall and
+    process CPU seconds (None where a run predates cpu_seconds)."""
     scores = {task: {} for task in TASKS}
-    walls = []
+    walls, cpus = [], []
     for task in TASKS:
         for seed in SEEDS:
             metrics = load(RECORDS / row / f"{task}-s{seed}.metrics.json")
             if metrics is not None and score(metrics, task) is not None:
                 scores[task][seed] = score(metrics, task)
                 walls.append(metrics.get("wall_seconds", 0.0))
+                cpus.append(metrics.get("cpu_seconds"))
     averages = [statistics.fmean(scores[t][s] for t in TASKS) for s in SEEDS if all(s in scores[t] for t in TASKS)]
-    return scores, averages, walls
+    return scores, averages, walls, cpus
 
 
 def ordering_verdict(a, b):
@@ -233,7 +250,7 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
     lines.append(f"| teacher (L6-H384, fine-tuned) | {teacher_cells} | " + (f"{teacher_avg:.1f} | 100 | {params} |  |  |" if teacher_avg else f"- |  | {params} |  |  |"))
     per_seed_avg = {}
     for row in spec["rows"]:
-        scores, averages, walls = row_scores(row)
+        scores, averages, walls, cpus = row_scores(row)
         per_seed_avg[row] = averages
         cells = [fmt(*mean_std(list(scores[t].values())), len(scores[t])) for t in TASKS]
         avg_mean, avg_std = mean_std(averages)
@@ -241,13 +258,13 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
         count = parameters(load(RECORDS / row / "corpus.config.json"))
         stages = corpus_stages(row)
         if stages:
-            wall = " + ".join(duration(m.get("wall_seconds", 0)) for m, _ in stages)
+            wall = stage_times(stages)
             toks = " + ".join(count_text(tokens(m, c)) for m, c in stages)
             corpus = f"{wall}, {toks} tokens"
         else:
             corpus = "-"
         seeds_run = len({s for t in TASKS for s in scores[t]})
-        finetune = f"{sum(walls) / seeds_run / 60:.0f} min" if walls else "-"
+        finetune = finetune_time(walls, cpus, seeds_run)
         lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + f" | {fmt(avg_mean, avg_std, len(averages))} | {kept} | "
                      + (f"{count / 1e6:.2f}M" if count else "-") + f" | {corpus} | {finetune} |")
     lines.append("")
@@ -333,10 +350,10 @@ def compute_table(teacher_params):
             s1, s32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
             up = f"{cell(s1, '{:.2f}')} / {cell(s32, '{:.2f}')}"
             stages = corpus_stages(row)
-            wall = " + ".join(duration(m.get("wall_seconds", 0)) for m, _ in stages) if stages else "-"
-            scores, _, walls = row_scores(row)
+            wall = stage_times(stages) if stages else "-"
+            scores, _, walls, cpus = row_scores(row)
             seeds_run = len({seed for t in TASKS for seed in scores[t]})
-            finetune = f"{sum(walls) / seeds_run / 60:.0f} min" if walls else "-"
+            finetune = finetune_time(walls, cpus, seeds_run)
             label = ROWS[row]
         params = f"{count / 1e6:.2f}M" if count else "-"
         lines.append(f"| {label} | {params} | {mb} | {b1} | {b32} | {up} | {wall} | {finetune} | {benched} of {len(TASKS)} |")
