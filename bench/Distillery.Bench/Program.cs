@@ -3,6 +3,7 @@
 //   dotnet run -c Release --project bench/Distillery.Bench -- train-step [--model models/minilm-l6-h384] [--batch 32] [--length 128] [--steps 10]
 //   dotnet run -c Release --project bench/Distillery.Bench -- minilm-onnx --out runs/fused-onnx/pytorch-minilm.onnx
 //   dotnet run -c Release --project bench/Distillery.Bench -- onnx-profile --model M.onnx [--batch 32] [--length 128] [--iterations 10] [--json F]
+//   dotnet run -c Release --project bench/Distillery.Bench -- mask-fill [--elements 6291456] [--repeats 15]
 //   dotnet run -c Release --project bench/Distillery.Bench -- int8-logits --model M --onnx M.int8.onnx --task sst2 --data DIR --what int8,fp32,simulated --out F.json
 using System.Diagnostics;
 using Distillery.Bench;
@@ -25,9 +26,10 @@ if (command == "minilm-onnx")
 if (command == "train-step") return TrainStep.Run(Arg);
 if (command == "onnx-profile") return OnnxProfile.Run(Arg);
 if (command == "int8-logits") return Int8Logits.Run(Arg);
+if (command == "mask-fill") return MaskFill.Run(Arg);
 if (command != "train-throughput")
 {
-    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput, train-step, minilm-onnx, onnx-profile, int8-logits)");
+    Console.Error.WriteLine($"unknown benchmark '{command}' (known: train-throughput, train-step, minilm-onnx, onnx-profile, int8-logits, mask-fill)");
     return 2;
 }
 

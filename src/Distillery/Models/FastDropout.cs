@@ -78,15 +78,16 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
     /// Writes elements [<paramref name="begin"/>, <paramref name="end"/>) of the mask; begin is even. The vector loops
     /// compute the same draws as the scalar one, 8 (or 4) SplitMix64 states at a time: the 64-bit state j holds the
     /// draws of elements 2j (low half) and 2j+1 (high half), so reading the states as uint32 lanes gives the draws in
-    /// element order, and the counter advances by adding lanes·γ instead of multiplying. Measured on a 6.3M-element
-    /// mask, one thread: ~5 ns/element scalar (two 64-bit multiplies and a data-dependent branch per pair), ~0.7 ns
-    /// vectorised, with AVX-512 and (DOTNET_EnableAVX512=0) with AVX2 only, where .NET emulates the 64-bit lane multiply.
+    /// element order, and the counter advances by adding lanes·γ instead of multiplying (the scalar loop spends two 64-bit
+    /// multiplies and a data-dependent branch per pair; with AVX2 alone .NET emulates the 64-bit lane multiply and the
+    /// vector loop still wins). `Distillery.Bench mask-fill` times both loops (results.md, issue 16).
     /// </summary>
-    internal static unsafe void Fill(nint basePointer, long begin, long end, ulong seed, uint threshold, float scale)
+    internal static unsafe void Fill(nint basePointer, long begin, long end, ulong seed, uint threshold, float scale, bool vectorise = true)
     {
         float* mask = (float*)basePointer;
         long i = begin;
-        if (Vector512.IsHardwareAccelerated)
+        if (!vectorise) { }                                               // the scalar loop alone (Distillery.Bench mask-fill)
+        else if (Vector512.IsHardwareAccelerated)
         {
             var z = Vector512.Create(seed) + (Vector512.Create((ulong)(begin / 2 + 1)) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7)) * Gamma;
             var step = Vector512.Create(unchecked(8 * Gamma));
