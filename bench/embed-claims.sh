@@ -36,9 +36,13 @@
 # models/minilm-l6-h384), SEEDS, ROWS, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
 # arithmetic on every machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32),
 # BACKENDS.
-# Cost: a distillation trains the student and runs the teacher on every batch; the SMOKE run measured 74 student
-# tokens/s on a 2-core CPU shared with other jobs (fp32), i.e. about 5 hours per row and seed at the defaults there,
-# less on an idle machine. Each bench record scores the model on every backend (SQuAD retrieval encodes 12,637 texts).
+# Cost: a distillation trains the student and runs the teacher on every batch. Measured at commit e9eebad (2-core
+# Sapphire Rapids, fp32, sharing both cores with another training run): `distillery distill --method embedding
+# --teacher models/minilm-l6-h384 --init-from-teacher 0,2,4 --task sts-embed --transfer-data <4,000 Brown lines>
+# --max-steps 60 --batch-size 32` ran at 0.87 s per step (~990 tokens/s), i.e. about 18 minutes per row and seed at
+# the defaults (1,250 steps) on a shared CPU, less on an idle one; an earlier SMOKE run's 74 tokens/s came from a few
+# steps dominated by start-up on a busy CPU and an older, slower binary. Each bench record scores the model on every
+# backend (SQuAD retrieval encodes 12,637 texts).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
