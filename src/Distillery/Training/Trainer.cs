@@ -364,7 +364,7 @@ public sealed class Trainer<TBatch>
             throw new TrainingDivergedException($"every one of the {state.Step} steps had a non-finite loss and was skipped: nothing was trained, so no model is written; lower the learning rate or check the data");
         var totalElapsed = elapsedBefore + watch.Elapsed;
         return new TrainResult(state.Step, state.LastLoss, tokensThisRun / Math.Max(1e-9, watch.Elapsed.TotalSeconds), totalElapsed, state.Skipped,
-            state.Evaluations, state.Best, CpuSecondsNow() is double cpu ? Math.Round(cpu, 1) : null);
+            state.Evaluations, state.Best, CpuSecondsNow() is double cpu ? Math.Round(cpu, 3) : null);
     }
 
     static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal) || name == "bias";
