@@ -226,10 +226,11 @@ public sealed class BertSelfAttention : nn.Module
             return (fused.permute(0, 2, 1, 3).reshape(hidden.shape[0], hidden.shape[1], NumHeads * HeadSize),
                 new AttentionOutputs(null, null, null, null, null));
         }
+        Tensor Scores() => matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize); // QKᵀ/√d, [B, h, T, T]
         Tensor? scores = null;
         Tensor masked;                                                   // QKᵀ/√d + mask, [B, h, T, T]
         if (additiveMask is null)
-            masked = scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize);
+            masked = scores = Scores();
         else
         {
             // mask + α·Q·Kᵀ with α = 1/√d in one GEMM (baddbmm), batch B·h: the scale and the mask add happen inside the
@@ -240,7 +241,7 @@ public sealed class BertSelfAttention : nn.Module
             masked = Baddbmm.Apply(mask3, q.reshape(b * NumHeads, t, HeadSize), k.reshape(b * NumHeads, t, HeadSize).transpose(1, 2),
                 alpha: (float)(1 / Math.Sqrt(HeadSize))).view(b, NumHeads, t, t);
             // The unmasked scores are a diagnostic only this option asks for: one more GEMM, not on the training path.
-            if (options.OutputAttentionScores) scores = matmul(q, k.transpose(-1, -2)) / Math.Sqrt(HeadSize);
+            if (options.OutputAttentionScores) scores = Scores();
         }
         var probs = nn.functional.softmax(masked, dim: -1);              // [B, h, T, T]
         var attended = dropout.forward(probs);

@@ -10,9 +10,8 @@
 // default generator per call, so `torch.manual_seed` (and the trainer's saved generator state on --resume) still
 // determines every mask, and the result does not depend on the thread count (each element's draw depends only on its
 // index). SplitMix64 is Steele, Lea & Flood's generator (OOPSLA 2014; the output function of java.util.SplittableRandom).
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Distillery.Numerics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -64,13 +63,8 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
         var mask = empty(shape, ScalarType.Float32);
         long n = mask.numel();
         if (n == 0) return mask;
-        nint basePointer;
-        using (var flat = mask.view(-1))
-        using (var first = flat.narrow(0, 0, 1))                                 // a view of element 0: its span's address is the mask's
-            basePointer = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
-        long chunks = (n + ChunkElements - 1) / ChunkElements;
-        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) },
-            c => Fill(basePointer, c * ChunkElements, Math.Min(n, (c + 1) * ChunkElements), seed, threshold, scale));
+        nint basePointer = CpuTensorLoops.Address(mask);
+        CpuTensorLoops.ForChunks(n, ChunkElements, (begin, end) => Fill(basePointer, begin, end, seed, threshold, scale));
         return mask;
     }
 
@@ -86,8 +80,7 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
     {
         float* mask = (float*)basePointer;
         long i = begin;
-        if (!vectorise) { }                                               // the scalar loop alone (Distillery.Bench mask-fill)
-        else if (Vector512.IsHardwareAccelerated)
+        if (vectorise && Vector512.IsHardwareAccelerated)               // vectorise: false times the scalar loop alone (Distillery.Bench mask-fill)
         {
             var z = Vector512.Create(seed) + (Vector512.Create((ulong)(begin / 2 + 1)) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7)) * Gamma;
             var step = Vector512.Create(unchecked(8 * Gamma));
@@ -101,7 +94,7 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
                 (Vector512.GreaterThanOrEqual(x.AsUInt32(), limit).AsSingle() & kept).Store(mask + i);   // 16 elements
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else if (vectorise && Vector256.IsHardwareAccelerated)
         {
             var z = Vector256.Create(seed) + (Vector256.Create((ulong)(begin / 2 + 1)) + Vector256.Create(0UL, 1, 2, 3)) * Gamma;
             var step = Vector256.Create(unchecked(4 * Gamma));

@@ -10,8 +10,7 @@
 // and read the same optimizer.bin as before, and checkpoints written by either resume in the other. TorchSharp keys that
 // file on the optimizer's class name, which is why this class is called AdamW too.
 using System.Numerics;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
+using Distillery.Numerics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -69,25 +68,15 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
         new[] { param, grad, state.exp_avg, state.exp_avg_sq }.All(t =>
             t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() == param.numel());
 
-    /// <summary>The address of a contiguous CPU tensor's first element.</summary>
-    static unsafe nint Address(Tensor t)
-    {
-        using var flat = t.view(-1);
-        using var first = flat.narrow(0, 0, 1);                          // a one-element view: its span starts where t does
-        return (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
-    }
-
     static void Fused(Tensor param, Tensor grad, State state, float decay, float beta1, float oneMinusBeta1, float beta2,
         float oneMinusBeta2, float sqrtBiasCorrection2, float eps, float negativeStepSize)
     {
         long n = param.numel();
         if (n == 0) return;
-        nint p = Address(param), g = Address(grad), m = Address(state.exp_avg), v = Address(state.exp_avg_sq);
+        nint p = CpuTensorLoops.Address(param), g = CpuTensorLoops.Address(grad);
+        nint m = CpuTensorLoops.Address(state.exp_avg), v = CpuTensorLoops.Address(state.exp_avg_sq);
         var update = new Update(p, g, m, v, decay, beta1, oneMinusBeta1, beta2, oneMinusBeta2, sqrtBiasCorrection2, eps, negativeStepSize);
-        long chunks = (n + ChunkElements - 1) / ChunkElements;
-        if (chunks < 2) update.Run(0, n);
-        else Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, get_num_threads()) },
-            c => update.Run(c * ChunkElements, Math.Min(n, (c + 1) * ChunkElements)));
+        CpuTensorLoops.ForChunks(n, ChunkElements, update.Run);
     }
 
     /// <summary>The element-wise update over [begin, end) of one parameter's p, g, m, v.</summary>

@@ -260,9 +260,10 @@ public sealed class Trainer<TBatch>
         var tensorboard = torch.utils.tensorboard.SummaryWriter(tensorboardDir);   // writes each event as it is added
         var watch = Stopwatch.StartNew();
         var elapsedBefore = TimeSpan.FromSeconds(state.ElapsedSeconds);
+        static TimeSpan ProcessCpu() { using var self = Process.GetCurrentProcess(); return self.TotalProcessorTime; }
         var cpuBefore = state.CpuSeconds;
-        var cpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;
-        double? CpuSecondsNow() => cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpuAtStart).TotalSeconds;
+        var cpuAtStart = ProcessCpu();
+        double? CpuSecondsNow() => cpuBefore + (ProcessCpu() - cpuAtStart).TotalSeconds;
         long tokensThisRun = 0;
 
         module.train();
