@@ -34,8 +34,9 @@ wall_seconds). Figures (--figures, --write-docs), each written as data to RECORD
 Scores: each task's primary metric x 100 of the checkpoint the fine-tuning kept (the best of its 5 dev evaluations, the
 same rule for every row); "mean +- std" over seeds 1-3 (sample standard deviation); the corpus stage ran once (seed 1).
 A claimed ordering A >= B is "shown" when A's mean of the per-seed task averages exceeds B's by more than the larger of
-the two standard deviations, with 3 seeds and every task present; otherwise "not shown" (with the numbers) or
-"incomplete". A share-of-teacher claim (>= 97%) is shown when the row's mean average exceeds that share of the teacher's
+the two standard deviations, with 3 seeds and every task present, or when the paired bootstrap over dev examples of
+claims-table.py says p < 0.05 (from the runs' dev-predictions.json, written by bench/claims-predictions.sh); otherwise
+"not shown" (with the numbers) or "incomplete". A share-of-teacher claim (>= 97%) is shown when the row's mean average exceeds that share of the teacher's
 average by more than the row's standard deviation.
 """
 import importlib.util
@@ -129,6 +130,11 @@ def copy_records():
             if finished(run):
                 copy_file(run / "metrics.json", RECORDS / row / f"{run.name}.metrics.json")
                 copy_file(run / "run_config.json", RECORDS / row / f"{run.name}.run_config.json")
+                # Per-example dev predictions (bench/claims-predictions.sh), for the paired bootstrap; only when written
+                # after the run finished (a stale file from an earlier run of the same folder is not the kept model's).
+                predictions = run / "dev-predictions.json"
+                if predictions.is_file() and predictions.stat().st_mtime >= (run / "metrics.json").stat().st_mtime:
+                    copy_file(predictions, RECORDS / row / f"{run.name}.dev-predictions.json")
     for f in sorted((RUNS / "bench").glob("*.json")) + sorted((RUNS / "bench").glob("*.md")):
         copy_file(f, RECORDS / "bench" / f.name)
     copy_file(TEACHER_MLM / "config.json", RECORDS / "teacher-mlm.config.json")
@@ -217,16 +223,12 @@ def row_scores(row):
     return scores, averages, walls, cpus
 
 
-def ordering_verdict(a, b):
-    if len(a) < len(SEEDS) or len(b) < len(SEEDS):
-        return f"incomplete ({len(a)} and {len(b)} of {len(SEEDS)} seeds with every task)"
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    gap, spread = ma - mb, max(sa, sb)
-    if gap > spread:
-        return f"**shown**: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} > spread {spread:.1f}"
-    if gap > 0:
-        return f"not shown: the ordering holds in the means ({ma:.1f} vs {mb:.1f}) but the gap {gap:+.1f} is within the seeds' spread {spread:.1f}"
-    return f"not shown: reversed ({ma:.1f} vs {mb:.1f}, gap {gap:+.1f}, spread {spread:.1f})"
+def ordering_verdict(a, b, better, worse):
+    """Part 1's rule (claims-table.py): the seeds' spread, or the paired bootstrap over dev examples."""
+    boot = None
+    if len(a) == len(SEEDS) and len(b) == len(SEEDS):
+        boot = claims_table.paired_bootstrap(RECORDS / better, RECORDS / worse)
+    return claims_table.ordering_verdict(a, b, boot)
 
 
 def share_verdict(averages, teacher_avg, share):
@@ -277,7 +279,7 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
         row, paper, claim = spec["speed"]
         lines.append(f"| {claim} | {speed_verdict(row, paper)} |")
     for better, worse, claim in spec["orderings"]:
-        lines.append(f"| {claim} | {ordering_verdict(per_seed_avg[better], per_seed_avg[worse])} |")
+        lines.append(f"| {claim} | {ordering_verdict(per_seed_avg[better], per_seed_avg[worse], better, worse)} |")
     lines.append("")
     return lines
 

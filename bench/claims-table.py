@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The claims tables of docs/results.md, generated from run records (issue "The papers' claims ..., part 1").
 
+    bench/claims-predictions.sh           # first: per-example dev predictions of finished runs (for the bootstrap)
     bench/claims-table.py                 # copy finished runs' records from runs/claims into docs/records/claims-task/,
                                           # print the tables (markdown)
     bench/claims-table.py --records-only  # print from the committed records only (no runs/ needed)
@@ -20,11 +21,19 @@ Scores: each task's primary metric x 100 (SST-2 and RTE accuracy, MRPC F1, STS-B
 run kept (the best of its periodic dev evaluations, the same rule for every row). "mean +- std (n)" is over seeds (sample
 standard deviation). A claimed ordering A >= B is "shown" when A's mean of the per-seed task averages exceeds B's by more
 than the larger of the two standard deviations, over 3 seeds with every task present; otherwise "not shown" (with the
-numbers) or "incomplete".
+numbers) or "incomplete". It is also "shown" when a paired bootstrap over dev examples says p < 0.05 (the issue's
+alternative): every run's per-example dev predictions (bench/claims-predictions.sh writes them with `distillery eval
+--predictions`; they are copied to <task>-s<seed>.dev-predictions.json) are resampled 1,000 times, each task's dev set
+with replacement and the same examples for both rows and every seed (paired); per resample each row's score is the mean
+over seeds of the task average, and p is the share of resamples in which A's is not above B's. The bootstrap measures
+how much the dev sets' sampling could move the comparison; the seeds' spread measures the training runs' own variance;
+the verdict names which test passed.
 """
 import json
 import math
+import operator
 import os
+import random
 import re
 import shutil
 import statistics
@@ -92,6 +101,9 @@ def copy_records():
             shutil.copyfile(run / "metrics.json", target / f"{run.name}.metrics.json")
             if (run / "run_config.json").is_file():
                 shutil.copyfile(run / "run_config.json", target / f"{run.name}.run_config.json")
+            predictions = run / "dev-predictions.json"
+            if predictions.is_file() and predictions.stat().st_mtime >= (run / "metrics.json").stat().st_mtime:
+                shutil.copyfile(predictions, target / f"{run.name}.dev-predictions.json")
     pretrained = RUNS / "pretrained-L3-H384"
     if (pretrained / "config.json").is_file():
         RECORDS.mkdir(parents=True, exist_ok=True)
@@ -203,20 +215,121 @@ def claim_table(name, spec, teacher):
     lines.append("|---|---|")
     for better, worse, claim in spec["orderings"]:
         a, b = per_seed_avg.get(better, []), per_seed_avg.get(worse, [])
-        if len(a) < len(SEEDS) or len(b) < len(SEEDS):
-            verdict = f"incomplete ({len(a)} and {len(b)} of {len(SEEDS)} seeds with every task)"
-        else:
-            (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-            gap, spread = ma - mb, max(sa, sb)
-            if gap > spread:
-                verdict = f"**shown**: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} > spread {spread:.1f}"
-            elif gap > 0:
-                verdict = f"not shown: the ordering holds in the means ({ma:.1f} vs {mb:.1f}) but the gap {gap:+.1f} is within the seeds' spread {spread:.1f}"
-            else:
-                verdict = f"not shown: reversed ({ma:.1f} vs {mb:.1f}, gap {gap:+.1f}, spread {spread:.1f})"
-        lines.append(f"| {claim} | {verdict} |")
+        boot = None
+        if len(a) == len(SEEDS) and len(b) == len(SEEDS):
+            boot = paired_bootstrap(RECORDS / name / better, RECORDS / name / worse)
+        lines.append(f"| {claim} | {ordering_verdict(a, b, boot)} |")
     lines.append("")
     return lines
+
+
+def ordering_verdict(a, b, boot=None):
+    """The verdict on "A >= B" from the per-seed task averages A and B, and the paired bootstrap's result BOOT (or its
+    reason for not running, a string), as one table cell."""
+    if len(a) < len(SEEDS) or len(b) < len(SEEDS):
+        return f"incomplete ({len(a)} and {len(b)} of {len(SEEDS)} seeds with every task)"
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    gap, spread = ma - mb, max(sa, sb)
+    if isinstance(boot, dict):
+        boot_text = f"paired bootstrap over dev examples p = {boot['p']:.3f}, 95% interval of the gap [{boot['low']:+.1f}, {boot['high']:+.1f}]"
+        boot_shown = gap > 0 and boot["p"] < 0.05
+    else:
+        boot_text, boot_shown = f"no bootstrap ({boot or 'no predictions'})", False
+    if gap > spread:
+        return f"**shown**: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} > spread {spread:.1f}; {boot_text}"
+    if boot_shown:
+        return f"**shown** by the paired bootstrap: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} (within the seeds' spread {spread:.1f}); {boot_text}"
+    if gap > 0:
+        return f"not shown: the ordering holds in the means ({ma:.1f} vs {mb:.1f}) but the gap {gap:+.1f} is within the seeds' spread {spread:.1f}; {boot_text}"
+    return f"not shown: reversed ({ma:.1f} vs {mb:.1f}, gap {gap:+.1f}, spread {spread:.1f}); {boot_text}"
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def dev_predictions(folder, task, seed):
+    """A run's per-example dev record (gold, predictions, metrics), or None."""
+    return load(folder / f"{task}-s{seed}.dev-predictions.json")
+
+
+def task_metric(task, sums, n):
+    """The task's primary metric x 100 from per-resample sums over examples: p (prediction), g (gold), pg, pp, gg."""
+    if task in ("sst2", "rte"):                 # accuracy: p here is "correct" (1/0)
+        return 100.0 * sums["p"] / n
+    if task == "mrpc":                          # F1 of class 1: 2 tp / (predicted positives + gold positives)
+        denominator = sums["p"] + sums["g"]
+        return 100.0 * 2 * sums["pg"] / denominator if denominator else 0.0
+    if task == "cola":                          # Matthews correlation from the 2x2 counts
+        tp, pp, gp = sums["pg"], sums["p"], sums["g"]
+        fp, fn = pp - tp, gp - tp
+        tn = n - tp - fp - fn
+        denominator = math.sqrt(pp * gp * (n - pp) * (n - gp))
+        return 100.0 * (tp * tn - fp * fn) / denominator if denominator else 0.0
+    # stsb: Pearson correlation
+    mp, mg = sums["p"] / n, sums["g"] / n
+    cov = sums["pg"] / n - mp * mg
+    vp, vg = sums["pp"] / n - mp * mp, sums["gg"] / n - mg * mg
+    return 100.0 * cov / math.sqrt(vp * vg) if vp > 0 and vg > 0 else 0.0
+
+
+def metric_arrays(task, record):
+    """The per-example arrays whose sums make the task's metric (see task_metric)."""
+    gold, predicted = record["gold"], record["predictions"]
+    if task in ("sst2", "rte"):
+        return {"p": [1.0 if p == g else 0.0 for p, g in zip(predicted, gold)]}
+    if task in ("mrpc", "cola"):
+        return {"p": predicted, "g": gold, "pg": [p * g for p, g in zip(predicted, gold)]}
+    return {"p": predicted, "g": gold, "pg": [p * g for p, g in zip(predicted, gold)],
+            "pp": [p * p for p in predicted], "gg": [g * g for g in gold]}
+
+
+def paired_bootstrap(folder_a, folder_b, resamples=BOOTSTRAP_RESAMPLES, seed=1):
+    """Paired bootstrap of "row A scores above row B" over dev examples (see the module's docstring): a dict with the
+    observed gap, p and the 95% percentile interval of the gap, or a string saying why it could not run."""
+    arrays = {}        # (row, seed, task) -> per-example arrays
+    gold = {}
+    for row, folder in (("a", folder_a), ("b", folder_b)):
+        for s in SEEDS:
+            for task in TASKS:
+                record = dev_predictions(folder, task, s)
+                if record is None:
+                    return f"predictions missing for {folder.name} {task} seed {s}"
+                final = load(folder / f"{task}-s{s}.metrics.json")
+                if gold.setdefault(task, record["gold"]) != record["gold"]:
+                    return f"{folder.name} {task} seed {s}: its dev examples differ from the other runs'"
+                arrays[row, s, task] = metric_arrays(task, record)
+                # The predictions must be the kept checkpoint's: their metric equals the run's recorded dev score.
+                recorded = score(final, task)
+                n = len(record["gold"])
+                recomputed = task_metric(task, {k: math.fsum(v) for k, v in arrays[row, s, task].items()}, n)
+                if recorded is None or abs(recomputed - recorded) > 0.05:
+                    return f"{folder.name} {task} seed {s}: predictions score {recomputed:.2f}, the run recorded {recorded}"
+
+    def statistic(indices):
+        values = {}
+        for row in ("a", "b"):
+            per_seed = []
+            for s in SEEDS:
+                per_task = []
+                for task in TASKS:
+                    idx = indices[task]
+                    pick = operator.itemgetter(*idx)
+                    sums = {k: math.fsum(pick(v)) for k, v in arrays[row, s, task].items()}
+                    per_task.append(task_metric(task, sums, len(idx)))
+                per_seed.append(statistics.fmean(per_task))
+            values[row] = statistics.fmean(per_seed)
+        return values["a"] - values["b"]
+
+    observed = statistic({task: list(range(len(gold[task]))) for task in TASKS})
+    rng = random.Random(seed)
+    gaps = []
+    for _ in range(resamples):
+        indices = {task: rng.choices(range(len(gold[task])), k=len(gold[task])) for task in TASKS}
+        gaps.append(statistic(indices))
+    gaps.sort()
+    not_above = sum(1 for g in gaps if g <= 0)
+    return {"gap": observed, "p": not_above / resamples,
+            "low": gaps[int(0.025 * resamples)], "high": gaps[int(0.975 * resamples) - 1]}
 
 
 def seed_averages(claim, row):

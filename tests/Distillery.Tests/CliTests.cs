@@ -362,6 +362,10 @@ public sealed class CliTests
         AssertOneLineError(Run(tmp.Dir, "inspect", "bad-offsets"), "model.safetensors");
 
         AssertOneLineError(Run(tmp.Dir, "fill-mask", "good", "no mask here"), "no [MASK]");
+        // Per-example dev predictions exist for GLUE only; asked for SQuAD, eval says so before loading anything.
+        AssertOneLineError(Run(tmp.Dir, "eval", "good", "--task", "squad", "--data", TestData.Path("squad", "dev-v1.1.json"), "--predictions", "p.json"),
+            "GLUE tasks only");
+        Assert.False(File.Exists(Path.Combine(tmp.Dir, "p.json")));
         AssertOneLineError(Run(tmp.Dir, "predict", "good", "--text", "a [MASK]", "--top-k", "0"), "top-k");
 
         var unknownCommand = Run(tmp.Dir, "distil");

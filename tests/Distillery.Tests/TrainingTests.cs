@@ -378,6 +378,13 @@ public sealed class TrainingTests
         // The saved model is the best dev checkpoint, and eval reproduces its score.
         var again = TaskPipeline.Evaluate(tmp["ft"], options.Task);
         Assert.Equal(accuracy, again["accuracy"], 6);
+        // Per-example dev predictions (eval --predictions, the claims tables' paired bootstrap): the dev file's examples in
+        // order (its labels alternate 1, 0), a class index each, and their accuracy is the metric.
+        var dev = TaskPipeline.PredictDev(tmp["ft"], options.Task);
+        Assert.Equal(Enumerable.Range(0, 16).Select(i => i % 2 == 0 ? 1.0 : 0.0), dev.Gold);
+        Assert.All(dev.Predictions, p => Assert.True(p is 0.0 or 1.0, $"prediction {p} is not a class index"));
+        Assert.Equal(again["accuracy"], dev.Gold.Zip(dev.Predictions).Count(p => p.First == p.Second) / 16.0, 6);
+        Assert.Equal(again["accuracy"], dev.Metrics["accuracy"], 6);
         // The run config re-reads into the same options.
         var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp["ft"], "run_config.json")))!["options"]!;
         Assert.Equal("sst2", saved["task"]!.GetValue<string>());

@@ -55,11 +55,16 @@ public static class FinetuneCommand
             DefaultValueFactory = _ => "fp32",
         };
         precision.AcceptOnlyFromAmong("fp32", "bf16", "auto");
+        var predictions = new Option<string?>("--predictions")
+        {
+            Description = "GLUE tasks: also write FILE.json with every dev example's prediction and gold answer (class index, or score for STS-B) " +
+                "and the metrics of those predictions, e.g. for a paired bootstrap between two models.",
+        };
         var command = new Command("eval",
             "Score a fine-tuned model on a task's dev data (GLUE metrics, SQuAD EM/F1), or a sentence-embedding model zero-shot " +
             "(sts-embed: STS-B dev Spearman of cosines; squad-retrieval: SQuAD dev question → paragraph recall@1/10 and MRR; " +
             "mrpc-embed: MRPC dev accuracy at a cosine threshold chosen on train); writes eval-<task>.json next to it.\n" +
-            "Example: distillery eval --model models/minilm-l6-h384 --task sts-embed --data ../shared/data/glue") { model, modelOption, precision };
+            "Example: distillery eval --model models/minilm-l6-h384 --task sts-embed --data ../shared/data/glue") { model, modelOption, precision, predictions };
         args.AddTo(command);
         command.SetAction(parse =>
         {
@@ -73,11 +78,28 @@ public static class FinetuneCommand
             var task = args.Apply(parse, null);
             var (resolved, warning) = ComputePrecisions.Resolve(ComputePrecisions.Parse(parse.GetValue(precision)!, "--precision"), Runtime.CpuFeatures.Current);
             if (warning != null) context.Warn(warning);
-            var metrics = TaskPipeline.Evaluate(dir, task, resolved);
+            string? predictionsFile = parse.GetValue(predictions);
+            IReadOnlyDictionary<string, double> metrics;
+            if (predictionsFile == null) metrics = TaskPipeline.Evaluate(dir, task, resolved);
+            else
+            {
+                var dev = TaskPipeline.PredictDev(dir, task, resolved);
+                metrics = dev.Metrics;
+                // One line: a dev set's worth of numbers, read by scripts, not people.
+                var record = new
+                {
+                    task = dev.Task, model = dir, version = RunFiles.Version, precision = resolved.ToString(), primary_metric = dev.PrimaryMetric,
+                    regression = dev.Regression, metrics = RunFiles.Metrics(dev.Metrics), examples = dev.Gold.Length, gold = dev.Gold, predictions = dev.Predictions,
+                };
+                string? folder = Path.GetDirectoryName(Path.GetFullPath(predictionsFile));
+                if (folder != null) Directory.CreateDirectory(folder);
+                AtomicFile.WriteAllText(predictionsFile, System.Text.Json.JsonSerializer.Serialize(record, new System.Text.Json.JsonSerializerOptions(RunFiles.Json) { WriteIndented = false }) + "\n");
+            }
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             foreach (var (k, v) in metrics) table.AddRow(Markup.Escape(k), $"{v:0.0000}");
             context.Console.Write(table);
             RunFiles.Write(dir, $"eval-{task}.json", new { task = task.ToString(), data = task.Data, metrics = RunFiles.Metrics(metrics) });
+            if (predictionsFile != null) context.Console.MarkupLineInterpolated($"Wrote [bold]{predictionsFile}[/]: {task} dev predictions and gold answers");
             return 0;
         });
         return command;

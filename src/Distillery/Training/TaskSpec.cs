@@ -306,4 +306,33 @@ public static class TaskPipeline
         trained.Model.SetPrecision(ComputePrecisions.ResolveForRun(precision, warn: null));
         return trained.Score();
     }
+
+    /// <summary>
+    /// A model folder's dev outputs on a GLUE task example by example, with the gold answers and the metrics computed
+    /// from the same outputs: what a paired bootstrap over dev examples needs (bench/claims-table.py). Classification:
+    /// the predicted class index (the argmax of the logits, as the metrics take it) and the gold label; regression: the
+    /// predicted and the gold score. Examples in the dev file's order (MNLI: matched, then mismatched).
+    /// </summary>
+    public static DevPredictions PredictDev(string modelDir, TaskSpec task, ComputePrecision precision = ComputePrecision.Float32)
+    {
+        if (task.IsSquad || task.IsEmbedding)
+            throw new ArgumentException($"per-example dev predictions are written for the GLUE tasks only, not {task} (its answers are spans or rankings, not one label per example)");
+        using var trained = Load(modelDir, task, new TrainerOptions().Seed, needTrain: false);
+        trained.Model.SetPrecision(ComputePrecisions.ResolveForRun(precision, warn: null));
+        trained.Model.eval();
+        var logits = TaskObjective.Predict(trained.Model, trained.Data.Eval, trained.Tokenizer.PadId);   // one float[] per example
+        bool regression = trained.Data.Regression;
+        return new DevPredictions(
+            task.ToString(), trained.Data.PrimaryMetric, regression, trained.Data.Score(logits),
+            trained.Data.Eval.Select(e => regression ? e.Score : (double)e.Label).ToArray(),
+            logits.Select(l => regression ? l[0] : (double)Array.IndexOf(l, l.Max())).ToArray());
+    }
 }
+
+/// <summary>
+/// Per-example dev outputs of a model (<see cref="TaskPipeline.PredictDev"/>): <paramref name="Gold"/> and
+/// <paramref name="Predictions"/> are aligned (class indices for classification, scores for regression), and
+/// <paramref name="Metrics"/> are the task's metrics of exactly these predictions.
+/// </summary>
+public sealed record DevPredictions(string Task, string PrimaryMetric, bool Regression, IReadOnlyDictionary<string, double> Metrics,
+    double[] Gold, double[] Predictions);
