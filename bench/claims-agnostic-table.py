@@ -231,18 +231,6 @@ def ordering_verdict(a, b, better, worse):
     return claims_table.ordering_verdict(a, b, boot)
 
 
-def share_verdict(averages, teacher_avg, share):
-    if len(averages) < len(SEEDS) or teacher_avg is None:
-        return f"incomplete ({len(averages)} of {len(SEEDS)} seeds with every task)"
-    m, s = mean_std(averages)
-    kept, threshold = 100 * m / teacher_avg, share * teacher_avg / 100
-    if m - threshold > s:
-        return f"**shown**: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:.0f}% is {threshold:.1f}), {m - threshold:+.1f} > spread {s:.1f}"
-    if m >= threshold:
-        return f"not shown: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:.0f}% is {threshold:.1f}), {m - threshold:+.1f} is within the seeds' spread {s:.1f}"
-    return f"not shown: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:.0f}% is {threshold:.1f})"
-
-
 def claim_table(spec, teacher, teacher_avg, teacher_params):
     lines = [f"#### {spec['title']}", ""]
     lines.append("| row | " + " | ".join(TASK_TITLE[t] for t in TASKS) + " | average | % of teacher | parameters | corpus stage | fine-tuning per seed |")
@@ -274,7 +262,7 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
     lines.append("|---|---|")
     if "share" in spec:
         row, share, claim = spec["share"]
-        lines.append(f"| {claim} | {share_verdict(per_seed_avg[row], teacher_avg, share)} |")
+        lines.append(f"| {claim} | {claims_table.share_verdict(per_seed_avg[row], teacher_avg, share)} |")
     if "speed" in spec:
         row, paper, claim = spec["speed"]
         lines.append(f"| {claim} | {speed_verdict(row, paper)} |")
@@ -286,14 +274,7 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
 
 def bench_of(row):
     """{task: {backend: bench row}} of ROW's seed-1 model (None: the teacher) from the bench stage's records."""
-    out = {}
-    for task in TASKS:
-        for r in claims_table.bench_rows(RECORDS / "bench" / f"{task}.json"):
-            model = r["model"].rstrip("/")
-            mine = not claims_table.SEED_IN_PATH.search(model) if row is None else f"/{row}/{task}-s1/" in model + "/"
-            if mine:
-                out.setdefault(task, {})[r["backend"]] = r
-    return out
+    return claims_table.bench_of(RECORDS / "bench", row)
 
 
 def per_task(bench, backend, value):
@@ -302,30 +283,11 @@ def per_task(bench, backend, value):
 
 
 def speedups(row, backend, batch):
-    """Per task: the teacher's batch-B latency over ROW's (batch 1: median ms; batch 32: sequences per second)."""
-    mine, teacher = bench_of(row), bench_of(None)
-    ratios = []
-    for t in TASKS:
-        a, b = mine.get(t, {}).get(backend), teacher.get(t, {}).get(backend)
-        if a and b:
-            ratios.append(b["batch1"]["median_ms"] / a["batch1"]["median_ms"] if batch == 1
-                          else a["batch32"]["sequences_per_second"] / b["batch32"]["sequences_per_second"])
-    return ratios
+    return claims_table.speedups(bench_of(row), bench_of(None), backend, batch)
 
 
 def speed_verdict(row, paper):
-    """Shown when the row is at least PAPER times as fast as the teacher at batch 1 and 32 in every task's bench run
-    (ONNX Runtime fp32); one timed run per task, so the tasks' runs are the spread."""
-    b1, b32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
-    if not b1 or not b32:
-        return "incomplete (no bench record of the row and the teacher yet)"
-    t1, t32 = speedups(row, "torch-fp32", 1), speedups(row, "torch-fp32", 32)
-    torch = f"; TorchSharp fp32 {statistics.fmean(t1):.2f}x and {statistics.fmean(t32):.2f}x" if t1 and t32 else ""
-    text = (f"{statistics.fmean(b1):.2f}x at batch 1 (tasks {min(b1):.2f}-{max(b1):.2f}) and {statistics.fmean(b32):.2f}x at batch 32 "
-            f"(tasks {min(b32):.2f}-{max(b32):.2f}), ONNX Runtime fp32{torch}; {len(b1)} of {len(TASKS)} tasks' bench runs")
-    if len(b1) < len(TASKS) or len(b32) < len(TASKS):
-        return f"incomplete: {text}"
-    return f"**shown**: {text}" if min(b1 + b32) >= paper else f"not shown: {text} (the paper: {paper:.1f}x)"
+    return claims_table.speed_verdict(bench_of(row), bench_of(None), paper)
 
 
 def compute_table(teacher_params):

@@ -73,6 +73,10 @@ CLAIMS = {
                  ("kd-layers", "vanilla KD, student = teacher layers 0-2")],
         "orderings": [("linear", "constant", "curriculum >= constant rate"), ("linear", "anti", "curriculum >= anti-curriculum"),
                       ("linear", "kd-layers", "Theseus >= vanilla KD at the same size")],
+        # (row, share, the claim): the paper's 98.4% is over GLUE with BERT-base; here over TASKS with the L6 teacher
+        "share": ("linear", 98.4, "Theseus keeps >= 98.4% of the teacher's average score (the paper, over GLUE)"),
+        # (row, speed-up, the claim): from the bench stage's seed-1 models against the fine-tuned teacher
+        "speed": ("linear", 1.94, "half depth runs 1.94x as fast as the teacher (the paper's speed-up)"),
     },
     "prune": {
         "title": "Structured pruning and task-specific HomoDistil: the 6-layer teacher pruned to 17.4M parameters (the L3-H384 student's)",
@@ -213,6 +217,12 @@ def claim_table(name, spec, teacher):
     lines.append("")
     lines.append("| claim | verdict |")
     lines.append("|---|---|")
+    if "share" in spec:
+        row, share, claim = spec["share"]
+        lines.append(f"| {claim} | {share_verdict(per_seed_avg.get(row, []), teacher_avg, share)} |")
+    if "speed" in spec:
+        row, paper, claim = spec["speed"]
+        lines.append(f"| {claim} | {speed_verdict(bench_of(RECORDS / 'bench', f'{name}/{row}'), bench_of(RECORDS / 'bench', None), paper)} |")
     for better, worse, claim in spec["orderings"]:
         a, b = per_seed_avg.get(better, []), per_seed_avg.get(worse, [])
         boot = None
@@ -231,7 +241,8 @@ def ordering_verdict(a, b, boot=None):
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     gap, spread = ma - mb, max(sa, sb)
     if isinstance(boot, dict):
-        boot_text = f"paired bootstrap over dev examples p = {boot['p']:.3f}, 95% interval of the gap [{boot['low']:+.1f}, {boot['high']:+.1f}]"
+        p_text = f"p < {1 / BOOTSTRAP_RESAMPLES:.3f}" if boot["p"] == 0 else f"p = {boot['p']:.3f}"   # none of the resamples reversed it
+        boot_text = f"paired bootstrap over dev examples {p_text}, 95% interval of the gap [{boot['low']:+.1f}, {boot['high']:+.1f}]"
         boot_shown = gap > 0 and boot["p"] < 0.05
     else:
         boot_text, boot_shown = f"no bootstrap ({boot or 'no predictions'})", False
@@ -241,6 +252,8 @@ def ordering_verdict(a, b, boot=None):
         return f"**shown** by the paired bootstrap: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} (within the seeds' spread {spread:.1f}); {boot_text}"
     if gap > 0:
         return f"not shown: the ordering holds in the means ({ma:.1f} vs {mb:.1f}) but the gap {gap:+.1f} is within the seeds' spread {spread:.1f}; {boot_text}"
+    if gap == 0:
+        return f"not shown: no difference ({ma:.1f} vs {mb:.1f}); {boot_text}"
     return f"not shown: reversed ({ma:.1f} vs {mb:.1f}, gap {gap:+.1f}, spread {spread:.1f}); {boot_text}"
 
 
@@ -359,6 +372,60 @@ SEED_IN_PATH = re.compile(r"-s(\d+)(?:$|/)")
 def bench_rows(path):
     record = load(path)
     return (record or {}).get("rows", [])
+
+
+def share_verdict(averages, teacher_avg, share):
+    """A row keeps >= SHARE % of the teacher's task average: shown when its mean exceeds that share by more than the
+    row's standard deviation over seeds."""
+    if len(averages) < len(SEEDS) or teacher_avg is None:
+        return f"incomplete ({len(averages)} of {len(SEEDS)} seeds with every task)"
+    m, s = mean_std(averages)
+    kept, threshold = 100 * m / teacher_avg, share * teacher_avg / 100
+    if m - threshold > s:
+        return f"**shown**: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:g}% is {threshold:.1f}), {m - threshold:+.1f} > spread {s:.1f}"
+    if m >= threshold:
+        return f"not shown: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:g}% is {threshold:.1f}), {m - threshold:+.1f} is within the seeds' spread {s:.1f}"
+    return f"not shown: {kept:.1f}% of the teacher ({m:.1f} vs {teacher_avg:.1f}; {share:g}% is {threshold:.1f})"
+
+
+def bench_of(folder, row):
+    """{task: {backend: bench row}} of ROW's seed-1 model (ROW a path part such as "theseus/linear"; None: the teacher,
+    the model whose path has no seed) from the bench records <FOLDER>/<task>.json."""
+    out = {}
+    for task in TASKS:
+        for r in bench_rows(folder / f"{task}.json"):
+            model = r["model"].rstrip("/")
+            mine = not SEED_IN_PATH.search(model) if row is None else f"/{row}/{task}-s1/" in model + "/"
+            if mine:
+                out.setdefault(task, {})[r["backend"]] = r
+    return out
+
+
+def speedups(mine, teacher, backend, batch):
+    """Per task: the teacher's batch-B latency over the row's (batch 1: median ms; batch 32: sequences per second);
+    MINE and TEACHER as bench_of returns them."""
+    ratios = []
+    for t in TASKS:
+        a, b = mine.get(t, {}).get(backend), teacher.get(t, {}).get(backend)
+        if a and b:
+            ratios.append(b["batch1"]["median_ms"] / a["batch1"]["median_ms"] if batch == 1
+                          else a["batch32"]["sequences_per_second"] / b["batch32"]["sequences_per_second"])
+    return ratios
+
+
+def speed_verdict(mine, teacher, paper):
+    """Shown when the row is at least PAPER times as fast as the teacher at batch 1 and 32 in every task's bench run
+    (ONNX Runtime fp32); one timed run per task, so the tasks' runs are the spread."""
+    b1, b32 = speedups(mine, teacher, "onnx-fp32", 1), speedups(mine, teacher, "onnx-fp32", 32)
+    if not b1 or not b32:
+        return "incomplete (no bench record of the row and the teacher yet)"
+    t1, t32 = speedups(mine, teacher, "torch-fp32", 1), speedups(mine, teacher, "torch-fp32", 32)
+    torch = f"; TorchSharp fp32 {statistics.fmean(t1):.2f}x and {statistics.fmean(t32):.2f}x" if t1 and t32 else ""
+    text = (f"{statistics.fmean(b1):.2f}x at batch 1 (tasks {min(b1):.2f}-{max(b1):.2f}) and {statistics.fmean(b32):.2f}x at batch 32 "
+            f"(tasks {min(b32):.2f}-{max(b32):.2f}), ONNX Runtime fp32{torch}; {len(b1)} of {len(TASKS)} tasks' bench runs")
+    if len(b1) < len(TASKS) or len(b32) < len(TASKS):
+        return f"incomplete: {text}"
+    return f"**shown**: {text}" if min(b1 + b32) >= paper else f"not shown: {text} (the paper: {paper:g}x)"
 
 
 def quant_table(teacher):
