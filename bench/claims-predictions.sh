@@ -31,7 +31,7 @@ for suite in "${suites[@]}"; do
     "$DISTILLERY" eval --model "$run" --task "$task" --data "$DATA/glue" --predictions "$file" > /dev/null ||
       { echo "claims-predictions.sh: failed: $DISTILLERY eval --model $run --task $task --predictions $file" >&2; exit 1; }
     written=$((written + 1))
-  done < <(find "$suite" -mindepth 2 -maxdepth 3 -type d -regextype posix-extended \
+  done < <(find -H "$suite" -mindepth 2 -maxdepth 3 -type d -regextype posix-extended \
              -regex '.*/(sst2|mrpc|stsb|rte|cola)-s[0-9]+' | sort)
 done
 echo "claims-predictions.sh: $written written, $kept up to date" >&2

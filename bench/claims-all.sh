@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The three long suites one after another, in the issues' order, so the CPU does not sit idle between them: the
+# task-specific claims (bench/claims-task.sh), the task-agnostic claims (bench/claims-agnostic.sh), then the
+# sentence-embedding students (bench/embed-claims.sh). Every suite skips its finished stages and resumes an interrupted
+# one, so after a session ends (and kills the run) the same command continues where it stopped. A suite that fails
+# stops the chain (its last lines are in the driver log) rather than starting the next suite on a broken premise.
+# Each suite ends with its per-example dev predictions where the binary can write them (bench/claims-predictions.sh;
+# `eval --predictions` exists from commit 70d7a30), so the tables' bootstrap has them.
+#
+#   DISTILLERY=/tmp/distillery-<commit>/Distillery.Cli nohup nice -n 5 bench/claims-all.sh >> runs/claims-driver.log 2>&1 &
+#   SUITES="agnostic embed" bench/claims-all.sh     # a subset, in this order
+#
+# Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
+# binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
+# src/Distillery.Cli -c Release -o /tmp/distillery-<commit>) so rebuilding the checkout does not pull it from under the
+# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), OUT_ROOT (default runs: the suites
+# write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
+# OUT. A smoke (SMOKE=1) needs an OUT_ROOT of its own, so that it never writes into the real runs.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+: "${DISTILLERY:?set DISTILLERY to a published Distillery.Cli}"
+export DISTILLERY
+SUITES="${SUITES:-task agnostic embed}"
+OUT_ROOT="${OUT_ROOT:-runs}"
+if [[ -n "${SMOKE:-}" && "$OUT_ROOT" == runs ]]; then
+  echo "claims-all.sh: a smoke run needs OUT_ROOT (e.g. OUT_ROOT=/tmp/claims-all-smoke), not the real runs folder" >&2; exit 2
+fi
+stamp() { echo "claims-all.sh: $(date -u +%FT%TZ) $*"; }
+stamp "start: scripts $(git rev-parse --short HEAD 2>/dev/null || echo unknown), binary $("$DISTILLERY" --version 2>/dev/null || echo unknown), suites $SUITES"
+for suite in $SUITES; do
+  case "$suite" in
+    task)     script=bench/claims-task.sh;     out="$OUT_ROOT/claims" ;;
+    agnostic) script=bench/claims-agnostic.sh; out="$OUT_ROOT/claims-agnostic" ;;
+    embed)    script=bench/embed-claims.sh;    out="$OUT_ROOT/embed" ;;
+    *) echo "claims-all.sh: unknown suite '$suite' (task, agnostic, embed)" >&2; exit 2 ;;
+  esac
+  stamp "$suite: $script"
+  OUT="$out" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }
+  if [[ "$suite" != embed ]]; then
+    if "$DISTILLERY" eval --help 2>/dev/null | grep -q -- --predictions; then
+      bash bench/claims-predictions.sh "$out" || stamp "$suite: dev predictions failed (the tables will say which are missing)"
+    else
+      stamp "$suite: this binary has no eval --predictions; run bench/claims-predictions.sh with a newer one"
+    fi
+  fi
+  stamp "$suite: done"
+done
+stamp "all done"
