@@ -10,10 +10,22 @@
 #   DISTILLERY=/tmp/distillery-<commit>/Distillery.Cli nohup nice -n 5 bench/claims-all.sh >> runs/claims-driver.log 2>&1 &
 #   SUITES="agnostic embed" bench/claims-all.sh     # a subset, in this order
 #
+# Two streams: the task-specific suite's rows (wrs, theseus, prune) run as two processes at once, each on one thread
+# (OMP_NUM_THREADS=1) and half of the tasks (STREAM_TASKS, default "sst2 mrpc|stsb rte": each task's teacher-logit
+# cache and transfer sets belong to one stream), after a single `prepare` pass makes what they share (every seed's
+# random-init student, the pre-trained compact model); then quant and bench run alone on both threads (quant's best
+# row needs every task, bench needs an idle CPU). Why: on this 2-core machine two one-thread trainings finish more
+# work than one two-thread training: Distillery.Bench train-step (Trainer, fp32, commit c0bf886, 2-core Sapphire
+# Rapids) measured the L3-H384 student at batch 32 x 20 tokens at 262 ms/step on two threads alone against 374-380
+# ms/step for each of two one-thread runs at once (1.39x the steps per second), and the L6-H384 teacher at 32 x 48 at
+# 798 against 1,423-1,440 ms (1.11x). STREAMS=1 runs the rows as one two-thread process instead. The other suites run
+# as one process (their corpus stages are shared by every task).
+#
 # Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
 # binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
 # src/Distillery.Cli -c Release -o /tmp/distillery-<commit>) so rebuilding the checkout does not pull it from under the
-# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), OUT_ROOT (default runs: the suites
+# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), STREAMS (2 or 1), STREAM_TASKS,
+# ROW_CLAIMS (the streams' claims, default "wrs theseus prune"), OUT_ROOT (default runs: the suites
 # write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
 # OUT. A smoke (SMOKE=1) needs an OUT_ROOT of its own, so that it never writes into the real runs.
 set -euo pipefail
@@ -36,7 +48,22 @@ for suite in $SUITES; do
     *) echo "claims-all.sh: unknown suite '$suite' (task, agnostic, embed)" >&2; exit 2 ;;
   esac
   stamp "$suite: $script"
-  OUT="$out" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }
+  if [[ "$suite" == task && "${STREAMS:-2}" == 2 ]]; then
+    IFS='|' read -r tasks1 tasks2 <<< "${STREAM_TASKS:-sst2 mrpc|stsb rte}"
+    OUT="$out" CLAIMS=prepare bash "$script" || { stamp "$suite: prepare failed; the chain stops here"; exit 1; }
+    pids=()
+    for tasks in "$tasks1" "$tasks2"; do
+      ( set -o pipefail
+        OUT="$out" CLAIMS="${ROW_CLAIMS:-wrs theseus prune}" TASKS="$tasks" OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[$tasks] /" ) &
+      pids+=($!)
+    done
+    failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [[ $failed == 0 ]] || { stamp "$suite: a stream failed; the chain stops here"; exit 1; }
+    OUT="$out" CLAIMS="quant bench" bash "$script" || { stamp "$suite: quant/bench failed (exit $?); the chain stops here"; exit 1; }
+  else
+    OUT="$out" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }
+  fi
   if [[ "$suite" != embed ]]; then
     if "$DISTILLERY" eval --help 2>/dev/null | grep -q -- --predictions; then
       bash bench/claims-predictions.sh "$out" || stamp "$suite: dev predictions failed (the tables will say which are missing)"

@@ -30,6 +30,8 @@
 #            pruning without distillation, the last under sensitivity, magnitude and PLATON scores. Every distillation
 #            logs the teacher-student KL on dev at each evaluation (HomoDistil's discrepancy curve; wrs's kd row is the
 #            fresh student of the same size).
+#   prepare  Only what several rows share and two processes must not make at once: every seed's random-init student
+#            and the pre-trained compact model (bench/claims-all.sh runs it before splitting the rows over two streams).
 # Stages after every seed of the claims above (they need them all):
 #   quant    Quantization: the teacher and the best student row (the highest mean task average over 3 seeds among the
 #            rows above, chosen once and written to $OUT/quant/best-row.txt): int8 after QAT (1 epoch of the student
@@ -147,6 +149,11 @@ pretrain_compact() {
 }
 
 # ------------------------------------------------------------------------------------------------------------ rows
+prepare() {   # prepare TASK SEED: the shared inputs only (see the header)
+  init "$OUT/init-L3-s$2" "$2"
+  pretrain_compact
+}
+
 wrs() {   # wrs TASK SEED
   local task="$1" seed="$2" d="$OUT/wrs"
   init "$OUT/init-L3-s$seed" "$seed"
