@@ -130,11 +130,7 @@ def copy_records():
             if finished(run):
                 copy_file(run / "metrics.json", RECORDS / row / f"{run.name}.metrics.json")
                 copy_file(run / "run_config.json", RECORDS / row / f"{run.name}.run_config.json")
-                # Per-example dev predictions (bench/claims-predictions.sh), for the paired bootstrap; only when written
-                # after the run finished (a stale file from an earlier run of the same folder is not the kept model's).
-                predictions = run / "dev-predictions.json"
-                if predictions.is_file() and predictions.stat().st_mtime >= (run / "metrics.json").stat().st_mtime:
-                    copy_file(predictions, RECORDS / row / f"{run.name}.dev-predictions.json")
+                claims_table.copy_predictions(run, RECORDS / row / f"{run.name}.dev-predictions.json")
     for f in sorted((RUNS / "bench").glob("*.json")) + sorted((RUNS / "bench").glob("*.md")):
         copy_file(f, RECORDS / "bench" / f.name)
     copy_file(TEACHER_MLM / "config.json", RECORDS / "teacher-mlm.config.json")

@@ -93,6 +93,15 @@ CLAIMS = {
 }
 
 
+def copy_predictions(run, target):
+    """Copies a finished run's dev-predictions.json (bench/claims-predictions.sh) to TARGET when it was written after the
+    run's metrics.json: an older file came from an earlier run of the same folder, not from the model it holds now."""
+    predictions = run / "dev-predictions.json"
+    if predictions.is_file() and predictions.stat().st_mtime >= (run / "metrics.json").stat().st_mtime:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(predictions, target)
+
+
 def copy_records():
     if not RUNS.is_dir():
         return
@@ -105,9 +114,7 @@ def copy_records():
             shutil.copyfile(run / "metrics.json", target / f"{run.name}.metrics.json")
             if (run / "run_config.json").is_file():
                 shutil.copyfile(run / "run_config.json", target / f"{run.name}.run_config.json")
-            predictions = run / "dev-predictions.json"
-            if predictions.is_file() and predictions.stat().st_mtime >= (run / "metrics.json").stat().st_mtime:
-                shutil.copyfile(predictions, target / f"{run.name}.dev-predictions.json")
+            copy_predictions(run, target / f"{run.name}.dev-predictions.json")
     pretrained = RUNS / "pretrained-L3-H384"
     if (pretrained / "config.json").is_file():
         RECORDS.mkdir(parents=True, exist_ok=True)
@@ -297,8 +304,8 @@ def metric_arrays(task, record):
 
 
 def paired_bootstrap(folder_a, folder_b, resamples=BOOTSTRAP_RESAMPLES, seed=1):
-    """Paired bootstrap of "row A scores above row B" over dev examples (see the module's docstring): a dict with the
-    observed gap, p and the 95% percentile interval of the gap, or a string saying why it could not run."""
+    """Paired bootstrap of "row A scores above row B" over dev examples (see the module's docstring): a dict with p and
+    the 95% percentile interval of the gap, or a string saying why it could not run."""
     arrays = {}        # (row, seed, task) -> per-example arrays
     gold = {}
     for row, folder in (("a", folder_a), ("b", folder_b)):
@@ -333,7 +340,6 @@ def paired_bootstrap(folder_a, folder_b, resamples=BOOTSTRAP_RESAMPLES, seed=1):
             values[row] = statistics.fmean(per_seed)
         return values["a"] - values["b"]
 
-    observed = statistic({task: list(range(len(gold[task]))) for task in TASKS})
     rng = random.Random(seed)
     gaps = []
     for _ in range(resamples):
@@ -341,7 +347,7 @@ def paired_bootstrap(folder_a, folder_b, resamples=BOOTSTRAP_RESAMPLES, seed=1):
         gaps.append(statistic(indices))
     gaps.sort()
     not_above = sum(1 for g in gaps if g <= 0)
-    return {"gap": observed, "p": not_above / resamples,
+    return {"p": not_above / resamples,
             "low": gaps[int(0.025 * resamples)], "high": gaps[int(0.975 * resamples) - 1]}
 
 
