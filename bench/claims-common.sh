@@ -1,7 +1,8 @@
 # Shared by bench/claims-task.sh and bench/claims-agnostic.sh (sourced, not run): the logged command, the stage rule,
 # the fixed SST-2 student sample that both suites must train on (the same file, made the same way), and the timed bench
 # run of their bench stages (one rule for both, so their latencies can share one plot).
-# Needs: root, OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run.
+# Needs: root, OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run;
+# COMMITTED (the suite's committed records folder; empty: only OUT counts).
 
 # One stamp per start (COMMIT.<UTC time>: the scripts' commit, then the binary's version "0.1.0+<commit>"), so a run
 # resumed by a later commit or another binary says so.
@@ -14,8 +15,22 @@ distillery() {   # logs every command with its wall time; a failure stops the sc
   echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
   "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "$SCRIPT: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }
 }
-todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished
+# A row's stage also counts as finished when its run's record is committed (COMMITTED, the suite's docs/records folder, same
+# layout as OUT: <rel>.metrics.json for the run folder OUT/<rel>). Why: runs/ holds models and does not survive a move
+# to another machine; the committed records do, and a row they hold is not trained again. A predecessor stage
+# (<rel>.distilled, .replaced) is skipped only when its row's final record is committed: its own record without the
+# final one means the row was cut off after it, and its model (the next stage's input) is gone.
+recorded() {   # recorded DIR: true when DIR's row has a committed final record
+  [[ -n "${COMMITTED:-}" && "$1" == "$OUT/"* ]] || return 1
+  local rel="${1#"$OUT/"}"
+  rel="${rel%.distilled}"; rel="${rel%.replaced}"
+  # Only a row's task run (<...>/<task>-s<seed>) counts: a shared input (the pre-trained compact model, a corpus stage)
+  # has a record too, but the rows still to run need its model.
+  [[ "$rel" =~ /[a-z0-9]+-s[0-9]+$ && -f "$COMMITTED/$rel.metrics.json" ]]
+}
+todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished (here, or on record)
   if [[ -f "$1/config.json" ]]; then return 1; fi
+  if recorded "$1"; then echo "$SCRIPT: $1 skipped: its record is committed in $COMMITTED" >&2; return 1; fi
   if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
 }
 

@@ -395,13 +395,22 @@ def share_verdict(averages, teacher_avg, share):
 
 
 def bench_of(folder, row):
-    """{task: {backend: bench row}} of ROW's seed-1 model (ROW a path part such as "theseus/linear"; None: the teacher,
-    the model whose path has no seed) from the bench records <FOLDER>/<task>.json."""
+    """{task: {backend: bench row}} of ROW's benched model (ROW a path part such as "theseus/linear"; None: the teacher,
+    the model whose path has no seed) from the bench records <FOLDER>/<task>.json. The bench stage times one seed's
+    model per row (the first seed with a model on the machine that ran it); should a record hold several, the lowest
+    seed's counts."""
     out = {}
     for task in TASKS:
+        seeds = {}
         for r in bench_rows(folder / f"{task}.json"):
             model = r["model"].rstrip("/")
-            mine = not SEED_IN_PATH.search(model) if row is None else f"/{row}/{task}-s1/" in model + "/"
+            if row is None:
+                mine = not SEED_IN_PATH.search(model)
+            else:
+                m = re.search(rf"/{re.escape(row)}/{task}-s(\d+)$", model)
+                mine = m is not None and int(m.group(1)) <= seeds.setdefault(r["backend"], int(m.group(1)))
+                if mine:
+                    seeds[r["backend"]] = int(m.group(1))
             if mine:
                 out.setdefault(task, {})[r["backend"]] = r
     return out

@@ -46,7 +46,8 @@
 #
 # Environment: OUT (default runs/claims), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
 # published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHERS (default
-# runs/real-teacher), SEEDS, TASKS, CLAIMS.
+# runs/real-teacher), SEEDS, TASKS, CLAIMS, COMMITTED (default docs/records/claims-task, empty in a smoke: a run whose
+# final record is there is skipped, so a new machine continues from the committed records, not from scratch).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,8 +62,11 @@ ARCH=L3-H384-A12-F1536
 # The teacher-logit cache: every kd row (kd, PD's distillation, kd-layers) reads the teacher's logits on its training
 # examples from here, computed once per teacher x examples, instead of running the teacher in every step and seed.
 CACHE="$OUT/teacher-logits"
+# Rows whose records are committed are not trained again (bench/claims-common.sh's todo): a smoke run counts only its own.
+if [[ -n "${SMOKE:-}" ]]; then COMMITTED="${COMMITTED:-}"; else COMMITTED="${COMMITTED-$root/docs/records/claims-task}"; fi
 [[ -d "$DATA/glue" && -d "$DATA/corpus" ]] || { echo "claims-task.sh: shared data not found at $DATA" >&2; exit 1; }
-for task in $TASKS; do
+for task in $TASKS; do   # every claim but prepare needs the task's fine-tuned teacher
+  [[ "$CLAIMS" == prepare ]] && break
   [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-task.sh: no fine-tuned teacher $TEACHERS/$task (bench/real-teacher.sh)" >&2; exit 1; }
 done
 # The run folder and its commit stamp, the logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
@@ -202,6 +206,7 @@ prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil f
   pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, restarts an unfinished one
     local out="$1"; shift
     [[ -f "$out/config.json" ]] && return 0
+    recorded "$out" && { echo "claims-task.sh: $out skipped: its record is committed in $COMMITTED" >&2; return 0; }
     restart=(); [[ -d "$out" ]] && restart=(--overwrite)
     # shellcheck disable=SC2046
     distillery "$@" --out "$out" $(train_flags "$task" "$seed" 5e-5 | sed 's/--checkpoint-every 100/--checkpoint-every 0/') "${restart[@]}"
@@ -229,6 +234,8 @@ quant_best_row() {   # the best student row, chosen once from the finished recor
 quant() {   # quant TASK SEED: QAT of the teacher and of the best row's seed-SEED student
   local task="$1" seed="$2" best steps; best="$(quant_best_row)"
   steps=$(( $(steps_of "$task") / $(epochs_of "$task") ))   # one epoch
+  [[ -f "$OUT/$best/$task-s$seed/config.json" ]] || {
+    echo "claims-task.sh: quant needs the model $OUT/$best/$task-s$seed, which is only a committed record here (trained on another machine); train it again with COMMITTED= CLAIMS=${best%%/*} TASKS=$task SEEDS=$seed" >&2; exit 1; }
   local kinds=("teacher:$TEACHERS/$task" "student:$OUT/$best/$task-s$seed")
   for kind in "${kinds[@]}"; do
     local model="${kind#*:}" out="$OUT/quant/${kind%%:*}-qat/$task-s$seed" flag
@@ -246,12 +253,17 @@ quant_bench() {   # quant_bench TASK
   for seed in $SEEDS; do models+=("$OUT/quant/student-qat/$task-s$seed"); done
   bench_run "$OUT/quant/bench-$task.json" onnx-fp32,onnx-int8 "$task" "${models[@]}"
 }
-rows_bench() {   # rows_bench TASK: every finished row's seed-1 model and the teacher, TorchSharp and ONNX Runtime fp32
-  local task="$1" s; s="$(echo "$SEEDS" | cut -d' ' -f1)"
+rows_bench() {   # rows_bench TASK: every row's model of the first seed that has one here, and the teacher, TorchSharp
+  # and ONNX Runtime fp32. Latency depends on the shapes only, so any seed times a row of fixed shape (wrs, theseus); a
+  # pruned row's shapes are its seed's (the bench record names the model, seed included). Rows trained on another
+  # machine have records but no model here.
+  local task="$1" s
   local models=("$TEACHERS/$task")
   for row in wrs/basic wrs/kd wrs/pf wrs/pd wrs/pd-quarter theseus/linear theseus/constant theseus/anti theseus/kd-layers \
              prune/homodistil prune/oneshot prune/iterative-sensitivity prune/iterative-magnitude prune/iterative-platon; do
-    [[ -f "$OUT/$row/$task-s$s/config.json" ]] && models+=("$OUT/$row/$task-s$s")
+    for s in $SEEDS; do
+      [[ -f "$OUT/$row/$task-s$s/config.json" ]] && { models+=("$OUT/$row/$task-s$s"); break; }
+    done
   done
   bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32 "$task" "${models[@]}"
 }
