@@ -28,6 +28,11 @@
 # ROW_CLAIMS (the streams' claims, default "wrs theseus prune"), OUT_ROOT (default runs: the suites
 # write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
 # OUT. A smoke (SMOKE=1) needs an OUT_ROOT of its own, so that it never writes into the real runs.
+#
+# On a new machine (no runs/) the same command starts over from the committed records: the suites skip every row whose
+# record is in docs/records, and this script first makes what the rows need and runs/ no longer has: the fine-tuned
+# teachers (bench/real-teacher.sh, as a one-thread stream beside the task suite's prepare) and, before the task-agnostic
+# suite, the masked-LM teacher. TEACHERS (default runs/real-teacher) and TEACHER_MLM pass through to the suites.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,6 +40,7 @@ cd "$root"
 export DISTILLERY
 SUITES="${SUITES:-task agnostic embed}"
 OUT_ROOT="${OUT_ROOT:-runs}"
+teachers="${TEACHERS:-runs/real-teacher}"   # the suites' TEACHERS: made here by bench/real-teacher.sh when missing
 if [[ -n "${SMOKE:-}" && "$OUT_ROOT" == runs ]]; then
   echo "claims-all.sh: a smoke run needs OUT_ROOT (e.g. OUT_ROOT=/tmp/claims-all-smoke), not the real runs folder" >&2; exit 2
 fi
@@ -48,9 +54,30 @@ for suite in $SUITES; do
     *) echo "claims-all.sh: unknown suite '$suite' (task, agnostic, embed)" >&2; exit 2 ;;
   esac
   stamp "$suite: $script"
+  if [[ "$suite" == agnostic && ! -f "${TEACHER_MLM:-$teachers/teacher-mlm}/config.json" ]]; then
+    [[ -z "${SMOKE:-}" ]] || { echo "claims-all.sh: a smoke run needs the masked-LM teacher in ${TEACHER_MLM:-$teachers/teacher-mlm}" >&2; exit 2; }
+    stamp "$suite: fitting the masked-LM teacher (bench/real-teacher.sh, stage mlm)"
+    OUT="$teachers" STAGES="import mlm" bash bench/real-teacher.sh || { stamp "$suite: the masked-LM teacher failed; the chain stops here"; exit 1; }
+  fi
   if [[ "$suite" == task && "${STREAMS:-2}" == 2 ]]; then
     IFS='|' read -r tasks1 tasks2 <<< "${STREAM_TASKS:-sst2 mrpc|stsb rte}"
-    OUT="$out" CLAIMS=prepare bash "$script" || { stamp "$suite: prepare failed; the chain stops here"; exit 1; }
+    # The inputs: the fine-tuned teachers (bench/real-teacher.sh) where this machine has none (a new machine starts
+    # without runs/; the committed records spare the finished rows, not these), beside prepare, one thread each.
+    missing=()
+    for task in ${TASKS:-sst2 mrpc stsb rte}; do [[ -f "$teachers/$task/config.json" ]] || missing+=("$task"); done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+      [[ -z "${SMOKE:-}" ]] || { echo "claims-all.sh: a smoke run needs the fine-tuned teachers in $teachers (missing: ${missing[*]})" >&2; exit 2; }
+      stamp "$suite: fine-tuning the teachers of ${missing[*]} (bench/real-teacher.sh) beside prepare"
+      ( set -o pipefail
+        OUT="$teachers" STAGES="import glue" TASKS="${missing[*]}" OMP_NUM_THREADS=1 bash bench/real-teacher.sh 2>&1 | sed -u "s/^/[teachers] /" ) &
+      teachers_pid=$!
+      ( set -o pipefail; OUT="$out" CLAIMS=prepare OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[prepare] /" ) &
+      prepare_pid=$!
+      wait "$teachers_pid" || { stamp "$suite: the teachers' fine-tuning failed; the chain stops here"; wait "$prepare_pid"; exit 1; }
+      wait "$prepare_pid" || { stamp "$suite: prepare failed; the chain stops here"; exit 1; }
+    else
+      OUT="$out" CLAIMS=prepare bash "$script" || { stamp "$suite: prepare failed; the chain stops here"; exit 1; }
+    fi
     pids=()
     for tasks in "$tasks1" "$tasks2"; do
       ( set -o pipefail

@@ -125,10 +125,10 @@ def copy_inputs(runs):
     weights' digests; one whose digests agree on every input both name is the same (an input made later joins it)."""
     fingerprint = {}
     for task in TASKS:
-        if (TEACHERS / task / "config.json").is_file():
+        if (TEACHERS / task / "config.json").is_file() and (TEACHERS / task / "model.safetensors").is_file():
             fingerprint[f"teacher/{task}"] = digest(TEACHERS / task / "model.safetensors")
     pretrained = RUNS / "pretrained-L3-H384"
-    if (pretrained / "config.json").is_file():
+    if (pretrained / "config.json").is_file() and (pretrained / "model.safetensors").is_file():
         fingerprint["pretrained-L3-H384"] = digest(pretrained / "model.safetensors")
     if not fingerprint:
         return

@@ -225,7 +225,13 @@ quant_best_row() {   # the best student row, chosen once from the finished recor
   local file="$OUT/quant/best-row.txt"
   if [[ ! -s "$file" ]]; then
     mkdir -p "$OUT/quant"
-    local best; best="$(OUT="$OUT" RECORDS="${RECORDS:-$OUT/records}" python3 bench/claims-table.py --best-row)" || {
+    # From every record: the committed ones (COMMITTED: other machines' rows), copied to a scratch folder, and this
+    # machine's runs, which claims-table.py copies in (it never writes to COMMITTED).
+    local records="${RECORDS:-$OUT/records}"
+    if [[ -z "${RECORDS:-}" && -n "$COMMITTED" ]]; then
+      rm -rf "$OUT/records-all" && cp -r "$COMMITTED" "$OUT/records-all" && records="$OUT/records-all"
+    fi
+    local best; best="$(OUT="$OUT" RECORDS="$records" TEACHERS="$TEACHERS" python3 bench/claims-table.py --best-row)" || {
       echo "claims-task.sh: quant needs a student row finished on every task and seed (run the other claims first)" >&2; exit 1; }
     echo "$best" > "$file.tmp" && mv "$file.tmp" "$file"
   fi
