@@ -121,6 +121,12 @@ def copy_records():
         return
     for row in ROWS:
         folder = RUNS / row
+        # A row whose corpus stage was made again here (claims-agnostic.sh runs a row recorded only in part again
+        # whole): its records from the other machine's corpus model are dropped, so no row mixes two students.
+        mine, recorded = folder / "distilled" / "metrics.json", RECORDS / row / "corpus.metrics.json"
+        if finished(folder / "distilled") and recorded.is_file() and recorded.read_bytes() != mine.read_bytes():
+            for old in (RECORDS / row).glob("*-s[0-9]*.*"):
+                old.unlink()
         for stage, name in (("distilled", "corpus"), ("assistant", "assistant")):
             if finished(folder / stage):
                 for kind in ("metrics", "run_config", "config"):

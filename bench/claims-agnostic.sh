@@ -79,7 +79,8 @@
 # Environment: OUT (default runs/claims-agnostic), DATA (default ../shared/data), TEACHER_MLM (default
 # runs/real-teacher/teacher-mlm), TEACHERS (the fine-tuned teachers the bench stage times, default runs/real-teacher),
 # DISTILLERY (default ./distillery; run a published copy: dotnet publish src/Distillery.Cli -c Release -o
-# /tmp/distillery-<commit>), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS.
+# /tmp/distillery-<commit>), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS, COMMITTED (the
+# committed records a row is skipped on, see the main loop).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -194,9 +195,28 @@ rows_bench() {   # rows_bench TASK: the teacher and every row's seed-1 fine-tune
   bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32,onnx-int8 "$task" "${models[@]}"
 }
 
+# A row whose every seed and task has a committed record (COMMITTED, default docs/records/claims-agnostic; empty in a
+# smoke) is done, also on a machine that does not have its runs. A row recorded only in part is run again whole here
+# (corpus stage, then every fine-tuning): its corpus model is not in the records, and one made again from the same seed
+# has other weights (other dropout draws), so a row's seeds would otherwise stand on two different students.
+# claims-agnostic-table.py drops such a row's records from elsewhere when it copies this machine's.
+if [[ -n "${SMOKE:-}" ]]; then COMMITTED_ROWS="${COMMITTED:-}"; else COMMITTED_ROWS="${COMMITTED-$root/docs/records/claims-agnostic}"; fi
+COMMITTED=""   # bench/claims-common.sh's todo: no single run is skipped on record, only whole rows (above)
+row_recorded() {   # row_recorded ROW: every seed x task of ROW has a committed record
+  [[ -n "$COMMITTED_ROWS" ]] || return 1
+  local seed task
+  for seed in $SEEDS; do for task in $TASKS; do
+    [[ -f "$COMMITTED_ROWS/$1/$task-s$seed.metrics.json" ]] || return 1
+  done; done
+}
+
 # Row-major: a row's corpus stage, then its fine-tuning on every seed and task, before the next row, so each row is
 # complete (and a claim's table as soon as its rows are) as early as it can be; the run takes sessions.
 for row in $ROWS; do
+  if [[ ! -f "$OUT/$row/distilled/config.json" ]] && row_recorded "$row"; then
+    echo "claims-agnostic.sh: $row skipped: every seed and task of it is recorded in $COMMITTED_ROWS" >&2
+    continue
+  fi
   corpus_stage "$row"
   for seed in $SEEDS; do
     echo "claims-agnostic.sh: $(date -u +%FT%TZ) $row seed $seed" >&2

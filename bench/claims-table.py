@@ -668,8 +668,8 @@ def inputs_text():
     if len(generations) > 1:
         lines.append("The runs were made on more than one machine; each machine fine-tuned the teachers and pre-trained the "
                      "compact model again with the same recipe and seed (the weights differ: other dropout draws). Every "
-                     "seed x task keeps one machine's inputs for all of its rows, and every run's % of the teacher is "
-                     "against its own machine's teacher (docs/records/claims-task/inputs.json says which run used which):")
+                     "run's % of the teacher is against its own machine's teacher "
+                     "(docs/records/claims-task/inputs.json says which run used which):")
         lines.append("")
     for gid, spec in sorted(generations.items()):
         teacher = teacher_scores(gid)
