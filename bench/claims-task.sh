@@ -46,7 +46,7 @@
 #
 # Environment: OUT (default runs/claims), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
 # published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHERS (default
-# runs/real-teacher), SEEDS, TASKS, CLAIMS, COMMITTED (default docs/records/claims-task, empty in a smoke: a run whose
+# runs/real-teacher), SEEDS, TASKS, CLAIMS, ONLY_ROW (claim/row: train that row only), COMMITTED (default docs/records/claims-task, empty in a smoke: a run whose
 # final record is there is skipped, so a new machine continues from the committed records, not from scratch).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,8 +79,9 @@ source "$root/bench/claims-common.sh"
 # own training inputs without labels (pairs in both orders), plus in-domain text the task's data does not have: for
 # SST-2 the movie-review corpus's sentences (one per line), for the pair tasks consecutive sentences of the Brown
 # corpus's press section as pairs. The quarter set is every 4th line of the full one.
+TRANSFER_DIR="$OUT/data"   # fixed here: retrain_best runs a row with another OUT and the same transfer sets
 transfer_of() {   # transfer_of TASK [quarter]: prints the file, making it once
-  local task="$1" f="$OUT/data/transfer-$1.txt"
+  local task="$1" f="$TRANSFER_DIR/transfer-$1.txt"
   if [[ ! -s "$f" ]]; then
     case "$task" in
       sst2) { tail -n +2 "$DATA/glue/SST-2/train.tsv" | cut -f1
@@ -117,13 +118,18 @@ train_flags() {   # train_flags TASK SEED LR [STEPS]: the task's epochs, or STEP
     --eval-every "$every" --log-every 25 --checkpoint-every 100 --precision fp32 --seed "$2"
 }
 
+wanted() {   # wanted DIR: false when ONLY_ROW (claim/row, e.g. wrs/pd) is set and DIR belongs to another row
+  [[ -z "${ONLY_ROW:-}" || "${1#"$OUT/"}" == "$ONLY_ROW/"* ]]
+}
 finetune() {   # finetune OUT MODEL TASK SEED LR
+  wanted "$1" || return 0
   local flag; flag="$(todo "$1")" || return 0
   # shellcheck disable=SC2046
   distillery finetune --model "$2" --out "$1" $(train_flags "$3" "$4" "$5") $flag
 }
 distill() {   # distill OUT TASK SEED LR STEPS FLAGS...: task-specific distillation from the task's teacher (STEPS "": epochs)
   local out="$1" task="$2" seed="$3" lr="$4" steps="$5" flag; shift 5
+  wanted "$out" || return 0
   flag="$(todo "$out")" || return 0
   # shellcheck disable=SC2046
   distillery distill --teacher "$TEACHERS/$task" --out "$out" $(train_flags "$task" "$seed" "$lr" "$steps") "$@" $flag
@@ -205,6 +211,7 @@ prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil f
   local restart=()
   pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, restarts an unfinished one
     local out="$1"; shift
+    wanted "$out" || return 0
     [[ -f "$out/config.json" ]] && return 0
     recorded "$out" && { echo "claims-task.sh: $out skipped: its record is committed in $COMMITTED" >&2; return 0; }
     restart=(); [[ -d "$out" ]] && restart=(--overwrite)
@@ -237,12 +244,23 @@ quant_best_row() {   # the best student row, chosen once from the finished recor
   fi
   cat "$file"
 }
+best_model() {   # best_model BEST TASK SEED: the best row's model: this machine's run, else the one trained again for quant
+  if [[ -f "$OUT/$1/$2-s$3/config.json" ]]; then echo "$OUT/$1/$2-s$3"; else echo "$OUT/quant/retrained/$1/$2-s$3"; fi
+}
+retrain_best() {   # retrain_best BEST TASK SEED: where the best row's run is only a committed record (trained on another
+  # machine, its model not here), trains it again with the same recipe and seed under $OUT/quant/retrained, for QAT and
+  # the quant bench only: the claims tables keep the recorded run (claims-table.py copies the retrained one's record to
+  # docs/records/claims-task/quant/retrained/ and the quant table says so).
+  local best="$1" task="$2" seed="$3"
+  [[ -f "$OUT/$best/$task-s$seed/config.json" ]] && return 0
+  echo "claims-task.sh: $(date -u +%FT%TZ) quant: training $best $task seed $seed again (its model is only a record here)" >&2
+  ( OUT="$OUT/quant/retrained"; COMMITTED=""; ONLY_ROW="$best"; mkdir -p "$OUT"; "${best%%/*}" "$task" "$seed" )
+}
 quant() {   # quant TASK SEED: QAT of the teacher and of the best row's seed-SEED student
   local task="$1" seed="$2" best steps; best="$(quant_best_row)"
   steps=$(( $(steps_of "$task") / $(epochs_of "$task") ))   # one epoch
-  [[ -f "$OUT/$best/$task-s$seed/config.json" ]] || {
-    echo "claims-task.sh: quant needs the model $OUT/$best/$task-s$seed, which is only a committed record here (trained on another machine); train it again with COMMITTED= CLAIMS=${best%%/*} TASKS=$task SEEDS=$seed" >&2; exit 1; }
-  local kinds=("teacher:$TEACHERS/$task" "student:$OUT/$best/$task-s$seed")
+  retrain_best "$best" "$task" "$seed"
+  local kinds=("teacher:$TEACHERS/$task" "student:$(best_model "$best" "$task" "$seed")")
   for kind in "${kinds[@]}"; do
     local model="${kind#*:}" out="$OUT/quant/${kind%%:*}-qat/$task-s$seed" flag
     flag="$(todo "$out")" || continue
@@ -255,7 +273,7 @@ quant_bench() {   # quant_bench TASK
   local task="$1" best; best="$(quant_best_row)"
   local models=("$TEACHERS/$task")
   for seed in $SEEDS; do models+=("$OUT/quant/teacher-qat/$task-s$seed"); done
-  for seed in $SEEDS; do models+=("$OUT/$best/$task-s$seed"); done
+  for seed in $SEEDS; do models+=("$(best_model "$best" "$task" "$seed")"); done
   for seed in $SEEDS; do models+=("$OUT/quant/student-qat/$task-s$seed"); done
   bench_run "$OUT/quant/bench-$task.json" onnx-fp32,onnx-int8 "$task" "${models[@]}"
 }
