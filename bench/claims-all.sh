@@ -9,6 +9,7 @@
 #
 #   DISTILLERY=/tmp/distillery-<commit>/Distillery.Cli nohup nice -n 5 bench/claims-all.sh >> runs/claims-driver.log 2>&1 &
 #   SUITES="agnostic embed" bench/claims-all.sh     # a subset, in this order
+#   bench/claims-progress.py                        # how far they are: runs recorded / here / started / to do
 #
 # Two streams: the task-specific suite's rows (wrs, theseus, prune) run as two processes at once, each on one thread
 # (OMP_NUM_THREADS=1) and half of the tasks (STREAM_TASKS, default "sst2 mrpc|stsb rte": each task's teacher-logit
