@@ -309,7 +309,15 @@ public sealed class QuantizationTests(Xunit.Abstractions.ITestOutputHelper outpu
         // The proof that QAT simulates the exporter: on the same padded batch, the fake-quantized TorchSharp forward is
         // ONNX Runtime's int8 graph up to fp32 summation order, while the fp32 forward is a quantization error away.
         // 7-bit weights hold on every x86-64 CPU; 8-bit weights only where ONNX Runtime's int8 kernel does not saturate
-        // (VNNI / AMX-INT8): elsewhere that path does not exist to test (Int8KernelModelTests shows why it fails there).
+        // (VNNI / AMX-INT8): elsewhere that path does not exist to test (Int8KernelTests shows why it fails there).
+        // "Up to fp32 summation order" has one consequence the test must allow: libtorch and ONNX Runtime compute the
+        // fp32 parts (LayerNorm, GELU, softmax) with different kernels, so an activation that falls within an ulp of a
+        // rounding boundary of its int8 grid can land on the neighbouring code in one of them, and that token's outputs
+        // then differ by one code's worth. Seen once: QA with 8-bit weights on an AMD EPYC (Zen 4, AVX512-VNNI), 1 of 60
+        // token positions off by 0.0028, the other 59 within 1e-6 (on Sapphire Rapids all 60 matched); the kernel
+        // itself is exact there (DynamicQuantizeMatMul on 255 x 127 products, which saturate int16 pair sums, returned the
+        // exact int32 sums). A systematic mismatch (a wrong scale, rounding rule, saturation or layout) moves most
+        // positions, so the test counts mismatched elements and allows at most one per 32 (and one in any case).
         if (Int8Quantization.PortabilityWarning(scheme, Runtime.CpuFeatures.Current) != null)
         {
             output.WriteLine($"{scheme}: not exact on this CPU ({Runtime.CpuFeatures.Current.Describe()}); nothing to compare");
@@ -326,18 +334,26 @@ public sealed class QuantizationTests(Xunit.Abstractions.ITestOutputHelper outpu
         var tokenized = new TokenizedBatch(batch.Batch, batch.Length, batch.InputIds, batch.TokenTypeIds, batch.AttentionMask);
         var int8 = OnnxParity.Run(session, tokenized);
 
-        double MaxDiff(IReadOnlyDictionary<string, OnnxParity.OutputTensor> reference) =>
-            reference.Max(kv => kv.Value.Data.Zip(int8[kv.Key].Data).Max(p => Math.Abs((double)p.First - p.Second)));
-        double fp32 = MaxDiff(OnnxParity.Reference(model, tokenized));
+        // |reference − int8 graph| of every output element.
+        double[] Diffs(IReadOnlyDictionary<string, OnnxParity.OutputTensor> reference) =>
+            reference.SelectMany(kv => kv.Value.Data.Zip(int8[kv.Key].Data).Select(p => Math.Abs((double)p.First - p.Second))).ToArray();
+        var fp32 = Diffs(OnnxParity.Reference(model, tokenized));
         Qat.Enable(model, scheme);
-        double simulated = MaxDiff(OnnxParity.Reference(model, tokenized));
+        var simulated = Diffs(OnnxParity.Reference(model, tokenized));
         // Without the int8 embedding rows the per-tensor activation scales move and the match is gone: they are needed.
         model.Bert.Embeddings.FakeQuantizeWords = false;
-        double withoutEmbeddings = MaxDiff(OnnxParity.Reference(model, tokenized));
-        output.WriteLine($"{task}, {scheme}: max |int8 graph − fp32| {fp32:G3}; − fake-quant {simulated:G3}; − fake-quant without int8 embeddings {withoutEmbeddings:G3}");
-        Assert.True(fp32 > 1e-2, $"the int8 graph is suspiciously close to fp32 ({fp32:G3})");
-        Assert.True(simulated < 1e-4, $"the fake-quantized forward is not the int8 graph: max |diff| {simulated:G3} (fp32: {fp32:G3})");
-        Assert.True(withoutEmbeddings > 100 * simulated);
+        var withoutEmbeddings = Diffs(OnnxParity.Reference(model, tokenized));
+        static int Off(double[] diffs) => diffs.Count(d => d > 1e-4);
+        output.WriteLine($"{task}, {scheme}: max |int8 graph − fp32| {fp32.Max():G3}; − fake-quant {simulated.Max():G3} ({Off(simulated)} of " +
+                         $"{simulated.Length} elements > 1e-4); − fake-quant without int8 embeddings {withoutEmbeddings.Max():G3} ({Off(withoutEmbeddings)} > 1e-4)");
+        int allowed = Math.Max(1, simulated.Length / 32);
+        Assert.True(fp32.Max() > 1e-2, $"the int8 graph is suspiciously close to fp32 ({fp32.Max():G3})");
+        Assert.True(Off(simulated) <= allowed,
+            $"the fake-quantized forward is not the int8 graph: {Off(simulated)} of {simulated.Length} elements differ by > 1e-4 (at most {allowed} may, by a rounding-boundary flip), max |diff| {simulated.Max():G3} (fp32: {fp32.Max():G3})");
+        // Where they match, they match to fp32 rounding; and a flip is one code, well under the int8 graph's distance from fp32.
+        Assert.True(simulated.Where(d => d <= 1e-4).Max() < 1e-5);
+        Assert.True(simulated.Max() < fp32.Max() / 4, $"a mismatch larger than one activation code: {simulated.Max():G3} (fp32: {fp32.Max():G3})");
+        Assert.True(Off(withoutEmbeddings) > simulated.Length / 2, $"without the int8 embedding rows only {Off(withoutEmbeddings)} of {simulated.Length} elements moved");
     }
 
     /// <summary>A tiny SST-2 (the label is whether the sentence says "good") and a fine-tuned-shaped tiny model for it.</summary>
