@@ -694,7 +694,11 @@ def inputs_text():
             compact = (f"; the compact model of PF and PD (L3-H384, masked-LM from random init, seed 1): {pretrained.get('steps')} "
                        f"steps, {pretrained.get('wall_seconds', 0) / 60:.0f} min, held-out MLM accuracy "
                        f"{100 * ev.get('mlm_accuracy', float('nan')):.1f}% (perplexity {ev.get('perplexity', float('nan')):.0f})")
-        prefix = f"- Inputs {gid} ({len(spec.get('runs', []))} runs): " if len(generations) > 1 else "Inputs: "
+        # The machine, as the teachers' runs recorded it (CPU model, cores, features; not the thread count or OS).
+        machine = ((load(RECORDS / "inputs" / gid / "teachers" / f"{TASKS[0]}.metrics.json") or {}).get("machine") or "")
+        machine = ", ".join(part for part in machine.split(", ") if "threads" not in part and not part.startswith(("Debian", ".NET", "TorchSharp")))
+        where = f"; {machine}" if machine else ""
+        prefix = f"- Inputs {gid} ({len(spec.get('runs', []))} runs{where}): " if len(generations) > 1 else f"Inputs{where.replace('; ', ' (', 1) + ')' if where else ''}: "
         lines.append(f"{prefix}teachers {cells or '-'}{compact}.")
     if lines:
         lines.append("")
