@@ -20,17 +20,18 @@ distillery() {   # logs every command with its wall time; a failure stops the sc
 # to another machine; the committed records do, and a row they hold is not trained again. A predecessor stage
 # (<rel>.distilled, .replaced) is skipped only when its row's final record is committed: its own record without the
 # final one means the row was cut off after it, and its model (the next stage's input) is gone.
-recorded() {   # recorded DIR: true when DIR's row has a committed final record
+recorded() {   # recorded DIR: true (and says so on stderr) when DIR's row has a committed final record
   [[ -n "${COMMITTED:-}" && "$1" == "$OUT/"* ]] || return 1
   local rel="${1#"$OUT/"}"
   rel="${rel%.distilled}"; rel="${rel%.replaced}"
   # Only a row's task run (<...>/<task>-s<seed>) counts: a shared input (the pre-trained compact model, a corpus stage)
   # has a record too, but the rows still to run need its model.
-  [[ "$rel" =~ /[a-z0-9]+-s[0-9]+$ && -f "$COMMITTED/$rel.metrics.json" ]]
+  [[ "$rel" =~ /[a-z0-9]+-s[0-9]+$ && -f "$COMMITTED/$rel.metrics.json" ]] || return 1
+  echo "$SCRIPT: $1 skipped: its record is committed in $COMMITTED" >&2
 }
 todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 when DIR is finished (here, or on record)
   if [[ -f "$1/config.json" ]]; then return 1; fi
-  if recorded "$1"; then echo "$SCRIPT: $1 skipped: its record is committed in $COMMITTED" >&2; return 1; fi
+  if recorded "$1"; then return 1; fi
   if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
 }
 

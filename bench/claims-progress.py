@@ -6,8 +6,9 @@ do, with a rough estimate of the hours left.
     bench/claims-progress.py            # the three suites of bench/claims-all.sh
 
 The estimate is the median recorded wall time of the same row and task where one exists, else of the row, times the
-runs still to do (a row with no record yet is counted, not estimated); wall times include any sharing of the two cores (two one-thread streams, pauses), so
-it is an order of magnitude for planning, not a measurement. Standard library only; reads records and folders only.
+runs still to do (a row with no record yet is counted, not estimated); wall times include any sharing of the two cores
+(two one-thread streams, pauses), so it is an order of magnitude for planning, not a measurement. Standard library
+only; reads records and folders only.
 """
 import json
 import os
@@ -21,7 +22,7 @@ RECORDS = Path(os.environ.get("RECORDS", ROOT / "docs" / "records"))
 SEEDS = os.environ.get("SEEDS", "1 2 3").split()
 TASKS = os.environ.get("TASKS", "sst2 mrpc stsb rte").split()
 
-# suite: (runs folder, records folder, {row: [stage suffixes before the final run]})
+# Part 1's rows (claim/row) and the stages each runs before its final one (their wall time counts too).
 TASK_ROWS = {
     "wrs/basic": [], "wrs/kd": [], "wrs/pf": [], "wrs/pd": [".distilled"], "wrs/pd-quarter": [".distilled"],
     "theseus/linear": [".replaced"], "theseus/constant": [".replaced"], "theseus/anti": [".replaced"], "theseus/kd-layers": [],

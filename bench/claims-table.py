@@ -158,13 +158,9 @@ def copy_inputs(runs):
     INPUTS.write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
 
 
-def generation_of(claim, row, task, seed):
-    """The id of the inputs generation a run's record belongs to (copy_inputs), or None."""
-    name = f"{claim}/{row}/{task}-s{seed}"
-    for gid, spec in ((load(INPUTS) or {}).get("generations") or {}).items():
-        if name in spec.get("runs", []):
-            return gid
-    return None
+def run_generations():
+    """{claim/row/<task>-s<seed>: id of the inputs generation its record belongs to} (copy_inputs), read once per table."""
+    return {run: gid for gid, spec in ((load(INPUTS) or {}).get("generations") or {}).items() for run in spec.get("runs", [])}
 
 
 def teacher_scores(generation=None):
@@ -262,10 +258,17 @@ def claim_table(name, spec, teacher):
     lines.append("|---|" + "---:|" * (len(TASKS) + 3))
     # The teacher each run was measured against: its inputs generation's (copy_inputs); a run without one (made before
     # generations were recorded) counts against TEACHER, the published teacher records.
-    used = sorted({generation_of(name, row, t, s) for row, _ in spec["rows"] for t in TASKS for s in SEEDS
+    generations, teachers = run_generations(), {None: teacher}
+    def generation_of(row, task, seed):
+        return generations.get(f"{name}/{row}/{task}-s{seed}")
+    def teacher_of(gid):
+        if gid not in teachers:
+            teachers[gid] = teacher_scores(gid)
+        return teachers[gid]
+    used = sorted({generation_of(row, t, s) for row, _ in spec["rows"] for t in TASKS for s in SEEDS
                    if row_runs(name, row, t, s)[0] is not None} - {None}) or [None]
     for gid in used:
-        scores = teacher if gid is None else teacher_scores(gid)
+        scores = teacher_of(gid)
         avg = statistics.fmean(scores.values()) if all(v is not None for v in scores.values()) else None
         cells = " | ".join(f"{scores[t]:.1f}" if scores[t] is not None else "-" for t in TASKS)
         label = "teacher (L6-H384, fine-tuned)" + ("" if len(used) == 1 else f", inputs {gid}")
@@ -282,8 +285,7 @@ def claim_table(name, spec, teacher):
                     scores.append(score(final, task))
                     walls.append(wall)
                     cpus.append(cpu)
-                    gid = generation_of(name, row, task, seed)
-                    teacher_of_run.append((teacher if gid is None else teacher_scores(gid))[task])
+                    teacher_of_run.append(teacher_of(generation_of(row, task, seed))[task])
             if len(scores) == len(TASKS):
                 averages.append(statistics.fmean(scores))
                 if all(v is not None for v in teacher_of_run):
@@ -484,18 +486,18 @@ def bench_of(folder, row):
     seed's counts."""
     out = {}
     for task in TASKS:
-        seeds = {}
+        chosen = {}   # backend: (seed, bench row); the teacher's seed is 0
         for r in bench_rows(folder / f"{task}.json"):
             model = r["model"].rstrip("/")
             if row is None:
-                mine = not SEED_IN_PATH.search(model)
+                seed = 0 if not SEED_IN_PATH.search(model) else None
             else:
                 m = re.search(rf"/{re.escape(row)}/{task}-s(\d+)$", model)
-                mine = m is not None and int(m.group(1)) <= seeds.setdefault(r["backend"], int(m.group(1)))
-                if mine:
-                    seeds[r["backend"]] = int(m.group(1))
-            if mine:
-                out.setdefault(task, {})[r["backend"]] = r
+                seed = int(m.group(1)) if m else None
+            if seed is not None and (r["backend"] not in chosen or seed < chosen[r["backend"]][0]):
+                chosen[r["backend"]] = (seed, r)
+        if chosen:
+            out[task] = {backend: r for backend, (_, r) in chosen.items()}
     return out
 
 
@@ -697,8 +699,10 @@ def inputs_text():
         # The machine, as the teachers' runs recorded it (CPU model, cores, features; not the thread count or OS).
         machine = ((load(RECORDS / "inputs" / gid / "teachers" / f"{TASKS[0]}.metrics.json") or {}).get("machine") or "")
         machine = ", ".join(part for part in machine.split(", ") if "threads" not in part and not part.startswith(("Debian", ".NET", "TorchSharp")))
-        where = f"; {machine}" if machine else ""
-        prefix = f"- Inputs {gid} ({len(spec.get('runs', []))} runs{where}): " if len(generations) > 1 else f"Inputs{where.replace('; ', ' (', 1) + ')' if where else ''}: "
+        if len(generations) > 1:
+            prefix = f"- Inputs {gid} ({len(spec.get('runs', []))} runs" + (f"; {machine}" if machine else "") + "): "
+        else:
+            prefix = "Inputs" + (f" ({machine})" if machine else "") + ": "
         lines.append(f"{prefix}teachers {cells or '-'}{compact}.")
     if lines:
         lines.append("")
