@@ -16,7 +16,9 @@ written last) and has metrics.json. Copied records, under docs/records/claims-ag
 corpus.run_config.json, corpus.config.json (the distilled model's shape, for its parameter count; it says when the
 masked-LM head was left untrained) and corpus.metrics.jsonl (the loss terms every 25 steps, for the KL curves), the same
 as assistant.* where there is an assistant, and <task>-s<seed>.metrics.json / .run_config.json; the bench stage's runs
-as bench/<task>.json and .md; plus teacher-mlm.config.json and the COMMIT.* files. The tables read only the records, so
+as bench/<task>.json and .md; plus teacher-mlm.config.json and the COMMIT.* files. Each row's teacher-mlm.json names
+the masked-LM teacher its corpus stage distilled from (sha256 prefix of the weights, its held-out MLM scores): the head
+is fitted again on each machine, so rows distilled on different machines may differ, and the tables say so. The tables read only the records, so
 every number regenerates from git. Standard library only; the formatting helpers, the teacher's scores and part 1's rows
 are claims-table.py's, so both parts read alike.
 
@@ -112,8 +114,24 @@ def copy_file(source, target):
         shutil.copyfile(source, target)
 
 
+def corpus_stages_here(folder):
+    """The row's finished corpus stage folders under runs/ (assistant first)."""
+    return [folder / stage for stage in ("assistant", "distilled") if finished(folder / stage)]
+
+
 def finished(run):
     return (run / "config.json").is_file() and (run / "metrics.json").is_file()
+
+
+def teacher_mlm_record(stage):
+    """{"fingerprint", "eval"} of the masked-LM teacher here (sha256 prefix of its weights, its held-out MLM scores), for
+    a corpus stage finished here; None when there is none or it is newer than the stage (made again since, so not the one
+    the stage distilled from). The head is fitted again on every machine (bench/claims-all.sh), so rows distilled on
+    different machines may have different teachers: the record says which."""
+    weights = TEACHER_MLM / "model.safetensors"
+    if not weights.is_file() or weights.stat().st_mtime > (stage / "metrics.json").stat().st_mtime:
+        return None
+    return {"fingerprint": claims_table.digest(weights), "eval": (load(TEACHER_MLM / "metrics.json") or {}).get("eval")}
 
 
 def copy_records():
@@ -132,6 +150,14 @@ def copy_records():
                 for kind in ("metrics", "run_config", "config"):
                     copy_file(folder / stage / f"{kind}.json", RECORDS / row / f"{name}.{kind}.json")
                 copy_file(folder / stage / "metrics.jsonl", RECORDS / row / f"{name}.metrics.jsonl")
+        if finished(folder / "distilled"):
+            first = corpus_stages_here(folder)[0]   # the assistant's, where there is one: it distilled from the teacher
+            record = teacher_mlm_record(first)
+            if record is not None:
+                (RECORDS / row / "teacher-mlm.json").write_text(json.dumps(record, indent=2) + "\n")
+            else:
+                print(f"claims-agnostic-table.py: {row}: no masked-LM teacher at {TEACHER_MLM} older than its corpus stage; "
+                      "its teacher is not recorded", file=sys.stderr)
         for run in sorted(folder.glob("*-s[0-9]*")):
             if finished(run):
                 copy_file(run / "metrics.json", RECORDS / row / f"{run.name}.metrics.json")
@@ -454,6 +480,17 @@ def curves(draw):
     return lines
 
 
+def teacher_mlm_groups():
+    """{fingerprint: (its eval, [rows])} of the masked-LM teachers the recorded corpus stages distilled from
+    (teacher-mlm.json, copy_records); rows recorded before that file existed are not in it."""
+    groups = {}
+    for row in ROWS:
+        record = load(RECORDS / row / "teacher-mlm.json") if (RECORDS / row / "corpus.metrics.json").is_file() else None
+        if record and record.get("fingerprint"):
+            groups.setdefault(record["fingerprint"], (record.get("eval"), []))[1].append(row)
+    return groups
+
+
 def tables(draw=False):
     teacher = claims_table.teacher_scores()
     teacher_avg = statistics.fmean(teacher.values()) if all(v is not None for v in teacher.values()) else None
@@ -476,14 +513,37 @@ def tables(draw=False):
                 untrained.append(row)
             elif accuracy is not None:
                 evals.append(f"{row} {100 * accuracy:.1f}%")
+    teachers = teacher_mlm_groups()
     if evals or untrained:
-        teacher_mlm = (load(claims_table.TEACHER_RECORDS / "teacher-mlm.metrics.json") or {}).get("eval", {}).get("mlm_accuracy")
+        # The teacher's head: the one every recorded row distilled from, or (rows recorded before teacher-mlm.json) the
+        # published teacher-mlm record; nothing when the rows had different or partly unknown heads (said below).
+        distilled = [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()]
+        if not teachers:
+            teacher_mlm = (load(claims_table.TEACHER_RECORDS / "teacher-mlm.metrics.json") or {}).get("eval", {}).get("mlm_accuracy")
+        elif len(teachers) == 1 and len(next(iter(teachers.values()))[1]) == len(distilled):
+            teacher_mlm = (next(iter(teachers.values()))[0] or {}).get("mlm_accuracy")
+        else:
+            teacher_mlm = None
         head = f" (the teacher's head: {100 * teacher_mlm:.1f}%)" if teacher_mlm is not None else ""
         text = f"Held-out MLM accuracy after the corpus stage{head}: " + (", ".join(evals) if evals else "none")
         if untrained:
             text += ("; not evaluated: " + ", ".join(untrained) + " (their method never trains the masked-LM head, so their "
                      "config.json marks it untrained, fill-mask refuses them, and an MLM score would measure the head's init)")
         lines.append(text + ".")
+        lines.append("")
+    if len(teachers) > 1 or (teachers and sum(len(rows) for _, rows in teachers.values()) < len(
+            [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()])):
+        parts = []
+        for fingerprint, (evaluation, rows) in sorted(teachers.items(), key=lambda kv: kv[1][1]):
+            accuracy = (evaluation or {}).get("mlm_accuracy")
+            parts.append(f"{', '.join(rows)} from head {fingerprint}" + (f" (held-out MLM accuracy {100 * accuracy:.1f}%)" if accuracy is not None else ""))
+        unknown = [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()
+                   and not any(row in rows for _, rows in teachers.values())]
+        if unknown:
+            parts.append(f"{', '.join(unknown)} from a head not recorded")
+        lines.append("The corpus stages distilled from more than one masked-LM teacher (the head on the frozen teacher is "
+                     "fitted again on each machine, bench/claims-all.sh): " + "; ".join(parts) + ". Rows compare across "
+                     "them only as far as those heads agree; the rows' records say which head (teacher-mlm.json).")
         lines.append("")
     commits = sorted(p.name for p in RECORDS.glob("COMMIT.*")) if RECORDS.is_dir() else []
     if commits:
