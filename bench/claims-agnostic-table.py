@@ -41,6 +41,7 @@ claims-table.py says p < 0.05 (from the runs' dev-predictions.json, written by b
 "not shown" (with the numbers) or "incomplete". A share-of-teacher claim (>= 97%) is shown when the row's mean average exceeds that share of the teacher's
 average by more than the row's standard deviation.
 """
+import functools
 import importlib.util
 import json
 import math
@@ -114,11 +115,6 @@ def copy_file(source, target):
         shutil.copyfile(source, target)
 
 
-def corpus_stages_here(folder):
-    """The row's finished corpus stage folders under runs/ (assistant first)."""
-    return [folder / stage for stage in ("assistant", "distilled") if finished(folder / stage)]
-
-
 def finished(run):
     return (run / "config.json").is_file() and (run / "metrics.json").is_file()
 
@@ -131,7 +127,14 @@ def teacher_mlm_record(stage):
     weights = TEACHER_MLM / "model.safetensors"
     if not weights.is_file() or weights.stat().st_mtime > (stage / "metrics.json").stat().st_mtime:
         return None
-    return {"fingerprint": claims_table.digest(weights), "eval": (load(TEACHER_MLM / "metrics.json") or {}).get("eval")}
+    return teacher_mlm_here()
+
+
+@functools.cache
+def teacher_mlm_here():
+    """The masked-LM teacher's record, hashed once per call of the script (every row's corpus stage shares it)."""
+    return {"fingerprint": claims_table.digest(TEACHER_MLM / "model.safetensors"),
+            "eval": (load(TEACHER_MLM / "metrics.json") or {}).get("eval")}
 
 
 def copy_records():
@@ -151,7 +154,8 @@ def copy_records():
                     copy_file(folder / stage / f"{kind}.json", RECORDS / row / f"{name}.{kind}.json")
                 copy_file(folder / stage / "metrics.jsonl", RECORDS / row / f"{name}.metrics.jsonl")
         if finished(folder / "distilled"):
-            first = corpus_stages_here(folder)[0]   # the assistant's, where there is one: it distilled from the teacher
+            # The assistant's stage, where there is one, is the one that distilled from the teacher.
+            first = folder / "assistant" if finished(folder / "assistant") else folder / "distilled"
             record = teacher_mlm_record(first)
             if record is not None:
                 (RECORDS / row / "teacher-mlm.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -480,15 +484,17 @@ def curves(draw):
     return lines
 
 
-def teacher_mlm_groups():
-    """{fingerprint: (its eval, [rows])} of the masked-LM teachers the recorded corpus stages distilled from
-    (teacher-mlm.json, copy_records); rows recorded before that file existed are not in it."""
-    groups = {}
-    for row in ROWS:
-        record = load(RECORDS / row / "teacher-mlm.json") if (RECORDS / row / "corpus.metrics.json").is_file() else None
+def teacher_mlm_groups(distilled):
+    """{fingerprint: (its eval, [rows])} of the masked-LM teachers the DISTILLED rows' recorded corpus stages distilled
+    from (teacher-mlm.json, copy_records), and the rows without that record (recorded before it existed)."""
+    groups, unknown = {}, []
+    for row in distilled:
+        record = load(RECORDS / row / "teacher-mlm.json")
         if record and record.get("fingerprint"):
             groups.setdefault(record["fingerprint"], (record.get("eval"), []))[1].append(row)
-    return groups
+        else:
+            unknown.append(row)
+    return groups, unknown
 
 
 def tables(draw=False):
@@ -513,14 +519,14 @@ def tables(draw=False):
                 untrained.append(row)
             elif accuracy is not None:
                 evals.append(f"{row} {100 * accuracy:.1f}%")
-    teachers = teacher_mlm_groups()
+    teachers, unknown = teacher_mlm_groups([row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()])
+    mixed = len(teachers) > 1 or (teachers and unknown)   # the rows did not all distil from one known head
     if evals or untrained:
         # The teacher's head: the one every recorded row distilled from, or (rows recorded before teacher-mlm.json) the
         # published teacher-mlm record; nothing when the rows had different or partly unknown heads (said below).
-        distilled = [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()]
         if not teachers:
             teacher_mlm = (load(claims_table.TEACHER_RECORDS / "teacher-mlm.metrics.json") or {}).get("eval", {}).get("mlm_accuracy")
-        elif len(teachers) == 1 and len(next(iter(teachers.values()))[1]) == len(distilled):
+        elif not mixed:
             teacher_mlm = (next(iter(teachers.values()))[0] or {}).get("mlm_accuracy")
         else:
             teacher_mlm = None
@@ -531,14 +537,11 @@ def tables(draw=False):
                      "config.json marks it untrained, fill-mask refuses them, and an MLM score would measure the head's init)")
         lines.append(text + ".")
         lines.append("")
-    if len(teachers) > 1 or (teachers and sum(len(rows) for _, rows in teachers.values()) < len(
-            [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()])):
+    if mixed:
         parts = []
         for fingerprint, (evaluation, rows) in sorted(teachers.items(), key=lambda kv: kv[1][1]):
             accuracy = (evaluation or {}).get("mlm_accuracy")
             parts.append(f"{', '.join(rows)} from head {fingerprint}" + (f" (held-out MLM accuracy {100 * accuracy:.1f}%)" if accuracy is not None else ""))
-        unknown = [row for row in ROWS if (RECORDS / row / "corpus.metrics.json").is_file()
-                   and not any(row in rows for _, rows in teachers.values())]
         if unknown:
             parts.append(f"{', '.join(unknown)} from a head not recorded")
         lines.append("The corpus stages distilled from more than one masked-LM teacher (the head on the frozen teacher is "
