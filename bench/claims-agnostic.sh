@@ -74,7 +74,7 @@
 #                       (heads, FFN neurons, hidden dimensions; sensitivity; cubic schedule, 5% warm-up, 20% at the
 #                       target) while distilled with MLM + KL + hidden + attention losses (weights 1, T = 1), to the
 #                       MiniLM L3-H384 masked-LM student's parameter count (17,421,114, depth kept: it resolves to
-#                       L6-H319-A10-F1276, 17,393,710); cannot resume (an interrupted run starts again).
+#                       L6-H319-A10-F1276, 17,393,710); its checkpoints carry the masks and scores, so it resumes.
 #
 # Environment: OUT (default runs/claims-agnostic), DATA (default ../shared/data), TEACHER_MLM (default
 # runs/real-teacher/teacher-mlm), TEACHERS (the fine-tuned teachers the bench stage times, default runs/real-teacher),
@@ -171,13 +171,8 @@ corpus_stage() {
                        init "$OUT/init-$ASSISTANT" "$ASSISTANT"
                        corpus_distill "$OUT/$row/assistant" --method minilm --teacher "$TEACHER_MLM" --relations v1 --student "$OUT/init-$ASSISTANT"
                        corpus_distill "$d" --method minilm --teacher "$OUT/$row/assistant" --relations v1 --student "$OUT/init-$HALF" ;;
-    homodistil)
-      # No checkpoints (the masks are not checkpointed): an interrupted run starts again.
-      [[ -f "$d/config.json" ]] && return 0
-      local restart=(); [[ -d "$d" ]] && restart=(--overwrite)
-      # shellcheck disable=SC2046
-      distillery distill --out "$d" $(corpus_flags) --checkpoint-every 0 --method homodistil --teacher "$TEACHER_MLM" \
-        --target "$HOMODISTIL_TARGET" --score sensitivity --prune-every 10 --warmup-fraction 0.05 --final-fraction 0.2 "${restart[@]}" ;;
+    homodistil)        corpus_distill "$d" --method homodistil --teacher "$TEACHER_MLM" --target "$HOMODISTIL_TARGET" \
+                         --score sensitivity --prune-every 10 --warmup-fraction 0.05 --final-fraction 0.2 ;;
   esac
 }
 

@@ -205,18 +205,16 @@ prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil f
   # hidden dimensions). Rows: homodistil (pruned while distilled: task loss + logit KL + hidden and attention MSE,
   # cubic schedule, sensitivity scores), oneshot (sensitivity over 64 batches, pruned once, then fine-tuned), and
   # iterative pruning while fine-tuned without distillation under sensitivity, magnitude and PLATON scores. The same
-  # task budget as every other row. These runs do not checkpoint (pruning changes the shapes mid-run): an interrupted
-  # one starts again (--overwrite). The "fresh student of the same size" of the claim is wrs's kd row.
+  # task budget as every other row. Their checkpoints (every 100 steps, as every row's) carry the pruning masks and
+  # importance scores, and one-shot pruning scores and prunes again on resume: an interrupted run resumes.
+  # The "fresh student of the same size" of the claim is wrs's kd row.
   local task="$1" seed="$2" d="$OUT/prune" target=17.4M
-  local restart=()
-  pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, restarts an unfinished one
-    local out="$1"; shift
+  pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, resumes an interrupted one
+    local out="$1" flag; shift
     wanted "$out" || return 0
-    [[ -f "$out/config.json" ]] && return 0
-    recorded "$out" && return 0
-    restart=(); [[ -d "$out" ]] && restart=(--overwrite)
+    flag="$(todo "$out")" || return 0
     # shellcheck disable=SC2046
-    distillery "$@" --out "$out" $(train_flags "$task" "$seed" 5e-5 | sed 's/--checkpoint-every 100/--checkpoint-every 0/') "${restart[@]}"
+    distillery "$@" --out "$out" $(train_flags "$task" "$seed" 5e-5) $flag
   }
   pruned_run "$d/homodistil/$task-s$seed" distill --method homodistil --teacher "$TEACHERS/$task" --target "$target" \
     --score sensitivity --prune-every 10 --warmup-fraction 0.05 --final-fraction 0.2

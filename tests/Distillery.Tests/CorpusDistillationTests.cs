@@ -57,6 +57,23 @@ public sealed class CorpusDistillationTests
         _ => new HomoDistilOptions { Target = "L2-H16-F64", PruneEvery = 1 },
     };
 
+    [Fact]
+    public void HomoDistilOnACorpusKilledAndResumedGivesTheUninterruptedModel()
+    {
+        // 6 steps, a checkpoint every 2, a mask update every step: the kill at step 3 resumes from step 2's masks and scores.
+        using var tmp = new TestData.TempDir();
+        Setup(tmp);
+        DistillOptions Options(string output) => OnCorpus(tmp, new HomoDistilOptions { Target = "L2-H16-F64", PruneEvery = 1 }, tmp["teacher"], output) with
+        {
+            Trainer = Trainer(steps: 6) with { CheckpointEvery = 2 },
+        };
+        Distiller.Run(Options("whole"));
+        var kill = new RunEvents { StageProgress = (done, _) => { if (done == 3) throw new OperationCanceledException("killed"); } };
+        Assert.Throws<OperationCanceledException>(() => Distiller.Run(Options("split"), events: kill));
+        Distiller.Run(Options("split"), resume: true);
+        PruningResumeTests.AssertSameModel(tmp["whole"], tmp["split"]);
+    }
+
     [Theory]
     [MemberData(nameof(Methods))]
     public void EveryLoggedStepHasTheMethodsNamedLossTermsFiniteAndTheyAddUpToTheLoss(string method, Dictionary<string, double> weights)

@@ -116,8 +116,15 @@ public sealed class RegistryTests
             LogitMatching.Method.Check(withStudent with { Task = null, Corpus = new CorpusSpec { Files = ["c.txt"] } }, null, resume: false)).Message);
         Assert.Contains("weight must be positive", Assert.Throws<ArgumentException>(() =>
             LogitMatching.Method.Check(withStudent with { Method = new LogitMatchingOptions { Weight = 0 } }, null, resume: false)).Message);
-        Assert.Contains("homodistil cannot resume", Assert.Throws<ArgumentException>(() => HomoDistil.Method.Check(
-            new DistillOptions { Method = new HomoDistilOptions { Target = "L1-H16" }, Teacher = "t", Task = task, Out = "o" }, null, resume: true)).Message);
+        // A method whose state a checkpoint cannot hold says so before anything loads; HomoDistil's masks are checkpointed.
+        var noResume = new DistillMethod<LogitMatchingOptions>
+        {
+            Name = "no_resume", Summary = "kd without checkpointable state", CannotResume = "its state is not checkpointed",
+            OnTask = (o, inputs) => new LogitMatching(inputs.Teacher, inputs.BuildStudent(), o),
+        };
+        Assert.Contains("no_resume cannot resume: its state is not checkpointed", Assert.Throws<ArgumentException>(() => noResume.Check(withStudent, null, resume: true)).Message);
+        Assert.True(HomoDistil.Method.CanResume);
+        HomoDistil.Method.Check(new DistillOptions { Method = new HomoDistilOptions { Target = "L1-H16" }, Teacher = "t", Task = task, Out = "o" }, null, resume: true);
     }
 
     [Fact]

@@ -20,12 +20,13 @@ public static class PruneCommand
         var iterative = new Option<bool>("--iterative") { Description = "Prune while fine-tuning on the cubic schedule (default: one-shot, then fine-tune)." };
         var scoreBatches = new Option<int>("--score-batches") { Description = "One-shot: training batches the gradient scores accumulate over.", DefaultValueFactory = _ => 64 };
         var pruneEvery = new Option<int>("--prune-every") { Description = "Iterative: steps between mask updates.", DefaultValueFactory = _ => 50 };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the last checkpoint in --out (iterative: masks and scores included; one-shot scores and prunes again, then continues)." };
         var overwrite = TrainingCliOptions.OverwriteOption();
         var training = new TrainingCliOptions();
         var command = new Command("prune", "Prune attention heads, FFN neurons and hidden dimensions of a fine-tuned model (scores: magnitude, sensitivity, PLATON), remove them physically, and fine-tune.\n" +
             "Example: distillery prune -m runs/teacher/sst2 --task sst2 --data ../shared/data/glue --target L4-H128-F512 --iterative --score platon -o runs/pruned")
         {
-            model, output, heads, neurons, hidden, target, score, iterative, scoreBatches, pruneEvery, overwrite,
+            model, output, heads, neurons, hidden, target, score, iterative, scoreBatches, pruneEvery, resume, overwrite,
         };
         task.AddTo(command);
         training.AddTo(command);
@@ -39,7 +40,7 @@ public static class PruneCommand
                 Iterative = parse.GetValue(iterative), ScoreBatches = parse.GetValue(scoreBatches), PruneEvery = parse.GetValue(pruneEvery),
             };
             options = options with { Trainer = training.Apply(parse, options.Trainer) };
-            var metrics = RunProgress.Show(context, events => Pruner.Run(options, events, parse.GetValue(overwrite)));
+            var metrics = RunProgress.Show(context, events => Pruner.Run(options, parse.GetValue(resume), events, parse.GetValue(overwrite)));
             context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: dev {metrics["dev"]!.ToJsonString()}");
             context.WarnIfDistilleryOnly(options.Out);
             return 0;

@@ -7,6 +7,7 @@
 // structure; every ΔT steps the cubic schedule sets the pruned share of the way from the teacher's widths to the
 // target's, and the lowest-scoring live structures are masked. Masks only shrink and are re-applied after every
 // optimizer step, so pruned weights stay zero; Finish() removes them physically (an ordinary, smaller checkpoint).
+// Checkpoints carry the mask and the accumulated scores with the weights, so an interrupted run resumes where it was.
 // Because the masked student keeps the teacher's full width, no projection is needed for the hidden-state loss.
 // Deviations from the paper, and why:
 // - Structures are attention heads, FFN neurons and hidden dimensions (whole rows/columns shared across matrices, so the
@@ -22,7 +23,7 @@
 //   place of MLM and the head's logits for the KL (MSE for regression; start/end KL for span QA).
 // - The result is the student as training ends, at the target width, not the best dev checkpoint (intermediate widths
 //   would select a model that is not the target); the periodic dev evaluations are logged (with the teacher-student
-//   discrepancy), and a run cannot resume (masks and scores are not checkpointed).
+//   discrepancy).
 using Distillery.Models;
 using Distillery.Pruning;
 using Distillery.Training;
@@ -75,7 +76,7 @@ public sealed record HomoDistilOptions : IDistillMethodOptions<HomoDistilOptions
 /// HomoDistil from a masked-LM teacher on corpus batches (<see cref="MlmBatch"/>) or from a fine-tuned teacher on task
 /// batches (<see cref="TaskBatch"/>); the student is built here, as a copy of the teacher.
 /// </summary>
-public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMethod<TaskBatch>
+public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMethod<TaskBatch>, ICheckpointedObjective
 {
     /// <summary>The registry entry: <c>homodistil</c>, on a corpus (when one is given) or on a task; the student is the teacher, pruned.</summary>
     public static readonly DistillMethod<HomoDistilOptions> Method = new()
@@ -83,7 +84,6 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
         Name = "homodistil",
         Summary = "HomoDistil: the teacher pruned while distilled into itself (Liang et al. 2023), on a corpus or a task",
         BuildsOwnStudent = true,
-        CannotResume = "its masks and importance scores are not checkpointed",
         ResultIsFinalModel = true,
         // A target the teacher cannot reach is one line before any data loads.
         CheckTeacher = (o, plan) => { if (plan.Teacher != null) Resolve(plan.Teacher, plan.Head, o); },
@@ -274,6 +274,13 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
             mask = IterativeMask.Next(Student.Config, mask, tracker.Scores(), Progress(step, totalSteps), Target);
         StructuredPruning.ZeroMasked(Student, mask);
     }
+
+    /// <inheritdoc/>
+    public (IReadOnlyDictionary<string, Tensor> Tensors, System.Text.Json.Nodes.JsonObject Values) SaveState() => MaskedTrainingState.Save(tracker, mask);
+
+    /// <inheritdoc/>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> tensors, System.Text.Json.Nodes.JsonObject values) =>
+        mask = MaskedTrainingState.Load(Student, tracker, tensors, values);
 
     /// <summary>The cubic schedule's progress (0 at full width, 1 at the target) at <paramref name="step"/> of <paramref name="totalSteps"/>.</summary>
     public double Progress(int step, int totalSteps)

@@ -84,6 +84,53 @@ public sealed class ImportanceTracker : IDisposable
         steps++;
     }
 
+    /// <summary>
+    /// What has accumulated, for a checkpoint: per tracked weight, <c>score/NAME</c> (the sensitivity's sum, or PLATON's Ī)
+    /// and, for PLATON, <c>uncertainty/NAME</c> (Ū), each shaped like the weight; and the steps accumulated. The tensors
+    /// are the tracker's own (not copies): write them before the next <see cref="Accumulate"/>.
+    /// </summary>
+    public (IReadOnlyDictionary<string, Tensor> Tensors, int Steps) State()
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, t) in score) tensors["score/" + name] = t;
+        foreach (var (name, t) in uncertainty) tensors["uncertainty/" + name] = t;
+        return (tensors, steps);
+    }
+
+    /// <summary>
+    /// Replaces the accumulated state with <paramref name="tensors"/> (copied) as <see cref="State"/> names them, for the
+    /// same model and score. A name this tracker does not keep, a shape other than its weight's, or a PLATON mean without
+    /// its uncertainty throws <see cref="InvalidDataException"/> naming it.
+    /// </summary>
+    public void Restore(IReadOnlyDictionary<string, Tensor> tensors, int steps)
+    {
+        if (steps < 0) throw new InvalidDataException($"importance state: {steps} steps accumulated");
+        var weights = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var restored = new List<(Dictionary<string, Tensor> Into, string Name, Tensor Value)>();
+        foreach (var (key, value) in tensors)
+        {
+            int slash = key.IndexOf('/');
+            string kindName = slash < 0 ? "" : key[..slash], name = key[(slash + 1)..];
+            var into = (kindName, kind) switch
+            {
+                ("score", ImportanceScore.Sensitivity or ImportanceScore.Platon) => score,
+                ("uncertainty", ImportanceScore.Platon) => uncertainty,
+                _ => throw new InvalidDataException($"importance state: {key} is not kept by a {kind.ToString().ToLowerInvariant()} tracker"),
+            };
+            if (!Tracked(name) || !weights.TryGetValue(name, out var weight))
+                throw new InvalidDataException($"importance state: {key} names no tracked weight of the model");
+            if (!value.shape.SequenceEqual(weight.shape) || value.dtype != ScalarType.Float32)
+                throw new InvalidDataException($"importance state: {key} is {value.dtype} [{string.Join(", ", value.shape)}], the weight float32 [{string.Join(", ", weight.shape)}]");
+            restored.Add((into, name, value));
+        }
+        if (kind == ImportanceScore.Platon && !restored.Where(r => r.Into == score).Select(r => r.Name).ToHashSet()
+                .SetEquals(restored.Where(r => r.Into == uncertainty).Select(r => r.Name)))
+            throw new InvalidDataException("importance state: PLATON's means and uncertainties do not pair up");
+        Dispose();
+        foreach (var (into, name, value) in restored) into[name] = value.clone().DetachFromDisposeScope();
+        this.steps = steps;
+    }
+
     /// <summary>Per-weight importance of parameter <paramref name="name"/> (a fresh tensor).</summary>
     Tensor WeightScore(string name, Tensor weight) => kind switch
     {

@@ -90,11 +90,39 @@ public static class IterativeMask
 }
 
 /// <summary>
+/// The checkpointed state of pruning while training (iterative pruning, HomoDistil), beyond the weights: the mask, and
+/// the importance tracker's accumulated scores; so a resumed run prunes what the uninterrupted one would.
+/// </summary>
+public static class MaskedTrainingState
+{
+    /// <summary>The state for <see cref="ICheckpointedObjective.SaveState"/>.</summary>
+    public static (IReadOnlyDictionary<string, Tensor> Tensors, JsonObject Values) Save(ImportanceTracker tracker, PruningMask mask)
+    {
+        var (tensors, steps) = tracker.State();
+        return (tensors, new JsonObject { ["mask"] = mask.ToJson(), ["importance_steps"] = steps });
+    }
+
+    /// <summary>
+    /// Restores <paramref name="tracker"/> and returns the saved mask, applied to <paramref name="model"/> again (its
+    /// weights came back zeroed; its hidden mask, which is not a weight, is set again so LayerNorms normalise over the
+    /// kept dimensions). A state that does not fit the model throws <see cref="InvalidDataException"/>.
+    /// </summary>
+    public static PruningMask Load(BertTaskModel model, ImportanceTracker tracker, IReadOnlyDictionary<string, Tensor> tensors, JsonObject values)
+    {
+        var mask = PruningMask.FromJson(values["mask"], model.Config, "the pruning mask");
+        int steps = values["importance_steps"] is JsonValue v && v.TryGetValue(out int n) ? n : throw new InvalidDataException("importance_steps is not a whole number");
+        tracker.Restore(tensors, steps);
+        StructuredPruning.ZeroMasked(model, mask);
+        return mask;
+    }
+}
+
+/// <summary>
 /// Iterative pruning during fine-tuning (no distillation): the cubic schedule sets how many heads, neurons and hidden
 /// dimensions are masked at each step; scores accumulate every step; masks only grow, and pruned weights are zeroed
 /// after every optimizer step so they cannot grow back.
 /// </summary>
-public sealed class IterativePruning : ITrainingObjective<TaskBatch>
+public sealed class IterativePruning : ITrainingObjective<TaskBatch>, ICheckpointedObjective
 {
     private readonly BertTaskModel model;
     private readonly ImportanceTracker tracker;
@@ -133,16 +161,27 @@ public sealed class IterativePruning : ITrainingObjective<TaskBatch>
             mask = IterativeMask.Next(model.Config, mask, tracker.Scores(), schedule.Progress(step), target);
         StructuredPruning.ZeroMasked(model, mask);
     }
+
+    /// <inheritdoc/>
+    public (IReadOnlyDictionary<string, Tensor> Tensors, JsonObject Values) SaveState() => MaskedTrainingState.Save(tracker, mask);
+
+    /// <inheritdoc/>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> tensors, JsonObject values) => mask = MaskedTrainingState.Load(model, tracker, tensors, values);
 }
 
 /// <summary>Structured pruning of a fine-tuned model to a target width per layer, one-shot or iterative.</summary>
 public static class Pruner
 {
-    /// <summary>Prunes, fine-tunes (or prunes while fine-tuning), and writes the physically smaller model with run files.</summary>
-    public static JsonObject Run(PruneOptions options, RunEvents? events = null, bool overwrite = false)
+    /// <summary>
+    /// Prunes, fine-tunes (or prunes while fine-tuning), and writes the physically smaller model with run files. With
+    /// <paramref name="resume"/>, continues an interrupted run from its checkpoint: one-shot scores and prunes again
+    /// (the same shapes; every weight then comes from the checkpoint), iterative restores its masks and scores.
+    /// </summary>
+    public static JsonObject Run(PruneOptions options, bool resume = false, RunEvents? events = null, bool overwrite = false)
     {
         events ??= new RunEvents();
-        RunOutput.CheckFolder(options.Out, overwrite, resume: false, [options.Model]);
+        options.Trainer.Validate();
+        RunOutput.CheckFolder(options.Out, overwrite, resume, [options.Model]);
         options = options with { Trainer = options.Trainer.WithResolvedPrecision(RunEvents.Warn(events)) };
         var target = options.Resolve(BertCheckpoint.ReadConfig(options.Model), options.Task.Validate().Head);
         using (var trained = TaskPipeline.Load(options.Model, options.Task, options.Trainer.Seed, needTrain: true))
@@ -170,7 +209,7 @@ public static class Pruner
                 using var pruned = StructuredPruning.Shrink(model, mask);
                 events.Message?.Invoke($"pruned to hidden {target.Hidden}, {target.Heads} heads and {target.Ffn} FFN neurons per layer: {ParameterCounts.Of(model).Total:N0} → {ParameterCounts.Of(pruned).Total:N0} parameters");
                 return FineTuning.TrainOnTask(pruned, new TaskObjective(pruned), () => pruned, data, tokenizer, options.Trainer, lengthBucketing: true,
-                    options.Out, "prune", options.Task.ToString(), new { command = "prune", options }, resume: false, events);
+                    options.Out, "prune", options.Task.ToString(), new { command = "prune", options }, resume, events);
             }
             else
             {
@@ -181,7 +220,7 @@ public static class Pruner
                 // Evaluated once, at the end (at the final width); the physically pruned model is what is saved.
                 var metrics = FineTuning.TrainOnTask(model, objective, () => StructuredPruning.Shrink(model, objective.Mask), data, tokenizer,
                     options.Trainer with { EvalEvery = 0 }, lengthBucketing: true, options.Out, "prune", options.Task.ToString(),
-                    new { command = "prune", options }, resume: false, events);
+                    new { command = "prune", options }, resume, events);
                 return metrics;
             }
         }

@@ -8,6 +8,7 @@
 // row j of the pooler and the MLM transform (their outputs are H-wide too). The head size stays as it was, so a model
 // whose new H' is not heads × d records d in distillery_attention_head_size. The masked model that the shrunk one
 // equals zeroes those weights and normalises every LayerNorm over the kept dimensions only (BertTaskModel.SetHiddenMask).
+using System.Text.Json.Nodes;
 using Distillery.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -42,6 +43,41 @@ public sealed record PruningMask(IReadOnlyList<bool[]> Heads, IReadOnlyList<bool
         if (Hidden != null && Hidden.Length != config.HiddenSize) throw new ArgumentException($"hidden mask has {Hidden.Length} entries for hidden size {config.HiddenSize}");
         if (Hidden != null && !Hidden.Any(k => k)) throw new ArgumentException("hidden mask keeps no dimension; a model needs at least one");
         return this;
+    }
+
+    /// <summary>The mask as JSON, each mask a string of 1 (kept) and 0: <c>{"heads": ["1101", …], "neurons": […], "hidden": "11…" or null}</c>.</summary>
+    public JsonObject ToJson()
+    {
+        static string Bits(bool[] keep) => new(keep.Select(k => k ? '1' : '0').ToArray());
+        return new JsonObject
+        {
+            ["heads"] = new JsonArray(Heads.Select(h => (JsonNode?)Bits(h)).ToArray()),
+            ["neurons"] = new JsonArray(Neurons.Select(n => (JsonNode?)Bits(n)).ToArray()),
+            ["hidden"] = Hidden is null ? null : Bits(Hidden),
+        };
+    }
+
+    /// <summary>A mask written by <see cref="ToJson"/>, checked against <paramref name="config"/>; anything else throws <see cref="InvalidDataException"/> naming <paramref name="where"/>.</summary>
+    public static PruningMask FromJson(JsonNode? node, BertConfig config, string where)
+    {
+        static bool[] Bits(JsonNode? bits, string what, string where)
+        {
+            string text = bits is JsonValue v && v.TryGetValue(out string? s) ? s : throw new InvalidDataException($"{where}: {what} is not a string of 0 and 1");
+            return text.Select(c => c switch { '1' => true, '0' => false, _ => throw new InvalidDataException($"{where}: {what} holds '{c}', not 0 or 1") }).ToArray();
+        }
+        static bool[][] Layers(JsonNode? list, string what, string where) => list is JsonArray a
+            ? a.Select((bits, l) => Bits(bits, $"{what}[{l}]", where)).ToArray()
+            : throw new InvalidDataException($"{where}: {what} is not a list of per-layer masks");
+        if (node is not JsonObject o) throw new InvalidDataException($"{where}: the pruning mask is not a JSON object");
+        var mask = new PruningMask(Layers(o["heads"], "heads", where), Layers(o["neurons"], "neurons", where), o["hidden"] is null ? null : Bits(o["hidden"], "hidden", where));
+        try
+        {
+            return mask.Validate(config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{where}: {e.Message}");
+        }
     }
 
     /// <summary>Head masks as <see cref="BertForwardOptions.HeadMask"/> tensors (1 keeps, 0 silences).</summary>

@@ -150,7 +150,7 @@ public sealed class Recipe
                 o.Trainer.Validate();
                 o.Task.Validate();
                 if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, o.Task.Head);
-                return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events, overwrite: true)), null);
+                return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events: events, overwrite: true)), null);
             }
             default:
             {

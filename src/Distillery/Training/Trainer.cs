@@ -128,6 +128,24 @@ public interface ITrainingObjective<in TBatch>
     private static readonly IReadOnlyDictionary<string, double> NoTerms = new Dictionary<string, double>();
 }
 
+/// <summary>
+/// An objective with state of its own that the rest of a run depends on, beyond the module's weights and the optimizer
+/// (e.g. pruning masks and accumulated importance scores). The trainer writes it into every checkpoint and gives it back
+/// on resume, so a resumed run repeats an uninterrupted one.
+/// </summary>
+public interface ICheckpointedObjective
+{
+    /// <summary>The state now: tensors by name (the trainer writes them and neither keeps nor disposes them) and plain values.</summary>
+    (IReadOnlyDictionary<string, Tensor> Tensors, JsonObject Values) SaveState();
+
+    /// <summary>
+    /// Restores a state <see cref="SaveState"/> gave, into an objective built as the interrupted one was. The tensors
+    /// belong to the caller (copy what is kept); a state that does not fit this objective throws
+    /// <see cref="InvalidDataException"/> naming what.
+    /// </summary>
+    void LoadState(IReadOnlyDictionary<string, Tensor> tensors, JsonObject values);
+}
+
 /// <summary>A progress report, sent after every optimizer step.</summary>
 public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double LearningRate, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining);
 
@@ -449,6 +467,13 @@ public sealed class Trainer<TBatch>
             using (var stream = File.Create(Path.Combine(staging, "optimizer.bin")))
             using (var writer = new BinaryWriter(stream))
                 optimizer.save_state_dict(writer);
+            if (objective is ICheckpointedObjective stateful)
+                using (var scope = NewDisposeScope())
+                {
+                    var (tensors, values) = stateful.SaveState();
+                    Safetensors.Save(Path.Combine(staging, ObjectiveTensorsFile), tensors);
+                    File.WriteAllText(Path.Combine(staging, ObjectiveValuesFile), values.ToJsonString());
+                }
             var json = new JsonObject
             {
                 ["step"] = state.Step, ["tokens"] = state.Tokens, ["skipped_steps"] = state.Skipped, ["elapsed_seconds"] = state.ElapsedSeconds, ["cpu_seconds"] = state.CpuSeconds,
@@ -544,8 +569,41 @@ public sealed class Trainer<TBatch>
         {
             throw new InvalidDataException($"{optimizerFile}: cut short (the checkpoint is damaged); start again without --resume");
         }
+        if (objective is ICheckpointedObjective stateful) LoadObjectiveState(stateful);
         state.StartStep = state.Step;
         return state;
+    }
+
+    /// <summary>The objective's own state in a checkpoint (<see cref="ICheckpointedObjective"/>): tensors, and values as JSON.</summary>
+    const string ObjectiveTensorsFile = "objective.safetensors", ObjectiveValuesFile = "objective.json";
+
+    void LoadObjectiveState(ICheckpointedObjective stateful)
+    {
+        string tensorsFile = Path.Combine(CheckpointDir, ObjectiveTensorsFile), valuesFile = Path.Combine(CheckpointDir, ObjectiveValuesFile);
+        if (!File.Exists(tensorsFile) || !File.Exists(valuesFile))
+            throw new InvalidDataException($"{CheckpointDir}: no {ObjectiveValuesFile} and {ObjectiveTensorsFile}, the training objective's own state (e.g. pruning masks and scores), which this run needs; the checkpoint was written without it (by an older version?): start again without --resume");
+        JsonObject values;
+        try
+        {
+            values = JsonNode.Parse(File.ReadAllText(valuesFile)) as JsonObject ?? throw new JsonException("not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{valuesFile}: damaged objective state ({e.Message.Split('\n')[0]}); start again without --resume");
+        }
+        var tensors = Safetensors.Load(tensorsFile);
+        try
+        {
+            stateful.LoadState(tensors, values);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{valuesFile}: {e.Message}; the checkpoint does not fit this run: start again without --resume", e);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
     }
 }
 
