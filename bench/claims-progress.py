@@ -30,7 +30,7 @@ TASK_ROWS = {
     "prune/iterative-platon": [],
 }
 AGNOSTIC_ROWS = ["distilbert", "distilbert-no-cos", "distilbert-random", "minilm", "minilm-attention", "minilmv2",
-                 "half-direct", "half-assistant", "homodistil"]
+                 "half-direct", "half-assistant", "homodistil", "homodistil-oneshot"]
 EMBED_ROWS = ["l3", "l3-cos", "l2"]
 
 

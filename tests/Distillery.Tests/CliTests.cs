@@ -177,6 +177,18 @@ public sealed class CliTests
         Assert.Equal(1, Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L2-H16", "--score", "entropy", .. common]).ExitCode);
         AssertOneLineError(Run(tmp.Dir, "prune", "-m", "t", "--task", "sst2", "--data", TestData.Path("glue"), "--target", "L2-H16", "--keep-heads", "1", "-o", "p"), "not both");
         Assert.False(Directory.Exists(Path.Combine(tmp.Dir, "s")) || Directory.Exists(Path.Combine(tmp.Dir, "p")), "a refused run left an output folder");
+
+        // A bool option of a method is a switch: --one-shot alone is true; a value still reads; anything else is one line.
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L2-H16", "--one-shot", "maybe", .. common]), "--one-shot: \"maybe\" is not true or false");
+        AssertOneLineError(Run(tmp.Dir, ["distill", "--method", "theseus", "--one-shot", .. common]), "--one-shot is not an option of theseus");
+        string[] tiny = ["--teacher", "t", "--task", "sst2", "--data", TestData.Path("glue"), "--max-train-examples", "16", "--max-steps", "2", "--batch-size", "8", "--precision", "fp32"];
+        foreach (var (flags, expected) in new[] { (new[] { "--one-shot" }, true), (new[] { "--one-shot", "false" }, false) })
+        {
+            string output = $"oneshot-{expected}";
+            Assert.Equal(0, Run(tmp.Dir, ["distill", "--method", "homodistil", "--target", "L2-H16", .. flags, .. tiny, "--out", output]).ExitCode);
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(tmp.Dir, output, "run_config.json")))!;
+            Assert.Equal(expected, config["options"]!["homodistil"]!["one_shot"]!.GetValue<bool>());
+        }
     }
 
     [Fact]

@@ -610,6 +610,38 @@ public sealed class DistillationTests
     }
 
     [Fact]
+    public void OneShotHomoDistilKeepsFullWidthThroughTheWarmUpThenReachesTheTargetAtOnce()
+    {
+        // 20 steps, warm-up 0.25 (5 steps), a mask update every 2 steps: full width through step 4, the target from step
+        // 6 (the first update at or after the warm-up), never in between. The cubic schedule would still be partway there.
+        manual_seed(9);
+        var teacherModel = BertTaskModel.Create(Config(4), BertTask.SequenceClassification);
+        var options = new HomoDistilOptions { Target = "L4-H24-F48", PruneEvery = 2, WarmupFraction = 0.25, OneShot = true };
+        var method = new HomoDistil(new Teacher(teacherModel), options, seed: 5);
+        var cubic = new HomoDistil(new Teacher(teacherModel), options with { OneShot = false }, seed: 5);
+        var optimizer = optim.AdamW(method.Module.parameters(), lr: 3e-3);
+        var batch = Batch();
+        const int total = 20;
+        for (int step = 1; step <= 8; step++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                method.Loss((TaskBatch)batch).Loss.backward();
+                method.AfterBackward();
+                optimizer.step();
+                optimizer.zero_grad();
+            }
+            method.OnStepEnd(step, total);
+            int hidden = method.Mask.KeptHidden(method.Student.Config), neurons = method.Mask.Neurons[0].Count(k => k);
+            if (step < 6) Assert.True(hidden == 32 && neurons == 64, $"step {step}: pruned during the warm-up (hidden {hidden}, neurons {neurons})");
+            else Assert.True(hidden == 24 && neurons == 48, $"step {step}: not at the target (hidden {hidden}, neurons {neurons})");
+        }
+        optimizer.Dispose();
+        Assert.Equal(1, method.Progress(6, total));
+        Assert.InRange(cubic.Progress(6, total), 0.01, 0.99);
+    }
+
+    [Fact]
     public void HomoDistilLossIsZeroAtTheStartApartFromTheStudentsOwnLoss()
     {
         manual_seed(4);

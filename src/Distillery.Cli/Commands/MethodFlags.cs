@@ -49,8 +49,15 @@ public sealed class MethodFlags
                 help[name].Add($"{method.Name}: {docs.Summary(property).TrimEnd('.')} (default {shown}{values}).");
             }
         }
-        foreach (var (name, flag) in flags) flag.Option.Description = string.Join(" ", help[name]);
+        foreach (var (name, flag) in flags)
+        {
+            flag.Option.Description = string.Join(" ", help[name]);
+            // A switch (every method's property behind it is a bool): --one-shot alone means true; --one-shot false still reads.
+            if (flag.Targets.All(t => IsBool(t.Property))) flag.Option.Arity = ArgumentArity.ZeroOrOne;
+        }
     }
+
+    static bool IsBool(PropertyInfo property) => (Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) == typeof(bool);
 
     /// <summary>Adds the flags to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
@@ -64,7 +71,9 @@ public sealed class MethodFlags
         var json = JsonSerializer.SerializeToNode(basis, method.OptionsType, RunFiles.Json)!.AsObject();
         foreach (var (name, (option, targets)) in flags)
         {
-            if (parse.GetValue(option) is not string raw) continue;
+            string? raw = parse.GetValue(option);
+            if (raw is null && parse.GetResult(option) is System.CommandLine.Parsing.OptionResult { Implicit: false } && targets.All(t => IsBool(t.Property))) raw = "true";   // a bare switch
+            if (raw is null) continue;
             string owners = string.Join(" and ", targets.Select(t => t.Method.Name));
             var target = targets.FirstOrDefault(t => t.Method == method)
                 ?? throw new ArgumentException($"{name} is not an option of {method.Name} (it is {owners}'s)");

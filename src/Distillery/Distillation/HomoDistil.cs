@@ -19,6 +19,9 @@
 //   exact values are not reproduced here), temperature 1.
 // - A target with fewer layers than the teacher starts the student from uniformly spaced teacher layers (the top layer
 //   of each group) and pairs layers uniformly; the paper keeps the depth.
+// - One-shot (OneShot): the same losses with the target reached at once, at the first mask update after the warm-up
+//   (scores accumulated over the warm-up at full width): the "prune, then distil" baseline of the paper's claim that
+//   the gradual, homotopic path is what keeps the student close to the teacher.
 // - Task-specific variant: the same schedule and losses from a fine-tuned teacher, with the task loss on labels in
 //   place of MLM and the head's logits for the KL (MSE for regression; start/end KL for span QA).
 // - The result is the student as training ends, at the target width, not the best dev checkpoint (intermediate widths
@@ -45,6 +48,12 @@ public sealed record HomoDistilOptions : IDistillMethodOptions<HomoDistilOptions
     public double WarmupFraction { get; init; }
     /// <summary>Fraction of the steps distilled at the target width at the end (t_f).</summary>
     public double FinalFraction { get; init; } = 0.2;
+    /// <summary>
+    /// One-shot pruning + distillation, the baseline the homotopy is measured against: the scores accumulate over the
+    /// warm-up at full width, the first mask update after it prunes straight to the target, and the rest of the run
+    /// distils the student at the target width (the cubic schedule and the final fraction are not used).
+    /// </summary>
+    public bool OneShot { get; init; }
     /// <summary>Weight of the student's own loss: MLM on a corpus, the task loss on labels task-specifically.</summary>
     public double AlphaMlm { get; init; } = 1;
     /// <summary>Weight of KL(p_T ‖ p_S) on the logits (MLM vocabulary, or the task head's).</summary>
@@ -286,6 +295,7 @@ public sealed class HomoDistil : IDistillationMethod<MlmBatch>, IDistillationMet
     public double Progress(int step, int totalSteps)
     {
         int warmup = (int)(options.WarmupFraction * totalSteps), final = (int)(options.FinalFraction * totalSteps);
+        if (options.OneShot) return step >= warmup ? 1 : 0;
         if (totalSteps - warmup - final <= 0) return step >= totalSteps ? 1 : 0;
         return new CubicSchedule(0, totalSteps, warmup, final).Progress(step);
     }
