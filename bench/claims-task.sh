@@ -207,7 +207,9 @@ prune() {   # prune TASK SEED: structured pruning and task-specific HomoDistil f
   # iterative pruning while fine-tuned without distillation under sensitivity, magnitude and PLATON scores. The same
   # task budget as every other row. Their checkpoints (every 100 steps, as every row's) carry the pruning masks and
   # importance scores, and one-shot pruning scores and prunes again on resume: an interrupted run resumes.
-  # The "fresh student of the same size" of the claim is wrs's kd row.
+  # The "fresh student of the same size" of the claim is wrs's kd row. Checkpoint rule: homodistil and the iterative rows
+  # keep the model as training ends (earlier evaluations are of a wider model); oneshot keeps the best of its 5, as
+  # every other row does (results.md says so).
   local task="$1" seed="$2" d="$OUT/prune" target=17.4M
   pruned_run() {   # pruned_run OUT COMMAND FLAGS...: skips a finished OUT, resumes an interrupted one
     local out="$1" flag; shift
