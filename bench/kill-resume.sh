@@ -9,8 +9,11 @@
 #
 #   bench/kill-resume.sh            # 3 kills at random points, seed from $RANDOM (printed)
 #   KILLS=5 SEED=7 bench/kill-resume.sh
+#   COMMAND=prune bench/kill-resume.sh        # iterative pruning (PLATON, hidden dimensions too): masks and scores resume
+#   COMMAND=homodistil bench/kill-resume.sh   # task-specific HomoDistil from the same model as its teacher
 #
-# Environment: DISTILLERY (default ./distillery), DATA (default ../shared/data), WORK (default a temporary folder).
+# Environment: DISTILLERY (default ./distillery), DATA (default ../shared/data), WORK (default a temporary folder),
+# COMMAND (finetune, the default; prune; homodistil: the run that is killed and resumed).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,12 +26,23 @@ WORK="${WORK:-$(mktemp -d)}"
 echo "kill-resume.sh: work folder $WORK, random seed $SEED, $KILLS kills"
 RANDOM=$SEED
 
-"$DISTILLERY" init --arch L2-H128 --out "$WORK/init" --seed 3 > /dev/null
+COMMAND="${COMMAND:-finetune}"
 # 40 steps; checkpoint every 3 and log every 4 so checkpoints fall inside logging windows; evaluate every 10 so the
-# best-checkpoint choice spans a kill too.
+# best-checkpoint choice spans a kill too (iterative pruning evaluates once, at the end, at the target width).
 # (An array, not a function: `cmd &` then gives the process's own PID, which kill -9 must hit; ./distillery execs it.)
-args=(finetune --model "$WORK/init" --task sst2 --data "$DATA/glue" --max-train-examples 640 --batch-size 16
+common=(--task sst2 --data "$DATA/glue" --max-train-examples 640 --batch-size 16
   --max-steps 40 --lr 1e-3 --warmup-steps 4 --checkpoint-every 3 --log-every 4 --eval-every 10 --precision fp32 --seed 5)
+case "$COMMAND" in
+  finetune)   "$DISTILLERY" init --arch L2-H128 --out "$WORK/init" --seed 3 > /dev/null
+              args=(finetune --model "$WORK/init" "${common[@]}") ;;
+  # The masks narrow every 2 steps from step 4 to step 28 (warm-up 10%, final 30% of 40): most kills land mid-schedule.
+  prune)      "$DISTILLERY" init --arch L2-H128 --task SequenceClassification --out "$WORK/init" --seed 3 > /dev/null
+              args=(prune --model "$WORK/init" --target L2-H96-F256 --iterative --score platon --prune-every 2 "${common[@]}") ;;
+  homodistil) "$DISTILLERY" init --arch L2-H128 --task SequenceClassification --out "$WORK/init" --seed 3 > /dev/null
+              args=(distill --method homodistil --teacher "$WORK/init" --target L2-H96-F256 --prune-every 2 "${common[@]}") ;;
+  *) echo "kill-resume.sh: COMMAND is finetune, prune or homodistil (got $COMMAND)" >&2; exit 1 ;;
+esac
+echo "kill-resume.sh: $COMMAND: ${args[*]}"
 trajectory() {   # the fields of metrics.jsonl a resume must reproduce
   python3 -c '
 import json, sys
