@@ -19,8 +19,10 @@
 # work than one two-thread training: Distillery.Bench train-step (Trainer, fp32, commit c0bf886, 2-core Sapphire
 # Rapids) measured the L3-H384 student at batch 32 x 20 tokens at 262 ms/step on two threads alone against 374-380
 # ms/step for each of two one-thread runs at once (1.39x the steps per second), and the L6-H384 teacher at 32 x 48 at
-# 798 against 1,423-1,440 ms (1.11x). STREAMS=1 runs the rows as one two-thread process instead. The other suites run
-# as one process (their corpus stages are shared by every task).
+# 798 against 1,423-1,440 ms (1.11x). STREAMS=1 runs the rows as one two-thread process instead. The task-agnostic suite
+# runs each corpus stage as one two-thread process (it is shared by every task) and each row's fine-tuning as two
+# one-thread streams the same way (claims-agnostic.sh, STREAMS and STREAM_TASKS pass through); the embedding suite runs
+# as one process.
 #
 # Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
 # binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
