@@ -14,8 +14,9 @@
 # Two streams: the task-specific suite's rows (wrs, theseus, prune) run as two processes at once, each on one thread
 # (OMP_NUM_THREADS=1) and half of the tasks (STREAM_TASKS, default "sst2 mrpc|stsb rte": each task's teacher-logit
 # cache and transfer sets belong to one stream), after a single `prepare` pass makes what they share (every seed's
-# random-init student, the pre-trained compact model); then quant and bench run alone on both threads (quant's best
-# row needs every task, bench needs an idle CPU). Why: on this 2-core machine two one-thread trainings finish more
+# random-init student, the pre-trained compact model); then quant's best row is chosen once (it needs every task),
+# quant's trainings run as two streams the same way, and its bench runs and the rows' bench run alone on both threads
+# (bench needs an idle CPU). Why: on this 2-core machine two one-thread trainings finish more
 # work than one two-thread training: Distillery.Bench train-step (Trainer, fp32, commit c0bf886, 2-core Sapphire
 # Rapids) measured the L3-H384 student at batch 32 x 20 tokens at 262 ms/step on two threads alone against 374-380
 # ms/step for each of two one-thread runs at once (1.39x the steps per second), and the L6-H384 teacher at 32 x 48 at
@@ -90,6 +91,18 @@ for suite in $SUITES; do
     failed=0
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     [[ $failed == 0 ]] || { stamp "$suite: a stream failed; the chain stops here"; exit 1; }
+    # quant's trainings (QAT of the teacher and the best row, and that row trained again where it is only a record) as
+    # two streams too, after the best row is chosen once from every row's records; then its bench runs and the rows'
+    # bench, alone (timing needs an idle CPU).
+    OUT="$out" CLAIMS=best-row bash "$script" || { stamp "$suite: choosing quant's best row failed; the chain stops here"; exit 1; }
+    pids=(); failed=0
+    for tasks in "$tasks1" "$tasks2"; do
+      ( set -o pipefail
+        OUT="$out" CLAIMS=qat TASKS="$tasks" OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[qat $tasks] /" ) &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [[ $failed == 0 ]] || { stamp "$suite: a QAT stream failed; the chain stops here"; exit 1; }
     OUT="$out" CLAIMS="quant bench" bash "$script" || { stamp "$suite: quant/bench failed (exit $?); the chain stops here"; exit 1; }
   else
     OUT="$out" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }

@@ -32,7 +32,8 @@
 #            fresh student of the same size).
 #   prepare  Only what several rows share and two processes must not make at once: every seed's random-init student
 #            and the pre-trained compact model (bench/claims-all.sh runs it before splitting the rows over two streams).
-# Stages after every seed of the claims above (they need them all):
+# Stages after every seed of the claims above (they need them all; bench/claims-all.sh runs best-row alone, then qat as
+# two streams split by task, then quant and bench alone; CLAIMS="quant bench" does all of it in one process):
 #   quant    Quantization: the teacher and the best student row (the highest mean task average over 3 seeds among the
 #            rows above, chosen once and written to $OUT/quant/best-row.txt): int8 after QAT (1 epoch of the student
 #            data, KD from the task's teacher, seeds 1-2-3); then one bench run per task over fp32, dynamic int8 and QAT
@@ -296,7 +297,7 @@ rows_bench() {   # rows_bench TASK: every row's model of the first seed that has
 # complete as early as it can be; the run takes sessions, and a seed-major order would complete no table until the last
 # seed's pass.
 for claim in $CLAIMS; do
-  [[ $claim == quant || $claim == bench ]] && continue
+  [[ $claim == quant || $claim == qat || $claim == best-row || $claim == bench ]] && continue
   for seed in $SEEDS; do
     for task in $TASKS; do
       echo "claims-task.sh: $(date -u +%FT%TZ) $claim $task seed $seed" >&2
@@ -304,10 +305,15 @@ for claim in $CLAIMS; do
     done
   done
 done
-if [[ " $CLAIMS " == *" quant "* ]]; then
+# best-row: choose the quant stage's student row once (before QAT streams split the tasks); qat: quant's trainings only
+# (QAT, and the best row trained again where it is only a record), for TASKS; quant: those, then its bench runs.
+if [[ " $CLAIMS " == *" best-row "* ]]; then echo "claims-task.sh: the best student row: $(quant_best_row)" >&2; fi
+if [[ " $CLAIMS " == *" quant "* || " $CLAIMS " == *" qat "* ]]; then
   for seed in $SEEDS; do
     for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) quant $task seed $seed" >&2; quant "$task" "$seed"; done
   done
+fi
+if [[ " $CLAIMS " == *" quant "* ]]; then
   for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) quant bench $task" >&2; quant_bench "$task"; done
 fi
 if [[ " $CLAIMS " == *" bench "* ]]; then
