@@ -236,7 +236,7 @@ STREAM_TASKS="${STREAM_TASKS:-sst2 mrpc|stsb rte}"
 [[ "$STREAMS" == 1 || "$STREAMS" == 2 ]] || { echo "claims-agnostic.sh: STREAMS is 2 (the default) or 1 (got $STREAMS)" >&2; exit 1; }
 stream_tasks=()   # TASKS split by STREAM_TASKS (each task in the group STREAM_TASKS puts it in; the others in the first)
 if [[ "$STREAMS" == 2 ]]; then
-  IFS='|' read -r group1 group2 <<< "$STREAM_TASKS"
+  IFS='|' read -r _ group2 <<< "$STREAM_TASKS"   # the first group: every task not in the second
   first="" second=""
   for task in $TASKS; do
     if [[ " $group2 " == *" $task "* ]]; then second+=" $task"; else first+=" $task"; fi

@@ -543,6 +543,19 @@ public sealed class DistillationTests
         Contract<MlmBatch>(method, new Teacher(teacherModel), method.Student, batch, b => new BertInputs(tensor(b.InputIds, [b.Batch, b.Length])));
     }
 
+    /// <summary>One optimizer step of <paramref name="method"/> on <paramref name="batch"/>, as the trainer takes it (scores read the gradients before the step; the schedule runs after it).</summary>
+    static void TrainStep(HomoDistil method, optim.Optimizer optimizer, TaskBatch batch, int step, int total)
+    {
+        using (var scope = NewDisposeScope())
+        {
+            method.Loss(batch).Loss.backward();
+            method.AfterBackward();
+            optimizer.step();
+            optimizer.zero_grad();
+        }
+        method.OnStepEnd(step, total);
+    }
+
     [Theory]
     [InlineData(ImportanceScore.Sensitivity, "L4-H24-F48", 3)]
     [InlineData(ImportanceScore.Magnitude, "L4-H20-A2-F40", 2)]
@@ -559,14 +572,7 @@ public sealed class DistillationTests
         var batch = Batch();
         for (int step = 1; step <= total; step++)
         {
-            using (var scope = NewDisposeScope())
-            {
-                method.Loss((TaskBatch)batch).Loss.backward();
-                method.AfterBackward();
-                optimizer.step();
-                optimizer.zero_grad();
-            }
-            method.OnStepEnd(step, total);
+            TrainStep(method, optimizer, batch, step, total);
             var mask = method.Mask;
             int hidden = mask.KeptHidden(student.Config);
             Assert.True(hidden <= hiddenBefore, $"step {step}: the hidden mask grew back ({hiddenBefore} → {hidden})");
@@ -624,14 +630,7 @@ public sealed class DistillationTests
         const int total = 20;
         for (int step = 1; step <= 8; step++)
         {
-            using (var scope = NewDisposeScope())
-            {
-                method.Loss((TaskBatch)batch).Loss.backward();
-                method.AfterBackward();
-                optimizer.step();
-                optimizer.zero_grad();
-            }
-            method.OnStepEnd(step, total);
+            TrainStep(method, optimizer, batch, step, total);
             int hidden = method.Mask.KeptHidden(method.Student.Config), neurons = method.Mask.Neurons[0].Count(k => k);
             if (step < 6) Assert.True(hidden == 32 && neurons == 64, $"step {step}: pruned during the warm-up (hidden {hidden}, neurons {neurons})");
             else Assert.True(hidden == 24 && neurons == 48, $"step {step}: not at the target (hidden {hidden}, neurons {neurons})");
