@@ -86,8 +86,8 @@
 # runs/real-teacher/teacher-mlm), TEACHERS (the fine-tuned teachers the bench stage times, default runs/real-teacher),
 # DISTILLERY (default ./distillery; run a published copy: dotnet publish src/Distillery.Cli -c Release -o
 # /tmp/distillery-<commit>), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS, COMMITTED (the
-# committed records a row is skipped on, see the main loop), STREAMS (2, the default: each row's fine-tuning as two
-# one-thread processes; 1: one process) and STREAM_TASKS (default "sst2 mrpc|stsb rte").
+# committed records a row is skipped on, see the main loop) and STREAMS (2, the default: corpus stages and fine-tunings
+# as two one-thread processes on one queue; 1: one process on every thread).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -157,7 +157,12 @@ corpus_distill() {   # corpus_distill OUT FLAGS...: a resumable corpus stage (ch
   distillery distill --out "$out" $(corpus_flags) --checkpoint-every 100 "$@" $flag
 }
 init() {   # init OUT ARCH: a random-init masked-LM model of the teacher's vocabulary (seed 1: the corpus stage's seed)
-  [[ -f "$1/config.json" ]] || distillery init --arch "$2" --vocab "$TEACHER_MLM/vocab.txt" --seed 1 --out "$1"
+  # Two rows share the half-width init (half-direct, half-assistant) and their corpus stages may run at once in the two
+  # streams: the first to come makes it while the other waits on the lock, then finds it made.
+  [[ -f "$1/config.json" ]] && return 0
+  mkdir -p "$OUT/locks"
+  ( flock 8; [[ -f "$1/config.json" ]] || distillery init --arch "$2" --vocab "$TEACHER_MLM/vocab.txt" --seed 1 --out "$1" ) \
+    8> "$OUT/locks/$(basename "$1").lock"
 }
 
 # ------------------------------------------------------------------------------------------------------------ rows
@@ -214,56 +219,82 @@ row_recorded() {   # row_recorded ROW: every seed x task of ROW has a committed 
   done; done
 }
 
-finetune_row() {   # finetune_row ROW TASKS...: every seed of ROW's distilled student on TASKS
-  local row="$1" seed task; shift
-  for seed in $SEEDS; do
-    echo "claims-agnostic.sh: $(date -u +%FT%TZ) $row seed $seed" >&2
-    for task in "$@"; do
-      finetune "$OUT/$row/$task-s$seed" "$OUT/$row/distilled" "$task" "$seed"
-    done
-  done
-}
-
 # Row-major: a row's corpus stage, then its fine-tuning on every seed and task, before the next row, so each row is
 # complete (and a claim's table as soon as its rows are) as early as it can be; the run takes sessions. With STREAMS=2
-# (the default) the corpus stage runs alone on the machine's threads and the row's fine-tuning as two one-thread
-# processes at once, half of the tasks each (STREAM_TASKS): on this 2-core machine two one-thread trainings finish more
-# steps per hour than one two-thread training (1.39x for the L3-H384 student, 1.11x at the teacher's size: the
-# measurement is in bench/claims-all.sh's header, and part 1's rows run the same way). A run's arithmetic does not
-# depend on the thread count beyond float rounding in libtorch's matrix products; metrics.json records the threads.
+# (the default) two one-thread processes (streams) walk that list as one queue: each takes the first unit that is not
+# done, whose input is there (a fine-tuning needs its row's corpus model) and that the other stream does not hold
+# (bench/claims-common.sh's locked), and starts again from the top after every unit; a stream with nothing to take
+# while the other holds the rest waits. So while one stream distils a row's corpus stage, the other distils the next
+# row's or fine-tunes an earlier row, and neither sits idle at a row's end. On this 2-core machine two one-thread
+# trainings finish more steps per hour than one two-thread training (1.39x for the L3-H384 student, 1.11x at the
+# teacher's size: the measurement is in bench/claims-all.sh's header; part 1's rows run the same way). Until
+# 2026-12-05 (before any row of this suite ran) the corpus stage ran alone on both threads and the fine-tunings split
+# by task. A run's arithmetic does not depend on the thread count beyond float rounding in libtorch's matrix products;
+# metrics.json records the threads.
 STREAMS="${STREAMS:-2}"
-STREAM_TASKS="${STREAM_TASKS:-sst2 mrpc|stsb rte}"
 [[ "$STREAMS" == 1 || "$STREAMS" == 2 ]] || { echo "claims-agnostic.sh: STREAMS is 2 (the default) or 1 (got $STREAMS)" >&2; exit 1; }
-stream_tasks=()   # TASKS split by STREAM_TASKS (each task in the group STREAM_TASKS puts it in; the others in the first)
-if [[ "$STREAMS" == 2 ]]; then
-  IFS='|' read -r _ group2 <<< "$STREAM_TASKS"   # the first group: every task not in the second
-  first="" second=""
-  for task in $TASKS; do
-    if [[ " $group2 " == *" $task "* ]]; then second+=" $task"; else first+=" $task"; fi
-  done
-  for group in "$first" "$second"; do [[ -n "${group// /}" ]] && stream_tasks+=("${group# }"); done
-fi
+rows_todo=()
 for row in $ROWS; do
   if [[ ! -f "$OUT/$row/distilled/config.json" ]] && row_recorded "$row"; then
     echo "claims-agnostic.sh: $row skipped: every seed and task of it is recorded in $COMMITTED_ROWS" >&2
     continue
   fi
-  corpus_stage "$row"
-  if (( ${#stream_tasks[@]} > 1 )); then
-    pids=()
-    for tasks in "${stream_tasks[@]}"; do
-      # shellcheck disable=SC2086
-      ( set -o pipefail; OMP_NUM_THREADS=1 finetune_row "$row" $tasks 2>&1 | sed -u "s/^/[$tasks] /" >&2 ) &
-      pids+=($!)
-    done
-    failed=0
-    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-    [[ $failed == 0 ]] || { echo "claims-agnostic.sh: a fine-tuning stream of $row failed" >&2; exit 1; }
-  else
-    # shellcheck disable=SC2086
-    finetune_row "$row" $TASKS
-  fi
+  rows_todo+=("$row")
 done
+started() {   # started WHAT CMD...: says so (only a unit that runs: a waiting stream scans the held ones every 30 s)
+  local what="$1"; shift
+  echo "claims-agnostic.sh: $(date -u +%FT%TZ) $what" >&2
+  "$@"
+}
+take() {   # take UNIT WHAT CMD...: runs CMD under UNIT's lock; TAKEN=ran or held; a failure stops the stream
+  local unit="$1" what="$2"; shift 2
+  locked "$unit" started "$what" "$@"
+  if [[ $LOCKED_STATUS == "$HELD" ]]; then TAKEN=held
+  elif [[ $LOCKED_STATUS == 0 ]]; then TAKEN=ran
+  else echo "claims-agnostic.sh: $what failed" >&2; exit "$LOCKED_STATUS"
+  fi
+}
+next_unit() {   # next_unit: runs the first unit that is not done, has its input, and is not held; NEXT=ran, wait or none
+  local row seed task waiting=0
+  for row in "${rows_todo[@]}"; do
+    if [[ ! -f "$OUT/$row/distilled/config.json" ]]; then
+      take "corpus-$row" "$row corpus stage" corpus_stage "$row"
+      if [[ $TAKEN == ran ]]; then NEXT=ran; return 0; fi
+      waiting=1; continue   # the other stream distils it; its fine-tunings wait for it
+    fi
+    for seed in $SEEDS; do
+      for task in $TASKS; do
+        [[ -f "$OUT/$row/$task-s$seed/config.json" ]] && continue
+        take "$row-$task-s$seed" "$row $task seed $seed" finetune "$OUT/$row/$task-s$seed" "$OUT/$row/distilled" "$task" "$seed"
+        if [[ $TAKEN == ran ]]; then NEXT=ran; return 0; fi
+        waiting=1
+      done
+    done
+  done
+  if [[ $waiting == 1 ]]; then NEXT=wait; else NEXT=none; fi
+}
+worker() {   # worker: takes units until none is left
+  while true; do
+    next_unit
+    case "$NEXT" in
+      ran) ;;
+      wait) sleep 30 ;;   # the other stream holds every unit left (or the corpus stage they need)
+      none) return 0 ;;
+    esac
+  done
+}
+if [[ "$STREAMS" == 2 ]]; then
+  pids=()
+  for stream in 1 2; do
+    ( set -o pipefail; export OMP_NUM_THREADS=1; worker 2>&1 | sed -u "s/^/[stream $stream] /" >&2 ) &
+    pids+=($!)
+  done
+  failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [[ $failed == 0 ]] || { echo "claims-agnostic.sh: a stream failed" >&2; exit 1; }
+else
+  worker
+fi
 if [[ "$BENCH" == 1 ]]; then
   for task in $TASKS; do echo "claims-agnostic.sh: $(date -u +%FT%TZ) bench $task" >&2; rows_bench "$task"; done
 fi

@@ -12,23 +12,25 @@
 #   bench/claims-progress.py                        # how far they are: runs recorded / here / started / to do
 #
 # Two streams: the task-specific suite's rows (wrs, theseus, prune) run as two processes at once, each on one thread
-# (OMP_NUM_THREADS=1) and half of the tasks (STREAM_TASKS, default "sst2 mrpc|stsb rte": each task's teacher-logit
-# cache and transfer sets belong to one stream), after a single `prepare` pass makes what they share (every seed's
-# random-init student, the pre-trained compact model); then quant's best row is chosen once (it needs every task),
-# quant's trainings run as two streams the same way, and its bench runs and the rows' bench run alone on both threads
-# (bench needs an idle CPU). Why: on this 2-core machine two one-thread trainings finish more
-# work than one two-thread training: Distillery.Bench train-step (Trainer, fp32, commit c0bf886, 2-core Sapphire
-# Rapids) measured the L3-H384 student at batch 32 x 20 tokens at 262 ms/step on two threads alone against 374-380
-# ms/step for each of two one-thread runs at once (1.39x the steps per second), and the L6-H384 teacher at 32 x 48 at
-# 798 against 1,423-1,440 ms (1.11x). STREAMS=1 runs the rows as one two-thread process instead. The task-agnostic suite
-# runs each corpus stage as one two-thread process (it is shared by every task) and each row's fine-tuning as two
-# one-thread streams the same way (claims-agnostic.sh, STREAMS and STREAM_TASKS pass through); the embedding suite runs
-# as one process.
+# (OMP_NUM_THREADS=1), after a single `prepare` pass makes what they share (every seed's random-init student, the
+# pre-trained compact model); then quant's best row is chosen once (it needs every task), quant's trainings run as two
+# streams the same way, and its bench runs and the rows' bench run alone on both threads (bench needs an idle CPU). The
+# two streams walk one queue: the same list of units (claim x task x seed, claim by claim) under a lock per unit
+# (bench/claims-common.sh's locked), each stream taking the next unit the other does not hold, so neither sits idle
+# while the other has work left. (Until 2026-12-05 each stream had half of the tasks, SST-2 and MRPC | STS-B and RTE,
+# and the stream with the lighter half waited for the other at the end of every stage.) Why two streams: on this
+# 2-core machine two one-thread trainings finish more work than one two-thread training: Distillery.Bench train-step
+# (Trainer, fp32, commit c0bf886, 2-core Sapphire Rapids) measured the L3-H384 student at batch 32 x 20 tokens at 262
+# ms/step on two threads alone against 374-380 ms/step for each of two one-thread runs at once (1.39x the steps per
+# second), and the L6-H384 teacher at 32 x 48 at 798 against 1,423-1,440 ms (1.11x). STREAMS=1 runs the rows as one
+# two-thread process instead. The task-agnostic suite runs its corpus stages and fine-tunings as two one-thread
+# streams on one queue the same way (claims-agnostic.sh, STREAMS passes through); the embedding suite runs as one
+# process.
 #
 # Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
 # binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
 # src/Distillery.Cli -c Release -o /tmp/distillery-<commit>) so rebuilding the checkout does not pull it from under the
-# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), STREAMS (2 or 1), STREAM_TASKS,
+# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), STREAMS (2 or 1),
 # ROW_CLAIMS (the streams' claims, default "wrs theseus prune"), OUT_ROOT (default runs: the suites
 # write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
 # OUT. A smoke (SMOKE=1) needs an OUT_ROOT of its own, so that it never writes into the real runs.
@@ -64,7 +66,6 @@ for suite in $SUITES; do
     OUT="$teachers" STAGES="import mlm" bash bench/real-teacher.sh || { stamp "$suite: the masked-LM teacher failed; the chain stops here"; exit 1; }
   fi
   if [[ "$suite" == task && "${STREAMS:-2}" == 2 ]]; then
-    IFS='|' read -r tasks1 tasks2 <<< "${STREAM_TASKS:-sst2 mrpc|stsb rte}"
     # The inputs: the fine-tuned teachers (bench/real-teacher.sh) where this machine has none (a new machine starts
     # without runs/; the committed records spare the finished rows, not these), beside prepare, one thread each.
     missing=()
@@ -83,9 +84,9 @@ for suite in $SUITES; do
       OUT="$out" CLAIMS=prepare bash "$script" || { stamp "$suite: prepare failed; the chain stops here"; exit 1; }
     fi
     pids=()
-    for tasks in "$tasks1" "$tasks2"; do
+    for stream in 1 2; do
       ( set -o pipefail
-        OUT="$out" CLAIMS="${ROW_CLAIMS:-wrs theseus prune}" TASKS="$tasks" OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[$tasks] /" ) &
+        OUT="$out" CLAIMS="${ROW_CLAIMS:-wrs theseus prune}" OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[stream $stream] /" ) &
       pids+=($!)
     done
     failed=0
@@ -96,9 +97,9 @@ for suite in $SUITES; do
     # bench, alone (timing needs an idle CPU).
     OUT="$out" CLAIMS=best-row bash "$script" || { stamp "$suite: choosing quant's best row failed; the chain stops here"; exit 1; }
     pids=(); failed=0
-    for tasks in "$tasks1" "$tasks2"; do
+    for stream in 1 2; do
       ( set -o pipefail
-        OUT="$out" CLAIMS=qat TASKS="$tasks" OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[qat $tasks] /" ) &
+        OUT="$out" CLAIMS=qat OMP_NUM_THREADS=1 bash "$script" 2>&1 | sed -u "s/^/[qat stream $stream] /" ) &
       pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done

@@ -74,3 +74,23 @@ bench_run() {   # bench_run JSON BACKENDS MODELS...: one bench run, skipped when
   echo "load average before timing: $load" >> "${json%.json}.md"
   mv "$json.tmp" "$json"
 }
+
+# Two streams, one queue: bench/claims-all.sh runs a suite's trainings as two one-thread processes that walk the same
+# list of units (claims-task.sh: claim x task x seed; claims-agnostic.sh: a row's corpus stage, then its fine-tunings)
+# and each take the next unit the other does not hold, so neither sits idle while the other still has work (splitting
+# the tasks between them left the stream with the lighter tasks idle at the end of every stage). The hold is an flock on
+# $OUT/locks/<unit>.lock: the kernel releases it when its holder dies (a session's end, a kill), so no stale lock
+# outlives a run, and a unit an earlier run left half done is resumed by whichever stream takes it next.
+HELD=75   # LOCKED_STATUS when the other stream holds the unit
+locked() {   # locked UNIT CMD...: runs CMD in a subshell while holding UNIT's lock; sets LOCKED_STATUS: 0 when CMD
+  # succeeded, $HELD when the other stream holds UNIT, else CMD's failing status. It returns 0 itself and must be called
+  # as a plain command: under `locked ... || ...` bash would ignore set -e inside CMD, and a failing step would not stop it.
+  local unit="$1" errexit=0; shift
+  [[ $- == *e* ]] && errexit=1
+  mkdir -p "$OUT/locks"
+  set +e
+  ( set -e; flock -n 9 || exit "$HELD"; "$@" ) 9> "$OUT/locks/$unit.lock"
+  LOCKED_STATUS=$?
+  [[ $errexit == 1 ]] && set -e
+  return 0
+}

@@ -86,19 +86,19 @@ transfer_of() {   # transfer_of TASK [quarter]: prints the file, making it once
   if [[ ! -s "$f" ]]; then
     case "$task" in
       sst2) { tail -n +2 "$DATA/glue/SST-2/train.tsv" | cut -f1
-              cat "$DATA"/corpus/movie_reviews/*.txt | awk 'NF >= 4'; } > "$f.tmp" ;;
+              cat "$DATA"/corpus/movie_reviews/*.txt | awk 'NF >= 4'; } > "$f.tmp.$$" ;;
       mrpc) { tail -n +2 "$DATA/glue/MRPC/train.tsv" | sed 's/^\xEF\xBB\xBF//' | awk -F'\t' '{print $4 "\t" $5; print $5 "\t" $4}'
-              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp.$$" ;;
       stsb) { tail -n +2 "$DATA/glue/STS-B/train.tsv" | awk -F'\t' '{print $8 "\t" $9; print $9 "\t" $8}'
-              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp.$$" ;;
       rte)  { tail -n +2 "$DATA/glue/RTE/train.tsv" | awk -F'\t' '{print $2 "\t" $3}'
-              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp" ;;
+              awk 'NF > 3 { if (prev != "") print prev "\t" $0; prev = $0 }' "$DATA/corpus/brown/brown-press.txt"; } > "$f.tmp.$$" ;;
       *) echo "claims-task.sh: no transfer set for $task" >&2; exit 1 ;;
     esac
-    mv "$f.tmp" "$f"
+    mv "$f.tmp.$$" "$f"
   fi
   if [[ "${2:-}" == quarter ]]; then
-    [[ -s "$f.quarter" ]] || { awk 'NR % 4 == 1' "$f" > "$f.quarter.tmp" && mv "$f.quarter.tmp" "$f.quarter"; }
+    [[ -s "$f.quarter" ]] || { awk 'NR % 4 == 1' "$f" > "$f.quarter.tmp.$$" && mv "$f.quarter.tmp.$$" "$f.quarter"; }
     echo "$f.quarter"
   else
     echo "$f"
@@ -296,21 +296,28 @@ rows_bench() {   # rows_bench TASK: every row's model of the first seed that has
 # Claim-major: one claim's every seed and task before the next claim, so each claim's table (3 seeds, every task) is
 # complete as early as it can be; the run takes sessions, and a seed-major order would complete no table until the last
 # seed's pass.
+unit() {   # unit CLAIM TASK SEED: one unit of work under its lock (claims-common.sh's locked): with two streams on one
+  # queue (bench/claims-all.sh), a unit the other stream holds is left to it; a unit that fails stops this stream
+  echo "claims-task.sh: $(date -u +%FT%TZ) $1 $2 seed $3" >&2
+  locked "$1-$2-s$3" "$@"
+  if [[ $LOCKED_STATUS == "$HELD" ]]; then
+    echo "claims-task.sh: $1 $2 seed $3 is the other stream's" >&2
+  elif [[ $LOCKED_STATUS != 0 ]]; then
+    exit "$LOCKED_STATUS"
+  fi
+}
 for claim in $CLAIMS; do
   [[ $claim == quant || $claim == qat || $claim == best-row || $claim == bench ]] && continue
   for seed in $SEEDS; do
-    for task in $TASKS; do
-      echo "claims-task.sh: $(date -u +%FT%TZ) $claim $task seed $seed" >&2
-      "$claim" "$task" "$seed"
-    done
+    for task in $TASKS; do unit "$claim" "$task" "$seed"; done
   done
 done
-# best-row: choose the quant stage's student row once (before QAT streams split the tasks); qat: quant's trainings only
+# best-row: choose the quant stage's student row once (before the QAT streams start); qat: quant's trainings only
 # (QAT, and the best row trained again where it is only a record), for TASKS; quant: those, then its bench runs.
 if [[ " $CLAIMS " == *" best-row "* ]]; then echo "claims-task.sh: the best student row: $(quant_best_row)" >&2; fi
 if [[ " $CLAIMS " == *" quant "* || " $CLAIMS " == *" qat "* ]]; then
   for seed in $SEEDS; do
-    for task in $TASKS; do echo "claims-task.sh: $(date -u +%FT%TZ) quant $task seed $seed" >&2; quant "$task" "$seed"; done
+    for task in $TASKS; do unit quant "$task" "$seed"; done
   done
 fi
 if [[ " $CLAIMS " == *" quant "* ]]; then
