@@ -31,9 +31,9 @@
 #            logs the teacher-student KL on dev at each evaluation (HomoDistil's discrepancy curve; wrs's kd row is the
 #            fresh student of the same size).
 #   prepare  Only what several rows share and two processes must not make at once: every seed's random-init student
-#            and the pre-trained compact model (bench/claims-all.sh runs it before splitting the rows over two streams).
+#            and the pre-trained compact model (bench/claims-all.sh runs it before the two streams start on the rows).
 # Stages after every seed of the claims above (they need them all; bench/claims-all.sh runs best-row alone, then qat as
-# two streams split by task, then quant and bench alone; CLAIMS="quant bench" does all of it in one process):
+# two streams on one queue, then quant and bench alone; CLAIMS="quant bench" does all of it in one process):
 #   quant    Quantization: the teacher and the best student row (the highest mean task average over 3 seeds among the
 #            rows above, chosen once and written to $OUT/quant/best-row.txt): int8 after QAT (1 epoch of the student
 #            data, KD from the task's teacher, seeds 1-2-3); then one bench run per task over fp32, dynamic int8 and QAT
