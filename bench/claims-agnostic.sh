@@ -241,32 +241,20 @@ for row in $ROWS; do
   fi
   rows_todo+=("$row")
 done
-started() {   # started WHAT CMD...: says so (only a unit that runs: a waiting stream scans the held ones every 30 s)
-  local what="$1"; shift
-  echo "claims-agnostic.sh: $(date -u +%FT%TZ) $what" >&2
-  "$@"
-}
-take() {   # take UNIT WHAT CMD...: runs CMD under UNIT's lock; TAKEN=ran or held; a failure stops the stream
-  local unit="$1" what="$2"; shift 2
-  locked "$unit" started "$what" "$@"
-  if [[ $LOCKED_STATUS == "$HELD" ]]; then TAKEN=held
-  elif [[ $LOCKED_STATUS == 0 ]]; then TAKEN=ran
-  else echo "claims-agnostic.sh: $what failed" >&2; exit "$LOCKED_STATUS"
-  fi
-}
 next_unit() {   # next_unit: runs the first unit that is not done, has its input, and is not held; NEXT=ran, wait or none
   local row seed task waiting=0
   for row in "${rows_todo[@]}"; do
     if [[ ! -f "$OUT/$row/distilled/config.json" ]]; then
-      take "corpus-$row" "$row corpus stage" corpus_stage "$row"
-      if [[ $TAKEN == ran ]]; then NEXT=ran; return 0; fi
+      locked "corpus-$row" started "$row corpus stage" corpus_stage "$row"
+      if [[ $LOCKED_STATUS == 0 ]]; then NEXT=ran; return 0; fi
       waiting=1; continue   # the other stream distils it; its fine-tunings wait for it
     fi
     for seed in $SEEDS; do
       for task in $TASKS; do
         [[ -f "$OUT/$row/$task-s$seed/config.json" ]] && continue
-        take "$row-$task-s$seed" "$row $task seed $seed" finetune "$OUT/$row/$task-s$seed" "$OUT/$row/distilled" "$task" "$seed"
-        if [[ $TAKEN == ran ]]; then NEXT=ran; return 0; fi
+        locked "$row-$task-s$seed" started "$row $task seed $seed" \
+          finetune "$OUT/$row/$task-s$seed" "$OUT/$row/distilled" "$task" "$seed"
+        if [[ $LOCKED_STATUS == 0 ]]; then NEXT=ran; return 0; fi
         waiting=1
       done
     done

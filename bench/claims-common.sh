@@ -82,9 +82,9 @@ bench_run() {   # bench_run JSON BACKENDS MODELS...: one bench run, skipped when
 # $OUT/locks/<unit>.lock: the kernel releases it when its holder dies (a session's end, a kill), so no stale lock
 # outlives a run, and a unit an earlier run left half done is resumed by whichever stream takes it next.
 HELD=75   # LOCKED_STATUS when the other stream holds the unit
-locked() {   # locked UNIT CMD...: runs CMD in a subshell while holding UNIT's lock; sets LOCKED_STATUS: 0 when CMD
-  # succeeded, $HELD when the other stream holds UNIT, else CMD's failing status. It returns 0 itself and must be called
-  # as a plain command: under `locked ... || ...` bash would ignore set -e inside CMD, and a failing step would not stop it.
+locked() {   # locked UNIT CMD...: runs CMD in a subshell while holding UNIT's lock; sets LOCKED_STATUS to 0 when CMD
+  # succeeded or $HELD when the other stream holds UNIT; a CMD that fails stops this stream (the process) with its status.
+  # Call it as a plain command: under `locked ... || ...` bash would ignore set -e inside CMD.
   local unit="$1" errexit=0; shift
   [[ $- == *e* ]] && errexit=1
   mkdir -p "$OUT/locks"
@@ -92,5 +92,14 @@ locked() {   # locked UNIT CMD...: runs CMD in a subshell while holding UNIT's l
   ( set -e; flock -n 9 || exit "$HELD"; "$@" ) 9> "$OUT/locks/$unit.lock"
   LOCKED_STATUS=$?
   [[ $errexit == 1 ]] && set -e
+  if [[ $LOCKED_STATUS != 0 && $LOCKED_STATUS != "$HELD" ]]; then
+    echo "$SCRIPT: $unit failed (exit $LOCKED_STATUS); this stream stops" >&2
+    exit "$LOCKED_STATUS"
+  fi
   return 0
+}
+started() {   # started WHAT CMD...: says WHAT starts, then runs CMD (inside locked: a held unit says nothing)
+  local what="$1"; shift
+  echo "$SCRIPT: $(date -u +%FT%TZ) $what" >&2
+  "$@"
 }

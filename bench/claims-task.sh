@@ -298,13 +298,8 @@ rows_bench() {   # rows_bench TASK: every row's model of the first seed that has
 # seed's pass.
 unit() {   # unit CLAIM TASK SEED: one unit of work under its lock (claims-common.sh's locked): with two streams on one
   # queue (bench/claims-all.sh), a unit the other stream holds is left to it; a unit that fails stops this stream
-  echo "claims-task.sh: $(date -u +%FT%TZ) $1 $2 seed $3" >&2
-  locked "$1-$2-s$3" "$@"
-  if [[ $LOCKED_STATUS == "$HELD" ]]; then
-    echo "claims-task.sh: $1 $2 seed $3 is the other stream's" >&2
-  elif [[ $LOCKED_STATUS != 0 ]]; then
-    exit "$LOCKED_STATUS"
-  fi
+  locked "$1-$2-s$3" started "$1 $2 seed $3" "$@"
+  if [[ $LOCKED_STATUS == "$HELD" ]]; then echo "claims-task.sh: $1 $2 seed $3 is the other stream's" >&2; fi
 }
 for claim in $CLAIMS; do
   [[ $claim == quant || $claim == qat || $claim == best-row || $claim == bench ]] && continue
