@@ -158,11 +158,8 @@ corpus_distill() {   # corpus_distill OUT FLAGS...: a resumable corpus stage (ch
 }
 init() {   # init OUT ARCH: a random-init masked-LM model of the teacher's vocabulary (seed 1: the corpus stage's seed)
   # Two rows share the half-width init (half-direct, half-assistant) and their corpus stages may run at once in the two
-  # streams: the first to come makes it while the other waits on the lock, then finds it made.
-  [[ -f "$1/config.json" ]] && return 0
-  mkdir -p "$OUT/locks"
-  ( flock 8; [[ -f "$1/config.json" ]] || distillery init --arch "$2" --vocab "$TEACHER_MLM/vocab.txt" --seed 1 --out "$1" ) \
-    8> "$OUT/locks/$(basename "$1").lock"
+  # streams: claims-common.sh's once makes it one time.
+  once "$(basename "$1")" "$1/config.json" distillery init --arch "$2" --vocab "$TEACHER_MLM/vocab.txt" --seed 1 --out "$1"
 }
 
 # ------------------------------------------------------------------------------------------------------------ rows

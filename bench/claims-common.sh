@@ -35,26 +35,30 @@ todo() {   # todo DIR: prints --resume when DIR left a checkpoint; returns 1 whe
   if [[ -d "$1/checkpoint" ]]; then echo "--resume"; fi
 }
 
+# Shared inputs that two streams may both come to make (the SST-2 sample below, claims-agnostic.sh's random inits): the
+# first makes it under a blocking lock on $OUT/locks/NAME.lock while the other waits, then finds it made.
+once() {   # once NAME FILE CMD...: runs CMD unless FILE exists (CMD's last step makes FILE)
+  local name="$1" file="$2"; shift 2
+  [[ -e "$file" ]] && return 0
+  mkdir -p "$OUT/locks"
+  ( set -e; flock 8; [[ -e "$file" ]] || "$@" ) 8> "$OUT/locks/$name.lock"
+}
+
 # SST-2's fixed student sample: 20,000 training sentences drawn once (seed 20000), the dev set as it is.
-# Made under a blocking lock with a per-process temp name: two streams started together (without claims-all's prepare
-# pass) must not both write it.
 sst2_sample="$OUT/data/SST-2"
-mkdir -p "$OUT/data"
-(
-flock 9
-if [[ ! -f "$sst2_sample/dev.tsv" ]]; then
-  mkdir -p "$sst2_sample.tmp.$$"
-  python3 - "$DATA/glue/SST-2/train.tsv" "$sst2_sample.tmp.$$/train.tsv" <<'EOF'
+make_sst2_sample() {
+  rm -rf "$sst2_sample.tmp" && mkdir -p "$sst2_sample.tmp"
+  python3 - "$DATA/glue/SST-2/train.tsv" "$sst2_sample.tmp/train.tsv" <<'EOF'
 import random, sys
 lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
 header, rows = lines[0], lines[1:]
 random.Random(20000).shuffle(rows)
 open(sys.argv[2], "w", encoding="utf-8").write("\n".join([header] + rows[:20000]) + "\n")
 EOF
-  cp "$DATA/glue/SST-2/dev.tsv" "$sst2_sample.tmp.$$/dev.tsv"
-  rm -rf "$sst2_sample" && mv "$sst2_sample.tmp.$$" "$sst2_sample"
-fi
-) 9> "$OUT/data/SST-2.lock"
+  cp "$DATA/glue/SST-2/dev.tsv" "$sst2_sample.tmp/dev.tsv"
+  rm -rf "$sst2_sample" && mv "$sst2_sample.tmp" "$sst2_sample"
+}
+once sst2-sample "$sst2_sample/dev.tsv" make_sst2_sample
 data_of() { if [[ "$1" == sst2 ]]; then echo "$sst2_sample"; else echo "$DATA/glue"; fi; }
 
 # The bench stages' timed runs. Timing needs an otherwise idle CPU: the run waits (at most 10 minutes) for the 1-minute
