@@ -344,8 +344,8 @@ def ordering_verdict(a, b, boot=None):
         return f"**shown** by the paired bootstrap: {ma:.1f} vs {mb:.1f}, gap {gap:+.1f} (within the seeds' spread {spread:.1f}); {boot_text}"
     if gap > 0:
         return f"not shown: the ordering holds in the means ({ma:.1f} vs {mb:.1f}) but the gap {gap:+.1f} is within the seeds' spread {spread:.1f}; {boot_text}"
-    if gap == 0:
-        return f"not shown: no difference ({ma:.1f} vs {mb:.1f}); {boot_text}"
+    if abs(gap) < 0.05:   # the one-decimal means and gap would read "79.4 vs 79.4, gap -0.0": say they tie, with two decimals
+        return f"not shown: the means tie ({ma:.2f} vs {mb:.2f}, gap {gap:+.2f}, spread {spread:.1f}); {boot_text}"
     return f"not shown: reversed ({ma:.1f} vs {mb:.1f}, gap {gap:+.1f}, spread {spread:.1f}); {boot_text}"
 
 
