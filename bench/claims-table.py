@@ -555,8 +555,9 @@ def quant_table(teacher):
         return []
     order = ["teacher, fp32", "teacher, int8 dynamic", "teacher, int8 after QAT", "student, fp32", "student, int8 dynamic", "student, int8 after QAT"]
     lines = [f"#### Quantization: the teacher and the best student row ({best}), fp32 vs int8 (ONNX Runtime, fused graphs)", ""]
-    lines.append("| model | " + " | ".join(TASK_TITLE[t] for t in TASKS) + " | average | MB on disk | batch-1 ms | batch-32 seq/s |")
-    lines.append("|---|" + "---:|" * (len(TASKS) + 4))
+    lines.append("| model | " + " | ".join(TASK_TITLE[t] for t in TASKS) + " | average | MB on disk | batch-1 ms | batch-32 seq/s | QAT per seed (CPU) |")
+    lines.append("|---|" + "---:|" * (len(TASKS) + 5))
+    seed_averages_of = {}   # kind -> per-seed task averages (index i = the i-th seed of SEEDS in every task's bench run)
     for kind in order:
         per_task = kinds.get(kind)
         if not per_task:
@@ -568,8 +569,10 @@ def quant_table(teacher):
         mb = statistics.fmean(v[1] for v in flat) / 1e6
         b1 = statistics.fmean(v[2] for v in flat)
         b32 = statistics.fmean(v[3] for v in flat)
-        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {fmt(*mean_std(averages), len(averages))} | {mb:.1f} | {b1:.1f} | {b32:.1f} |")
+        seed_averages_of[kind] = averages
+        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {fmt(*mean_std(averages), len(averages))} | {mb:.1f} | {b1:.1f} | {b32:.1f} | {qat_compute(kind)} |")
     lines.append("")
+    lines += quant_verdicts(seed_averages_of)
     lines.append("Latency and size: means over the tasks' bench runs (one run per task, `bench --backends onnx-fp32,onnx-int8`); "
                  "the teacher's fp32 and dynamic int8 rows are one model per task (no seeds).")
     retrained = sorted(p.name[:-len(".metrics.json")] for p in (RECORDS / "quant" / "retrained").glob("*/*/*.metrics.json")
@@ -580,6 +583,46 @@ def quant_table(teacher):
                      "(records under docs/records/claims-task/quant/retrained/), while the claims tables keep the original runs.")
     lines.append("")
     return lines
+
+
+def qat_compute(kind):
+    """The QAT stage's compute per seed for an "after QAT" row: wall minutes (CPU minutes) of its one-epoch QAT runs,
+    summed over the tasks, averaged over the seeds that have every task; empty for the rows that need no training."""
+    if not kind.endswith("after QAT"):
+        return ""
+    folder = RECORDS / "quant" / f"{kind.split(',')[0]}-qat"
+    walls, cpus = [], []
+    for seed in SEEDS:
+        runs = [load(folder / f"{task}-s{seed}.metrics.json") for task in TASKS]
+        if any(m is None for m in runs):
+            continue
+        walls.append(sum(m.get("wall_seconds", 0) for m in runs) / 60)
+        if all(m.get("cpu_seconds") is not None for m in runs):
+            cpus.append(sum(m["cpu_seconds"] for m in runs) / 60)
+    if not walls:
+        return "-"
+    text = f"{statistics.fmean(walls):.0f} min"
+    return text + (f" ({statistics.fmean(cpus):.0f} CPU min)" if len(cpus) == len(walls) else "")
+
+
+def quant_verdicts(averages):
+    """Verdicts on int8 from the quant table's per-seed task averages (AVERAGES: kind -> list): what dynamic int8 keeps
+    of fp32 (Q8BERT's claim: within 1%), and whether QAT beats dynamic int8, for the student (3 seeds of each; the
+    teacher's fp32 and dynamic int8 are one model per task, so its QAT row has no seeds to compare against)."""
+    fp32, dynamic, qat = (averages.get(f"student, {k}", []) for k in ("fp32", "int8 dynamic", "int8 after QAT"))
+    lines = ["| claim | verdict |", "|---|---|"]
+    if fp32 and dynamic:
+        for name, rows in (("dynamic int8", dynamic), ("int8 after QAT", qat)):
+            if not rows:
+                continue
+            share = 100 * statistics.fmean(rows) / statistics.fmean(fp32)
+            shown = "**shown**" if share >= 99 else "not shown"
+            lines.append(f"| the student's {name} keeps >= 99% of its fp32 average (Q8BERT: within 1%) | {shown}: "
+                         f"{share:.1f}% ({statistics.fmean(rows):.1f} vs {statistics.fmean(fp32):.1f}) |")
+    if dynamic and qat:
+        lines.append("| the student's int8 after QAT >= its dynamic int8 | "
+                     + ordering_verdict(qat, dynamic, "bench scores only, no per-example predictions") + " |")
+    return lines + [""] if len(lines) > 2 else []
 
 
 def write_figure(name, figure, records=None):
