@@ -118,6 +118,10 @@ public sealed record Figure
                 text.LabelOffsetY = -6;
             }
         }
+        // Point labels are drawn to the right of their point (LabelOffsetX): widen the right margin so the label of the
+        // rightmost point (the teacher, on a score-vs-latency plot) is not cut off at the frame.
+        if (Series.Any(s => s.Points.Any(p => !string.IsNullOrEmpty(p.Label))))
+            plot.Axes.Margins(left: 0.05, right: 0.15, bottom: 0.1, top: 0.15);
         plot.Title(Title);
         plot.XLabel(XLabel);
         plot.YLabel(YLabel);
