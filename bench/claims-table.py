@@ -590,15 +590,15 @@ def qat_compute(kind):
     summed over the tasks, averaged over the seeds that have every task; empty for the rows that need no training."""
     if not kind.endswith("after QAT"):
         return ""
-    folder = RECORDS / "quant" / f"{kind.split(',')[0]}-qat"
+    row = f"{kind.split(',')[0]}-qat"   # "teacher, int8 after QAT" -> quant/teacher-qat
     walls, cpus = [], []
     for seed in SEEDS:
-        runs = [load(folder / f"{task}-s{seed}.metrics.json") for task in TASKS]
-        if any(m is None for m in runs):
+        runs = [row_runs("quant", row, task, seed) for task in TASKS]   # (final record, wall s, CPU s or None)
+        if any(final is None for final, _, _ in runs):
             continue
-        walls.append(sum(m.get("wall_seconds", 0) for m in runs) / 60)
-        if all(m.get("cpu_seconds") is not None for m in runs):
-            cpus.append(sum(m["cpu_seconds"] for m in runs) / 60)
+        walls.append(sum(wall for _, wall, _ in runs) / 60)
+        if all(cpu is not None for _, _, cpu in runs):
+            cpus.append(sum(cpu for _, _, cpu in runs) / 60)
     if not walls:
         return "-"
     text = f"{statistics.fmean(walls):.0f} min"
@@ -611,7 +611,7 @@ def quant_verdicts(averages):
     teacher's fp32 and dynamic int8 are one model per task, so its QAT row has no seeds to compare against)."""
     fp32, dynamic, qat = (averages.get(f"student, {k}", []) for k in ("fp32", "int8 dynamic", "int8 after QAT"))
     lines = ["| claim | verdict |", "|---|---|"]
-    if fp32 and dynamic:
+    if fp32:
         for name, rows in (("dynamic int8", dynamic), ("int8 after QAT", qat)):
             if not rows:
                 continue
