@@ -4,13 +4,22 @@
 # Needs: root, OUT, DATA, DISTILLERY, and SCRIPT (the sourcing script's name, for its messages); SMOKE when a smoke run;
 # COMMITTED (the suite's committed records folder; empty: only OUT counts).
 
-# One stamp per start (COMMIT.<UTC time>: the scripts' commit, then the binary's version "0.1.0+<commit>"), so a run
-# resumed by a later commit or another binary says so.
+# One stamp per start that runs something (COMMIT.<UTC time>: the scripts' commit, then the binary's version
+# "0.1.0+<commit>"), so a run resumed by a later commit or another binary says so. Written before the process's first
+# command, not at start: a restart that finds everything done (the driver passes through every finished suite) leaves
+# no stamp, so the tables' "runs started at commits" lists only starts that ran. A stream forked before its parent ran
+# anything stamps on its own first command.
 mkdir -p "$OUT/data"
-{ git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; } \
-  > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
+stamped=""
+stamp_commit() {
+  [[ -z "$stamped" ]] || return 0
+  stamped=1
+  { git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; } \
+    > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
+}
 
 distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines
+  stamp_commit
   local log="$OUT/log.txt"
   echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
   "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "$SCRIPT: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }

@@ -59,9 +59,14 @@ BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" && -f "$DATA/squad/dev-v1.1.json" ]] || { echo "embed-claims.sh: shared data not found at $DATA" >&2; exit 1; }
 mkdir -p "$OUT/data" "$OUT/records"
-git rev-parse --short HEAD > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)" 2>/dev/null || true
+stamped=""   # the commit stamp is written before this process's first command (see bench/claims-common.sh)
 
 distillery() {   # logs every command; a failure stops the script with the command's last lines
+  if [[ -z "$stamped" ]]; then
+    stamped=1
+    { git rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; } \
+      > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
+  fi
   local log="$OUT/log.txt"
   echo "== $(date -u +%FT%TZ) distillery $*" >> "$log"
   "$DISTILLERY" "$@" >> "$log" 2>&1 || { echo "embed-claims.sh: failed: distillery $*" >&2; tail -5 "$log" >&2; exit 1; }

@@ -109,24 +109,90 @@ public sealed record Figure
                 var bars = plot.Add.ErrorBar(xs, ys, series.Points.Select(p => p.YError ?? 0).ToArray());
                 bars.Color = color;
             }
-            foreach (var p in series.Points.Where(p => !string.IsNullOrEmpty(p.Label)))
-            {
-                var text = plot.Add.Text(p.Label!, p.X, p.Y);
-                text.LabelFontSize = 11;
-                text.LabelFontColor = color;
-                text.LabelOffsetX = 6;
-                text.LabelOffsetY = -6;
-            }
         }
-        // Point labels are drawn to the right of their point (LabelOffsetX): widen the right margin so the label of the
-        // rightmost point (the teacher, on a score-vs-latency plot) is not cut off at the frame.
-        if (Series.Any(s => s.Points.Any(p => !string.IsNullOrEmpty(p.Label))))
-            plot.Axes.Margins(left: 0.05, right: 0.15, bottom: 0.1, top: 0.15);
+        // Point labels: placed after a first layout (which fixes the axes and so each point's pixel), so that they
+        // overlap neither each other nor the markers nor the legend (LabelLayout), with a leader line where a label
+        // had to move away from its point. The right margin leaves room for the rightmost point's label (the teacher,
+        // on a score-vs-latency plot).
+        var labelled = Series.SelectMany((series, s) => series.Points.Where(p => !string.IsNullOrEmpty(p.Label)).Select(p => (Point: p, Color: palette.GetColor(s)))).ToArray();
         plot.Title(Title);
         plot.XLabel(XLabel);
         plot.YLabel(YLabel);
         plot.ShowLegend(LegendAlignment(path));
+        if (labelled.Length > 0)
+        {
+            plot.Axes.Margins(left: 0.05, right: 0.15, bottom: 0.1, top: 0.15);
+            PlaceLabels(plot, labelled, width, height);
+        }
         byte[] png = plot.GetImageBytes(width, height, ImageFormat.Png);
         AtomicFile.Write(path, stream => stream.Write(png));
+    }
+
+    const float LabelFontSize = 11;
+
+    void PlaceLabels(Plot plot, (FigurePoint Point, Color Color)[] labelled, int width, int height)
+    {
+        // A first render in memory lays the figure out (auto-scaled axes, tick labels, legend); the axes are then
+        // frozen so the final render keeps every point at the pixel measured here.
+        plot.RenderInMemory(width, height);
+        plot.Axes.SetLimits(plot.Axes.GetLimits());
+        var data = plot.RenderManager.LastRender.DataRect;
+        var bounds = new PixelBox(data.Left, data.Top, data.Width, data.Height);
+        const double markerRadius = 6;   // the scatter's MarkerSize 10 is a diameter; a pixel of slack
+        var markers = Series.SelectMany(s => s.Points).Select(p =>
+        {
+            var px = plot.GetPixel(new Coordinates(p.X, p.Y));
+            return new PixelBox(px.X - markerRadius, px.Y - markerRadius, 2 * markerRadius, 2 * markerRadius);
+        }).ToList();
+        using var paint = Paint.NewDisposablePaint();
+        var requests = labelled.Select(l =>
+        {
+            var px = plot.GetPixel(new Coordinates(l.Point.X, l.Point.Y));
+            var size = new LabelStyle { Text = l.Point.Label!, FontSize = LabelFontSize }.Measure(paint).Size;
+            return new LabelRequest(px.X, px.Y, size.Width + 2, size.Height + 2);
+        }).ToArray();
+        var placed = LabelLayout.Place(requests, markers, [LegendBox(bounds, paint)], bounds, markerRadius);
+        for (int i = 0; i < labelled.Length; i++)
+        {
+            var (point, color) = labelled[i];
+            var (box, leader) = (placed[i].Box, placed[i].NeedsLeader);
+            if (leader)
+            {
+                // From the marker's edge to the nearest point of the label's box.
+                var (nx, ny) = box.Nearest(requests[i].X, requests[i].Y);
+                double dx = nx - requests[i].X, dy = ny - requests[i].Y, length = Math.Sqrt(dx * dx + dy * dy);
+                if (length > markerRadius)
+                {
+                    var from = plot.GetCoordinates(new Pixel((float)(requests[i].X + dx / length * markerRadius), (float)(requests[i].Y + dy / length * markerRadius)));
+                    var to = plot.GetCoordinates(new Pixel((float)nx, (float)ny));
+                    var line = plot.Add.Line(from, to);
+                    line.LineColor = color.WithAlpha(0.6);
+                    line.LineWidth = 1;
+                }
+            }
+            var text = plot.Add.Text(point.Label!, point.X, point.Y);
+            text.LabelFontSize = LabelFontSize;
+            text.LabelFontColor = color;
+            text.LabelAlignment = Alignment.UpperLeft;
+            text.LabelOffsetX = (float)(box.Left + 1 - requests[i].X);
+            text.LabelOffsetY = (float)(box.Top + 1 - requests[i].Y);
+        }
+    }
+
+    /// <summary>
+    /// Where the legend sits, estimated from its entries' text (ScottPlot does not expose the legend's rectangle): the
+    /// labels keep clear of it.
+    /// </summary>
+    PixelBox LegendBox(PixelBox data, Paint paint)
+    {
+        double textWidth = Series.Max(s => new LabelStyle { Text = s.Label, FontSize = 14 }.Measure(paint).Size.Width);
+        double w = textWidth + 50, h = Series.Count * 21 + 16, margin = 10;
+        return Legend switch
+        {
+            "upper_left" => new(data.Left, data.Top, w + margin, h + margin),
+            "lower_right" => new(data.Right - w - margin, data.Bottom - h - margin, w + margin, h + margin),
+            "lower_left" => new(data.Left, data.Bottom - h - margin, w + margin, h + margin),
+            _ => new(data.Right - w - margin, data.Top, w + margin, h + margin),
+        };
     }
 }
