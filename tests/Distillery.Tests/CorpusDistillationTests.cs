@@ -145,6 +145,12 @@ public sealed class CorpusDistillationTests
         });
         Assert.Null(BertConfig.Load(Path.Combine(tmp["head"], "config.json")).MlmHeadUntrained);
         Assert.NotNull(head["eval"]);
+        // Its FLOPs count the frozen encoder's forward alone (no backward runs through it): 3× would report an MFU
+        // above 1 (the real teacher's head fit reported 1.51).
+        var headConfig = BertConfig.Load(Path.Combine(tmp["head"], "config.json"));
+        double counted = head["utilization"]!["flops_per_token"]!.GetValue<double>();
+        Assert.Equal(Math.Round(ForwardCost.TrainingFlopsPerToken(headConfig, BertTask.MaskedLM, 16, 0.15, frozenEncoder: true)), counted);
+        Assert.True(counted < ForwardCost.TrainingFlopsPerToken(headConfig, BertTask.MaskedLM, 16, 0.15) / 2);
     }
 
     [Fact]

@@ -64,9 +64,11 @@ public static class ForwardCost
     /// <summary>
     /// Training FLOPs per token, the usual 3× forward (forward, and a backward of twice its cost): the encoder at
     /// <paramref name="seqLength"/> tokens plus the head, the MLM head at the share <paramref name="predictedShare"/> of
-    /// tokens it runs on (Distillery runs it at the masked positions only), a sequence head once per sequence.
+    /// tokens it runs on (Distillery runs it at the masked positions only), a sequence head once per sequence. With
+    /// <paramref name="frozenEncoder"/> (pretrain --freeze-encoder: the encoder runs without autograd, only the head
+    /// trains) the encoder counts its forward alone: 3× would credit a backward that never runs (an MFU above 1).
     /// </summary>
-    public static double TrainingFlopsPerToken(BertConfig c, BertTask task, double seqLength, double predictedShare = 1)
+    public static double TrainingFlopsPerToken(BertConfig c, BertTask task, double seqLength, double predictedShare = 1, bool frozenEncoder = false)
     {
         int length = Math.Max(1, (int)Math.Round(seqLength));
         double head = task switch
@@ -75,7 +77,7 @@ public static class ForwardCost
             BertTask.SequenceClassification => HeadFlops(c, task) / seqLength,
             _ => HeadFlops(c, task),
         };
-        return 3 * (EncoderFlopsPerToken(c, length) + head);
+        return (frozenEncoder ? 1 : 3) * EncoderFlopsPerToken(c, length) + 3 * head;
     }
 
     /// <summary>Head FLOPs per token (MLM: transform + vocabulary projection) or per sequence (pooler + classifier).</summary>

@@ -184,7 +184,7 @@ public static class Pretraining
             ["final_train_loss"] = double.IsFinite(result.FinalLoss) ? result.FinalLoss : null,
             ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
             // Packed sequences of SeqLength tokens; the MLM head runs at the masked share of positions only.
-            ["utilization"] = TrainingUtilization.Metrics(model.Config, BertTask.MaskedLM, options.SeqLength, options.Masking.Probability, result.TokensPerSecond, peak),
+            ["utilization"] = TrainingUtilization.Metrics(model.Config, BertTask.MaskedLM, options.SeqLength, options.Masking.Probability, result.TokensPerSecond, peak, options.FreezeEncoder),
             ["wall_seconds"] = Math.Round(result.Elapsed.TotalSeconds, 1),
             ["cpu_seconds"] = result.CpuSeconds,   // process CPU time: not inflated by pauses (null: resumed from an older checkpoint)
             ["skipped_steps"] = result.SkippedSteps,

@@ -14,12 +14,13 @@ public static class TrainingUtilization
 {
     /// <summary>
     /// The "utilization" object of metrics.json: flops_per_token, model_gflops_per_second, the peak (GFLOP/s and its
-    /// shapes), the sequence length the attention FLOPs were counted at, and mfu.
+    /// shapes), the sequence length the attention FLOPs were counted at, and mfu. <paramref name="frozenEncoder"/>: only
+    /// the head trains (its encoder counts a forward only).
     /// </summary>
     public static System.Text.Json.Nodes.JsonObject Metrics(Models.BertConfig config, Models.BertTask task, double seqLength, double predictedShare,
-        double tokensPerSecond, GemmPeak peak)
+        double tokensPerSecond, GemmPeak peak, bool frozenEncoder = false)
     {
-        double flopsPerToken = Models.ForwardCost.TrainingFlopsPerToken(config, task, seqLength, predictedShare);
+        double flopsPerToken = Models.ForwardCost.TrainingFlopsPerToken(config, task, seqLength, predictedShare, frozenEncoder);
         double gflops = flopsPerToken * tokensPerSecond / 1e9;
         return new System.Text.Json.Nodes.JsonObject
         {
