@@ -30,7 +30,8 @@
 # Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
 # binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
 # src/Distillery.Cli -c Release -o /tmp/distillery-<commit>) so rebuilding the checkout does not pull it from under the
-# run. Environment: DISTILLERY (required), SUITES (default "task agnostic embed"), STREAMS (2 or 1),
+# run. Environment: DISTILLERY (required), EMBED_DISTILLERY (the embedding suite's binary, default DISTILLERY), SUITES
+# (default "task agnostic embed"), STREAMS (2 or 1),
 # ROW_CLAIMS (the streams' claims, default "wrs theseus prune"), OUT_ROOT (default runs: the suites
 # write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
 # OUT. A smoke (SMOKE=1) needs an OUT_ROOT of its own, so that it never writes into the real runs.
@@ -106,7 +107,12 @@ for suite in $SUITES; do
     [[ $failed == 0 ]] || { stamp "$suite: a QAT stream failed; the chain stops here"; exit 1; }
     OUT="$out" CLAIMS="quant bench" bash "$script" || { stamp "$suite: quant/bench failed (exit $?); the chain stops here"; exit 1; }
   else
-    OUT="$out" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }
+    # The embedding suite may run on a newer binary than the claims suites (EMBED_DISTILLERY): it compares its rows
+    # with each other only, and its reduce rows need `distillery reduce`; a suite never changes binary midway.
+    suite_binary="$DISTILLERY"
+    [[ "$suite" != embed ]] || suite_binary="${EMBED_DISTILLERY:-$DISTILLERY}"
+    [[ "$suite_binary" == "$DISTILLERY" ]] || stamp "$suite: binary $("$suite_binary" --version 2>/dev/null || echo unknown) (EMBED_DISTILLERY)"
+    OUT="$out" DISTILLERY="$suite_binary" bash "$script" || { stamp "$suite: failed (exit $?); the chain stops here"; exit 1; }
   fi
   if [[ "$suite" != embed ]]; then
     if "$DISTILLERY" eval --help 2>/dev/null | grep -q -- --predictions; then

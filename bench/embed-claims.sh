@@ -19,6 +19,11 @@
 #              model_distillation recipe)
 #     l3-cos   the same student with the cosine loss instead of the MSE
 #     l2       teacher layers 0,3, MSE
+#     teacher-d128  the teacher's vectors cut to 128 dimensions by `distillery reduce` (no training: PCA of its unit
+#              vectors on the first 20,000 training sentences, a Dense module between two Normalize modules); one run
+#     l3-d128  each l3 seed's student reduced the same way (the smaller index on top of the faster encoder)
+#   The reduce rows need a binary with `distillery reduce` (added on 2026-12-05); with an older one they are
+#   skipped, and say so.
 # - Training data: $SENTENCES unlabeled lines of the shared corpus (Brown sentences, WikiText-2 paragraphs, MASC written,
 #   ABC science/rural; about 32 tokens each), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the
 #   corpus was decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). $EPOCHS epoch(s) (1,250 steps at the
@@ -50,7 +55,7 @@ OUT="${OUT:-runs/embed}"
 DATA="${DATA:-$root/../shared/data}"
 TEACHER="${TEACHER:-models/minilm-l6-h384}"
 SEEDS="${SEEDS:-1 2 3}"
-ROWS="${ROWS:-l3-init l3 l3-cos l2}"
+ROWS="${ROWS:-l3-init l3 l3-cos l2 teacher-d128 l3-d128}"
 SENTENCES="${SENTENCES:-40000}"
 EPOCHS="${EPOCHS:-1}"
 PRECISION="${PRECISION:-fp32}"
@@ -151,10 +156,21 @@ bench() {   # bench MODEL RECORD-PREFIX: one bench record per task (scores by ev
     mv "$prefix.$task.bench.json.tmp" "$prefix.$task.bench.json"
   done
 }
-keep() {   # keep RUN RECORD-PREFIX: the run's metrics.json and run_config.json beside its bench records
+keep() {   # keep RUN RECORD-PREFIX: the run's metrics.json and run_config.json (a reduce has none) beside its bench records
   mkdir -p "$(dirname "$2")"
   cp "$1/metrics.json" "$2.metrics.json"
-  cp "$1/run_config.json" "$2.run_config.json"
+  [[ ! -f "$1/run_config.json" ]] || cp "$1/run_config.json" "$2.run_config.json"
+}
+reduce() {   # reduce MODEL OUT DIM: fewer vector dimensions, no training (skipped when OUT is finished)
+  [[ -f "$2/config.json" ]] && return 0
+  local max=20000
+  [[ -n "${SMOKE:-}" ]] && max=500
+  distillery reduce --model "$1" --out "$2" --dim "$3" --sentences "$sentences" --max-sentences "$max"
+}
+has_reduce() {
+  "$DISTILLERY" --help 2>/dev/null | grep -E '^\s+reduce\s' > /dev/null && return 0   # not reduce --help: an unknown command's help exits 0
+  echo "embed-claims.sh: $1 skipped: this binary ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) has no reduce command" >&2
+  return 1
 }
 
 # --------------------------------------------------------------------------------------------------------------- rows
@@ -174,7 +190,23 @@ for row in $ROWS; do
         keep "$out" "$OUT/records/$row/s$seed"
         bench "$out" "$OUT/records/$row/s$seed"
       done ;;
-    *) echo "embed-claims.sh: unknown row $row (known: l3-init l3 l3-cos l2)" >&2; exit 1 ;;
+    teacher-d128)
+      has_reduce "$row" || continue
+      reduce "$TEACHER" "$OUT/teacher-d128" 128
+      int8 "$OUT/teacher-d128"
+      keep "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0"
+      bench "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0" ;;
+    l3-d128)
+      has_reduce "$row" || continue
+      for seed in $SEEDS; do
+        [[ -f "$OUT/l3-s$seed/config.json" ]] || { echo "embed-claims.sh: l3-d128 seed $seed waits for the l3 row's student $OUT/l3-s$seed" >&2; continue; }
+        out="$OUT/l3-d128-s$seed"
+        reduce "$OUT/l3-s$seed" "$out" 128
+        int8 "$out"
+        keep "$out" "$OUT/records/l3-d128/s$seed"
+        bench "$out" "$OUT/records/l3-d128/s$seed"
+      done ;;
+    *) echo "embed-claims.sh: unknown row $row (known: l3-init l3 l3-cos l2 teacher-d128 l3-d128)" >&2; exit 1 ;;
   esac
 done
 echo "embed-claims.sh: done; bench/embed-table.py makes the table (--write-docs puts it into docs/results.md)"

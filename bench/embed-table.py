@@ -10,7 +10,9 @@ Records: <row>/s<seed>.<task>.bench.json (a `distillery bench --json` record of 
 backend), and for trained rows <row>/s<seed>.metrics.json and .run_config.json (the distillation run's). The table reads
 only the records folder, so every number regenerates from git. Standard library only.
 
-Quality columns are the TorchSharp fp32 row's scores (x 100), and the int8 columns the onnx-int8 row's (each backend
+"dims" is the vectors' length: a reduced row's (distillery reduce: PCA of the model's unit vectors, no training) with the
+share of the vectors' squared length the projection keeps on its fitting sentences. Quality columns are the TorchSharp
+fp32 row's scores (x 100), and the int8 columns the onnx-int8 row's (each backend
 scores itself); "mean +- std (n)" is over seeds (sample standard deviation). Throughput is sentences per second at
 batch 1 and batch 32 (the bench's sequences/s at its --seq-length), mean over seeds. The verdict: a student meets the
 issue's bar on a backend when its mean STS-B Spearman and its mean retrieval MRR on that backend are both >= 97% of the
@@ -34,7 +36,9 @@ ROWS = [("teacher", "teacher: all-MiniLM-L6-v2 (as imported)"),
         ("l3-init", "teacher layers 0,2,4, untrained"),
         ("l3", "L3 (layers 0,2,4), MSE distillation"),
         ("l3-cos", "L3 (layers 0,2,4), cosine distillation"),
-        ("l2", "L2 (layers 0,3), MSE distillation")]
+        ("l2", "L2 (layers 0,3), MSE distillation"),
+        ("teacher-d128", "teacher, reduced to 128 dims (PCA, no training)"),
+        ("l3-d128", "L3 MSE student, reduced to 128 dims")]
 BACKENDS = ["torch-fp32", "onnx-fp32", "onnx-int8"]
 KEEP, SPEEDUP = 0.97, 4.0
 
@@ -98,6 +102,16 @@ def show(xs, scale=100.0, digits=1):
     return f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f} ({len(xs)})"
 
 
+def dims(row, arch):
+    """The vectors' length: a reduce run's record says it (its metrics.json "dimension"), else the arch's width."""
+    for f in sorted((RECORDS / row).glob("s*.metrics.json")):
+        record = json.loads(f.read_text(encoding="utf-8"))
+        if record.get("command") == "reduce":
+            return f"{record['dimension']} ({100 * record['energy_kept']:.0f}%)"
+    width = [part[1:] for part in arch.split("-") if part.startswith("H") and part[1:].isdigit()]
+    return width[0] if width else "?"
+
+
 def score(name):
     return lambda r: (r.get("scores") or {}).get(name)
 
@@ -115,7 +129,7 @@ def table(data):
     lines = [f"Zero-shot scores x 100 (STS-B dev Spearman of cosines; SQuAD v1.1 dev question -> paragraph retrieval; MRPC dev "
              f"accuracy at the cosine threshold chosen on train), each backend scoring itself; throughput in sentences/s at "
              f"{seq} tokens (random ids), batch 1 and 32, mean over seeds; seeds: mean ± std (n).", ""]
-    header = ("| model | arch | params | disk MB | " + " | ".join(f"{b} b1 | {b} b32" for b in BACKENDS) +
+    header = ("| model | arch | dims | params | disk MB | " + " | ".join(f"{b} b1 | {b} b32" for b in BACKENDS) +
               " | STS-B ρ | R@1 | R@10 | MRR | MRPC acc | int8 STS-B ρ | int8 MRR |")
     lines += [header, "|" + "---|" * 2 + "---:|" * (header.count("|") - 3)]
     for row, title in ROWS:
@@ -123,7 +137,7 @@ def table(data):
         if not runs:
             continue
         some = next(r for tasks in runs.values() for by in tasks.values() for r in by.values())
-        cells = [title, some["arch"], f"{some['parameters'] / 1e6:.1f}M", f"{some['bytes_on_disk'] / 2**20:.1f}"]
+        cells = [title, some["arch"], dims(row, some["arch"]), f"{some['parameters'] / 1e6:.1f}M", f"{some['bytes_on_disk'] / 2**20:.1f}"]
         for b in BACKENDS:
             cells += [f"{mean(values(runs, 'sts-embed', b, per_second('batch1'))):.0f}", f"{mean(values(runs, 'sts-embed', b, per_second('batch32'))):.0f}"]
         cells += [show(values(runs, "sts-embed", "torch-fp32", score("spearman"))),
@@ -147,7 +161,8 @@ def verdict(data):
         return "Verdict: incomplete (the teacher's records lack a TorchSharp score or an onnx-fp32 throughput)."
     candidates = []
     for row, title in ROWS:
-        if row == "teacher" or row not in data:
+        # The teacher's own rows (as imported, or with reduced vectors on the same encoder) are not students.
+        if row.startswith("teacher") or row not in data:
             continue
         for b in BACKENDS:
             keep_sts = mean(values(data[row], "sts-embed", b, score("spearman"))) / sts

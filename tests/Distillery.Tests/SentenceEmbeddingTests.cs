@@ -138,9 +138,25 @@ public sealed class SentenceEmbeddingTests
         File.WriteAllText(modulesPath, """
             [{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
              {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+             {"idx":2,"name":"2","path":"2_LayerNorm","type":"sentence_transformers.models.LayerNorm"}]
+            """);
+        Assert.Equal($"{modulesPath}: module sentence_transformers.models.LayerNorm is not supported (Distillery reads Transformer → Pooling → [Normalize] → [Dense → Normalize])",
+            Assert.Throws<InvalidDataException>(() => BertCheckpoint.Load(tmp["st"])).Message);
+        // A Dense module (distillery reduce writes them) whose folder is missing; two Normalize modules in a row.
+        File.WriteAllText(modulesPath, """
+            [{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+             {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
              {"idx":2,"name":"2","path":"2_Dense","type":"sentence_transformers.models.Dense"}]
             """);
-        Assert.Equal($"{modulesPath}: module sentence_transformers.models.Dense is not supported (Distillery reads Transformer → Pooling → Normalize)",
+        Assert.Equal($"{Path.Combine(tmp["st"], "2_Dense", "config.json")}: missing (a sentence-transformers folder needs it)",
+            Assert.Throws<InvalidDataException>(() => BertCheckpoint.Load(tmp["st"])).Message);
+        File.WriteAllText(modulesPath, """
+            [{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+             {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+             {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"},
+             {"idx":3,"name":"3","path":"3_Normalize","type":"sentence_transformers.models.Normalize"}]
+            """);
+        Assert.Contains("modules Normalize → Normalize after the pooling are not supported",
             Assert.Throws<InvalidDataException>(() => BertCheckpoint.Load(tmp["st"])).Message);
         File.WriteAllText(modulesPath, """
             [{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
@@ -340,5 +356,106 @@ public sealed class SentenceEmbeddingTests
         // A classification task is refused before anything loads.
         var e = Assert.Throws<ArgumentException>(() => Distiller.Run(Options(tmp["cls"]) with { Task = new TaskSpec { Name = TaskName.Sst2, Data = TestData.Path("glue") } }));
         Assert.StartsWith("embedding distils sentence embeddings", e.Message);
+    }
+
+    [Fact]
+    public void ReduceFitsAnOrthonormalPcaProjectionThatKeepsTheMostEnergy()
+    {
+        // Vectors with most of their energy in 3 known directions: the fit finds that subspace, rows orthonormal.
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var basis = linalg.qr(randn(16, 16)).Q.narrow(1, 0, 3).t();                     // [3, 16] orthonormal rows
+        var x = randn(400, 3).matmul(basis) * 3 + randn(400, 16) * 0.05;                // [400, 16]
+        x = BertForSentenceEmbedding.L2Normalize(x);
+        var (p3, kept3) = EmbeddingReduction.Fit(x, 3);
+        Assert.Equal(new long[] { 3, 16 }, p3.shape);
+        Assert.True((p3.matmul(p3.t()) - eye(3)).abs().max().item<float>() < 1e-5f, "rows orthonormal");
+        // The subspace is the planted one: projecting the basis onto it keeps (almost) all of it.
+        Assert.True(basis.matmul(p3.t()).pow(2).sum().item<float>() > 2.99f);
+        // Energy kept: the top singular values' share of ‖X‖², and it grows with D.
+        var sv = linalg.svdvals(x.to(ScalarType.Float64)).pow(2);
+        Assert.Equal(sv.narrow(0, 0, 3).sum().item<double>() / sv.sum().item<double>(), kept3, 6);
+        Assert.True(kept3 > 0.98);
+        var (p1, kept1) = EmbeddingReduction.Fit(x, 1);
+        Assert.True(kept1 < kept3);
+        Assert.Equal(p3[0].abs().argmax().item<long>(), p1[0].abs().argmax().item<long>());
+        Assert.True(p1[0].max().item<float>() >= -p1[0].min().item<float>(), "sign fixed: the largest-magnitude entry is positive");
+        p3.Dispose();
+        p1.Dispose();
+    }
+
+    [Fact]
+    public void ReducedModelSavesADenseModuleLoadsBackAndExportsToOnnx()
+    {
+        using var tmp = new TestData.TempDir();
+        InferenceApiTests.SaveTiny(tmp["model"], BertTask.SentenceEmbedding);
+        File.WriteAllLines(tmp["sentences.txt"], Enumerable.Range(0, 60).Select(i => Sentences[i % Sentences.Length] + (i % 4 == 0 ? "" : $" {i % 7}")));
+        var options = new EmbeddingReductionOptions { Model = tmp["model"], Out = tmp["reduced"], Dimension = 8, Sentences = tmp["sentences.txt"] };
+        var record = EmbeddingReduction.Run(options);
+        Assert.Equal(8, record["dimension"]!.GetValue<int>());
+        Assert.Equal(32, record["from_dimension"]!.GetValue<int>());
+        Assert.InRange(record["energy_kept"]!.GetValue<double>(), 0.2, 1.0);
+
+        // sentence-transformers' layout: Normalize → Dense (no bias, identity) → Normalize, the weight as linear.weight [D, H].
+        var modules = JsonNode.Parse(File.ReadAllText(tmp["reduced/modules.json"]))!.AsArray();
+        Assert.Equal(["Transformer", "Pooling", "Normalize", "Dense", "Normalize"], modules.Select(m => m!["type"]!.GetValue<string>().Split('.')[^1]));
+        Assert.Equal(["", "1_Pooling", "2_Normalize", "3_Dense", "4_Normalize"], modules.Select(m => m!["path"]!.GetValue<string>()));
+        var dense = JsonNode.Parse(File.ReadAllText(tmp["reduced/3_Dense/config.json"]))!;
+        Assert.Equal(32, dense["in_features"]!.GetValue<int>());
+        Assert.Equal(8, dense["out_features"]!.GetValue<int>());
+        Assert.False(dense["bias"]!.GetValue<bool>());
+        Assert.Equal("torch.nn.modules.linear.Identity", dense["activation_function"]!.GetValue<string>());
+        var weights = Safetensors.Load(tmp["reduced/3_Dense/model.safetensors"]);
+        Assert.Equal(["linear.weight"], weights.Keys);
+        Assert.Equal(new long[] { 8, 32 }, weights["linear.weight"].shape);
+
+        // Loaded: unit vectors of 8 dimensions, normalise(normalise(pool(h)) Pᵀ) by hand; the encoder as it was.
+        var (loaded, _) = BertCheckpoint.Load(tmp["reduced"]);
+        var (original, _) = BertCheckpoint.Load(tmp["model"], BertTask.SentenceEmbedding);
+        using (loaded)
+        using (original)
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            var reduced = Assert.IsType<BertForSentenceEmbedding>(loaded);
+            Assert.Equal(8, reduced.EmbeddingDimension);
+            Assert.Equal(8 * 32, ParameterCounts.Of(reduced).Total - ParameterCounts.Of(original).Total);
+            loaded.eval();
+            original.eval();
+            var (ids, mask) = Ragged();
+            var full = original.forward(new BertInputs(ids, mask)).Logits;                                          // [2, 32]
+            var expected = BertForSentenceEmbedding.L2Normalize(BertForSentenceEmbedding.L2Normalize(full).matmul(weights["linear.weight"].t()));
+            var got = loaded.forward(new BertInputs(ids, mask)).Logits;                                             // [2, 8]
+            Assert.Equal(new long[] { 2, 8 }, got.shape);
+            Assert.True((got - expected).abs().max().item<float>() < 1e-6f);
+        }
+        foreach (var t in weights.Values) t.Dispose();
+
+        // ONNX: the projection is in the graph; the vectors equal TorchSharp's; the encoder API reports 8 dimensions.
+        InferenceApiTests.ExportTiny(tmp["reduced"], tmp["onnx/model.onnx"]);
+        using var folder = SentenceEncoder.Load(tmp["reduced"]);
+        using var onnx = SentenceEncoder.Load(tmp["onnx/model.onnx"]);
+        Assert.Equal(8, folder.Dimension);
+        Assert.Equal(8, onnx.Dimension);
+        var a = folder.EncodeBatch(Sentences);
+        var b = onnx.EncodeBatch(Sentences);
+        for (int i = 0; i < Sentences.Length; i++)
+        {
+            Assert.Equal(1.0, Math.Sqrt(a[i].Sum(v => (double)v * v)), 5);
+            Assert.True(SentenceEncoder.Similarity(a[i], b[i]) >= 0.9999, $"sentence {i}: ONNX cosine {SentenceEncoder.Similarity(a[i], b[i])}");
+        }
+
+        // Refused with one line: a reduced model again, too many dimensions, its own input as output, an existing output.
+        Assert.Contains("already projected to 8 dimensions", Assert.Throws<ArgumentException>(() => EmbeddingReduction.Run(options with { Model = tmp["reduced"], Out = tmp["again"] })).Message);
+        Assert.Contains("--dim 32 keeps nothing out", Assert.Throws<ArgumentException>(() => EmbeddingReduction.Run(options with { Dimension = 32, Out = tmp["wide"] })).Message);
+        Assert.ThrowsAny<Exception>(() => EmbeddingReduction.Run(options with { Out = tmp["model"] }));
+        Assert.ThrowsAny<Exception>(() => EmbeddingReduction.Run(options));
+        Assert.True(File.Exists(tmp["model/config.json"]) && !Directory.Exists(tmp["model/3_Dense"]), "the input is untouched");
+
+        // A Dense module this reader does not support is one line naming its file.
+        string densePath = tmp["reduced/3_Dense/config.json"];
+        File.WriteAllText(densePath, File.ReadAllText(densePath).Replace("\"bias\": false", "\"bias\": true"));
+        Assert.Equal($"{densePath}: a Dense module with a bias is not supported (Distillery reads bias false, identity activation)",
+            Assert.Throws<InvalidDataException>(() => BertCheckpoint.Load(tmp["reduced"])).Message);
     }
 }

@@ -53,6 +53,8 @@ public static class InspectCommand
             console.MarkupLineInterpolated($"  masked-LM head: [yellow]untrained[/] ({why}); fine-tune it, or train the head before fill-mask");
         if (r.Task == BertTask.SequenceClassification)
             console.MarkupLineInterpolated($"  labels: {string.Join(", ", c.Labels)}{(c.IsRegression ? " (regression)" : "")}");
+        if (r.Sentence is { } sentence)
+            console.MarkupLineInterpolated($"  sentence embedding: {sentence.Pooling.ToString().ToLowerInvariant()} pooling{(r.EmbeddingDimension != c.HiddenSize ? $"{(sentence.NormalizeBeforeProjection ? ", normalised" : "")}, projected {c.HiddenSize} → {r.EmbeddingDimension} (Dense)" : "")}{(sentence.Normalize ? ", normalised" : "")}: {r.EmbeddingDimension} dimensions, inputs up to {sentence.MaxSeqLength} tokens");
 
         var table = new Table().AddColumn("part").AddColumn(new TableColumn("parameters").RightAligned()).AddColumn(new TableColumn("share").RightAligned());
         var p = r.Parameters;

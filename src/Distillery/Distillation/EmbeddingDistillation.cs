@@ -68,7 +68,7 @@ public sealed class EmbeddingDistillation : IDistillationMethod<TaskBatch>
     private readonly Teacher teacher;
     private readonly EmbeddingDistillationOptions options;
 
-    /// <summary>Both models are sentence-embedding models of the same width; the student takes the teacher's pooling.</summary>
+    /// <summary>Both models are sentence-embedding models of the same width; the student takes the teacher's pooling and projection.</summary>
     public EmbeddingDistillation(Teacher teacher, BertTaskModel student, EmbeddingDistillationOptions options)
     {
         if (teacher.Model is not BertForSentenceEmbedding teacherModel || student is not BertForSentenceEmbedding studentModel)
@@ -78,6 +78,9 @@ public sealed class EmbeddingDistillation : IDistillationMethod<TaskBatch>
         if (teacherModel.Config.VocabSize != studentModel.Config.VocabSize)
             throw new ArgumentException($"teacher and student vocabularies differ ({teacherModel.Config.VocabSize} vs {studentModel.Config.VocabSize} tokens)");
         studentModel.SentenceConfig = teacherModel.SentenceConfig;
+        // A reduced teacher (distillery reduce: a Dense projection to fewer dimensions) passes its projection on, frozen:
+        // the student learns to give the vectors the teacher's projection maps the same way, and the targets keep their length.
+        studentModel.Projection = teacherModel.Projection;
         this.teacher = teacher;
         this.options = options.Validate();
         Student = student;

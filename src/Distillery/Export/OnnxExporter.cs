@@ -299,7 +299,7 @@ public static class OnnxExporter
                 case BertTask.MaskedLM: MaskedLmHead(ids, hidden); break;
                 case BertTask.SequenceClassification: ClassificationHead(hidden); break;
                 case BertTask.QuestionAnswering: QuestionAnsweringHead(hidden); break;
-                case BertTask.SentenceEmbedding: SentenceEmbeddingHead(mask, hidden, ((BertForSentenceEmbedding)model).SentenceConfig); break;
+                case BertTask.SentenceEmbedding: SentenceEmbeddingHead(mask, hidden, (BertForSentenceEmbedding)model); break;
                 default: throw new NotSupportedException($"no ONNX export for task {model.Task}");
             }
         }
@@ -572,10 +572,11 @@ public static class OnnxExporter
         /// <summary>
         /// Pooling and normalisation of <see cref="BertForSentenceEmbedding.Embed"/>: mean over real tokens
         /// (ReduceSum of h·m over T / max(ReduceSum of m, 1e-9)) or h[CLS], then x / max(√Σx², 1e-12). fp32 in int8
-        /// graphs too (nothing here is a matmul).
+        /// graphs too; a projection (Dense, [D, H]) is one fp32 MatMul by Pᵀ [H, D] between the two normalisations.
         /// </summary>
-        private void SentenceEmbeddingHead(string mask, string hidden, SentenceEmbeddingConfig config)
+        private void SentenceEmbeddingHead(string mask, string hidden, BertForSentenceEmbedding model)
         {
+            var config = model.SentenceConfig;
             string pooled;
             if (config.Pooling == SentencePooling.Cls)
                 pooled = G.Node("Gather", [hidden, G.Int64Scalar(0)], "cls_hidden", OnnxGraphBuilder.Int("axis", 1));                   // [B, H]
@@ -586,14 +587,24 @@ public static class OnnxExporter
                 var count = G.Node("ReduceSum", [weights, G.Int64s(1)], "pool_count", OnnxGraphBuilder.Int("keepdims", 0));                              // [B, 1]
                 pooled = G.Node("Div", [sum, G.Node("Max", [count, G.Scalar(BertForSentenceEmbedding.MinTokenCount)], "pool_count_floor")], "pool_mean");
             }
-            if (config.Normalize)
+            if (model.Projection is { } projection)
             {
-                var squares = G.Node("ReduceSum", [G.Node("Mul", [pooled, pooled], "embedding_sq"), G.Int64s(-1)], "embedding_sq_sum", OnnxGraphBuilder.Int("keepdims", 1));   // [B, 1]
-                var norm = G.Node("Max", [G.Node("Sqrt", [squares], "embedding_norm_raw"), G.Scalar(BertForSentenceEmbedding.MinNorm)], "embedding_norm");
-                pooled = G.Node("Div", [pooled, norm], "embedding_normalized");
+                if (config.NormalizeBeforeProjection) pooled = L2Normalize(pooled, "pooled");
+                using var transposed = projection.detach().to(ScalarType.Float32).t().contiguous();             // [H, D]
+                var weight = G.Initializer("sentence_projection", transposed.data<float>().ToArray(), transposed.shape);
+                pooled = G.Node("MatMul", [pooled, weight], "embedding_projected");                                 // [B, D]
             }
+            if (config.Normalize) pooled = L2Normalize(pooled, "embedding");
             G.Node("Identity", [pooled], SentenceEmbedding);
-            G.Output(SentenceEmbedding, DataType.Float, "batch", Config.HiddenSize);
+            G.Output(SentenceEmbedding, DataType.Float, "batch", model.EmbeddingDimension);
+        }
+
+        /// <summary>x / max(√Σx², 1e-12) along the last axis, as <see cref="BertForSentenceEmbedding.L2Normalize"/>.</summary>
+        private string L2Normalize(string x, string hint)
+        {
+            var squares = G.Node("ReduceSum", [G.Node("Mul", [x, x], hint + "_sq"), G.Int64s(-1)], hint + "_sq_sum", OnnxGraphBuilder.Int("keepdims", 1));   // [B, 1]
+            var norm = G.Node("Max", [G.Node("Sqrt", [squares], hint + "_norm_raw"), G.Scalar(BertForSentenceEmbedding.MinNorm)], hint + "_norm");
+            return G.Node("Div", [x, norm], hint + "_normalized");
         }
 
         private void QuestionAnsweringHead(string hidden)

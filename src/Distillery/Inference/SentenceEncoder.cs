@@ -24,7 +24,13 @@ public sealed class SentenceEncoder : IDisposable
 {
     private readonly InferenceModel model;
 
-    private SentenceEncoder(InferenceModel model) => this.model = model;
+    private readonly Lazy<int> dimension;
+
+    private SentenceEncoder(InferenceModel model)
+    {
+        this.model = model;
+        dimension = new(() => Encode("").Length);
+    }
 
     /// <summary>
     /// Loads a sentence-embedding model: a model folder (config.json, model.safetensors, vocab.txt, and optionally
@@ -34,8 +40,11 @@ public sealed class SentenceEncoder : IDisposable
     public static SentenceEncoder Load(string dirOrOnnx, InferenceOptions? options = null) =>
         new(InferenceModel.Open(dirOrOnnx, options, BertTask.SentenceEmbedding, new SentenceEmbeddingConfig().MaxSeqLength));
 
-    /// <summary>Length of every vector (the encoder's hidden size).</summary>
-    public int Dimension => model.Backend.Config.HiddenSize;
+    /// <summary>
+    /// Length of every vector: the encoder's hidden size, or a projection's (Dense module's) output size. Measured on
+    /// the first call by encoding an empty text, so it is the backend's own answer whatever the model's head.
+    /// </summary>
+    public int Dimension => dimension.Value;
     /// <summary>The backend running the model.</summary>
     public InferenceBackend Backend => model.Kind;
     /// <summary>Backend and precision, e.g. "ONNX Runtime int8".</summary>

@@ -83,7 +83,14 @@ public static class BertCheckpoint
             // A folder without sentence-transformers' files gets mean pooling + normalisation, as SentenceTransformer(folder)
             // builds for a plain transformers model (and as all-MiniLM-L6-v2 is configured).
             if (model is BertForSentenceEmbedding embedding && SentenceTransformersLayout.IsPresent(dir))
-                embedding.SentenceConfig = SentenceTransformersLayout.Read(dir, config.HiddenSize);
+            {
+                var (head, projection) = SentenceTransformersLayout.ReadHead(dir, config.HiddenSize);
+                using (projection)
+                {
+                    embedding.SentenceConfig = head;
+                    embedding.Projection = projection;
+                }
+            }
             return (model, report);
         }
         catch
@@ -189,7 +196,7 @@ public static class BertCheckpoint
         using (var scope = NewDisposeScope())
             Safetensors.Save(Path.Combine(dir, WeightsFile), StateDict(model, storage), new Dictionary<string, string> { ["format"] = "pt" });
         tokenizer?.SaveTo(dir);
-        if (model is BertForSentenceEmbedding embedding) SentenceTransformersLayout.Write(dir, embedding.SentenceConfig, model.Config.HiddenSize);
+        if (model is BertForSentenceEmbedding embedding) SentenceTransformersLayout.Write(dir, embedding.SentenceConfig, model.Config.HiddenSize, embedding.Projection);
         config.Save(Path.Combine(dir, ConfigFile));
     }
 

@@ -12,6 +12,11 @@ namespace Distillery.Models;
 public sealed record ModelReport(string Directory, BertConfig Config, BertTask Task, ParameterCounts Parameters,
     IReadOnlyList<(string Name, long Bytes)> Files, int SeqLength, double EncoderFlopsPerToken, double HeadFlops)
 {
+    /// <summary>A sentence-embedding model's head: pooling and normalisation settings.</summary>
+    public SentenceEmbeddingConfig? Sentence { get; init; }
+    /// <summary>A sentence-embedding model's vector length (a projection's output size, else the hidden size).</summary>
+    public int? EmbeddingDimension { get; init; }
+
     /// <summary>Bytes of all files.</summary>
     public long BytesOnDisk => Files.Sum(f => f.Bytes);
 }
@@ -25,10 +30,17 @@ public static class ModelInspector
         var (model, _) = BertCheckpoint.Load(dir);
         using (model)
         {
-            var files = new DirectoryInfo(dir).GetFiles().OrderBy(f => f.Name, StringComparer.Ordinal).Select(f => (f.Name, f.Length)).ToList();
+            // The folder's own files, and those of the sentence-transformers module folders it names (1_Pooling/, a Dense's weights).
+            var files = new DirectoryInfo(dir).GetFiles().Select(f => (f.Name, f.Length))
+                .Concat(SentenceTransformersLayout.ModuleFiles(dir).Select(f => (f, new FileInfo(Path.Combine(dir, f)).Length)))
+                .OrderBy(f => f.Item1, StringComparer.Ordinal).ToList();
             var config = model.Config;
+            var embedding = model as BertForSentenceEmbedding;
             return new ModelReport(Path.GetFullPath(dir), config, model.Task, ParameterCounts.Of(model), files, seqLength,
-                ForwardCost.EncoderFlopsPerToken(config, seqLength), ForwardCost.HeadFlops(config, model.Task));
+                ForwardCost.EncoderFlopsPerToken(config, seqLength), ForwardCost.HeadFlops(config, model.Task))
+            {
+                Sentence = embedding?.SentenceConfig, EmbeddingDimension = embedding?.EmbeddingDimension,
+            };
         }
     }
 }

@@ -6,7 +6,7 @@ namespace Distillery.Models;
 /// <param name="Embeddings">Word, position and type tables and their LayerNorm.</param>
 /// <param name="Encoder">All layers.</param>
 /// <param name="Pooler">The pooler (0 for heads without one).</param>
-/// <param name="Head">The task head (the MLM head counts its transform and bias; its decoder is the tied word table).</param>
+/// <param name="Head">The task head (the MLM head counts its transform and bias; its decoder is the tied word table; a sentence embedding its projection, if any).</param>
 public sealed record ParameterCounts(long Embeddings, long Encoder, long Pooler, long Head)
 {
     /// <summary>Every parameter, each tied tensor counted once.</summary>
@@ -24,6 +24,8 @@ public sealed record ParameterCounts(long Embeddings, long Encoder, long Pooler,
             else if (name.StartsWith("bert.pooler.", StringComparison.Ordinal)) pooler += n;
             else head += n;
         }
+        // A sentence-embedding projection (Dense) is weights of the model though not a trained parameter: it counts as head.
+        if (model is BertForSentenceEmbedding { Projection: { } projection }) head += projection.numel();
         return new ParameterCounts(embeddings, encoder, pooler, head);
     }
 }

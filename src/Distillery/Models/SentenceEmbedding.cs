@@ -3,6 +3,10 @@
 //   mean pooling   e = Σ_t m_t · h_t / max(Σ_t m_t, 1e-9)       over real tokens only (m = attention mask)   [B, H]
 //   cls pooling    e = h_[CLS]                                                                             [B, H]
 //   normalise      e / max(‖e‖₂, 1e-12)                          (torch.nn.functional.normalize, p = 2)    [B, H]
+//   project        e Pᵀ, P [D, H]  (optional: sentence-transformers' Dense, no bias, identity activation)   [B, D]
+// With a projection the pipeline is Transformer → Pooling → [Normalize] → Dense → [Normalize]: `distillery reduce`
+// writes Normalize → Dense → Normalize, so P is fitted on the unit vectors whose dot products are the model's cosines
+// and the output has unit length again.
 // The encoder is transformers' BertModel without its pooler (sentence-transformers never reads pooler_output), so the
 // state dict is the encoder's alone. How the pooling is configured is stored beside the weights in
 // sentence-transformers' own files (SentenceTransformersLayout), not in config.json.
@@ -33,6 +37,11 @@ public sealed record SentenceEmbeddingConfig
     public bool Normalize { get; init; } = true;
     /// <summary>Longest input in tokens that sentence-transformers feeds the model (its <c>max_seq_length</c>; default 256).</summary>
     public int MaxSeqLength { get; init; } = 256;
+    /// <summary>
+    /// With a projection (<see cref="BertForSentenceEmbedding.Projection"/>): L2-normalise the pooled vector before it
+    /// too (a Normalize module before the Dense). Meaningless, and false, without one.
+    /// </summary>
+    public bool NormalizeBeforeProjection { get; init; }
 
     /// <summary>Checks the fields; throws naming the bad one.</summary>
     public SentenceEmbeddingConfig Validate()
@@ -65,20 +74,58 @@ public sealed class BertForSentenceEmbedding : BertTaskModel
     /// <summary>Pooling and normalisation (not parameters; saved in sentence-transformers' files). Default: mean, normalised.</summary>
     public SentenceEmbeddingConfig SentenceConfig { get; set; } = new();
 
+    Tensor? projection;
+
+    /// <summary>
+    /// An optional linear map of the pooled vector to fewer dimensions, [D, H] (nn.Linear's weight layout; no bias),
+    /// saved as sentence-transformers' Dense module (<c>2_Dense/</c>). Not a parameter of this module: it is not in
+    /// model.safetensors, and training leaves it alone (<c>distillery reduce</c> fits it). The model owns the tensor set
+    /// here (a copy is taken) and disposes it.
+    /// </summary>
+    public Tensor? Projection
+    {
+        get => projection;
+        set
+        {
+            if (value is not null && (value.dim() != 2 || value.shape[1] != Config.HiddenSize || value.shape[0] < 1))
+                throw new ArgumentException($"a projection must be [D, {Config.HiddenSize}] (got [{string.Join(", ", value.shape)}])");
+            projection?.Dispose();
+            projection = value?.detach().to(ScalarType.Float32).clone();
+        }
+    }
+
+    /// <summary>Length of the sentence vectors: the projection's D, else the hidden size.</summary>
+    public int EmbeddingDimension => projection is null ? (int)Config.HiddenSize : (int)projection.shape[0];
+
     /// <inheritdoc/>
     public override BertTask Task => BertTask.SentenceEmbedding;
     /// <inheritdoc/>
     public override BertModel Bert => bert;
 
     /// <summary>[B, T, H] last hidden states (with the encoder's attention mask) → [B, H] sentence embeddings.</summary>
-    public override Tensor Head(EncoderOutput encoder) => Embed(encoder.LastHiddenState, encoder.AttentionMask, SentenceConfig);
+    public override Tensor Head(EncoderOutput encoder) => Embed(encoder.LastHiddenState, encoder.AttentionMask, SentenceConfig, projection);
 
-    /// <summary>Pools <paramref name="hidden"/> [B, T, H] as <paramref name="config"/> says, then normalises: [B, H].</summary>
-    public static Tensor Embed(Tensor hidden, Tensor? attentionMask, SentenceEmbeddingConfig config)
+    /// <summary>
+    /// Pools <paramref name="hidden"/> [B, T, H] as <paramref name="config"/> says, then (optionally normalised first)
+    /// projects by <paramref name="projection"/> [D, H], then normalises: [B, H], or [B, D] with a projection.
+    /// </summary>
+    public static Tensor Embed(Tensor hidden, Tensor? attentionMask, SentenceEmbeddingConfig config, Tensor? projection = null)
     {
         using var scope = NewDisposeScope();
         var pooled = config.Pooling == SentencePooling.Cls ? hidden.select(1, 0) : MeanPool(hidden, attentionMask);   // [B, H]
+        if (projection is not null)
+        {
+            if (config.NormalizeBeforeProjection) pooled = L2Normalize(pooled);
+            pooled = pooled.matmul(projection.to(pooled.dtype).t());                                                     // [B, D]
+        }
         return (config.Normalize ? L2Normalize(pooled) : pooled).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { projection?.Dispose(); projection = null; }
+        base.Dispose(disposing);
     }
 
     /// <summary>Σ_t m_t h_t / max(Σ_t m_t, 1e-9): [B, T, H] and [B, T] (null: all real) → [B, H].</summary>

@@ -6,11 +6,19 @@
 //   sentence_bert_config.json    {"max_seq_length": 256, "do_lower_case": false}
 //   1_Pooling/config.json        {"word_embedding_dimension": H, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true, ...}
 //   2_Normalize/                 (empty: the module has no state)
+// With a projection to fewer dimensions (distillery reduce), sentence-transformers' Dense module between Normalize
+// modules: 2_Normalize, 3_Dense, 4_Normalize, where
+//   3_Dense/config.json          {"in_features": H, "out_features": D, "bias": false, "activation_function": "torch.nn.modules.linear.Identity"}
+//   3_Dense/model.safetensors    {"linear.weight": [D, H]}   (read by sentence-transformers 2.3 and later; earlier ones
+//                                                             read only pytorch_model.bin, a pickle .NET does not write)
 // A folder with modules.json is a sentence-embedding model; SentenceTransformer(folder) in Python loads what this writes.
-// Reading accepts exactly that pipeline (Transformer, then Pooling with mean or cls, then optionally Normalize); any
-// other module or pooling mode is one line naming the file, not a silently different embedding.
+// Reading accepts exactly that pipeline (Transformer, then Pooling with mean or cls, then optionally Normalize, a Dense
+// without bias or activation, Normalize); any other module, pooling mode or Dense is one line naming the file, not a
+// silently different embedding.
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Distillery.IO;
+using static TorchSharp.torch;
 
 namespace Distillery.Models;
 
@@ -29,6 +37,10 @@ public static class SentenceTransformersLayout
     const string TransformerType = "sentence_transformers.models.Transformer";
     const string PoolingType = "sentence_transformers.models.Pooling";
     const string NormalizeType = "sentence_transformers.models.Normalize";
+    const string DenseType = "sentence_transformers.models.Dense";
+    const string IdentityActivation = "torch.nn.modules.linear.Identity";
+    /// <summary>The Dense module's weight file and tensor name (nn.Linear's <c>weight</c>, [out_features, in_features]).</summary>
+    const string DenseWeightsFile = "model.safetensors", DenseWeightKey = "linear.weight";
 
     /// <summary>Every pooling flag sentence-transformers writes (the first four since its first versions); only mean and cls are supported.</summary>
     static readonly string[] PoolingFlags =
@@ -43,9 +55,21 @@ public static class SentenceTransformersLayout
     /// <summary>
     /// The head settings of a sentence-transformers folder. <paramref name="hiddenSize"/> is the encoder's width, which the
     /// pooling's <c>word_embedding_dimension</c> must equal. Malformed or unsupported files throw
-    /// <see cref="InvalidDataException"/> naming the file.
+    /// <see cref="InvalidDataException"/> naming the file. A Dense module's weights are read and dropped
+    /// (<see cref="ReadHead"/> returns them).
     /// </summary>
     public static SentenceEmbeddingConfig Read(string dir, int hiddenSize)
+    {
+        var (config, projection) = ReadHead(dir, hiddenSize);
+        projection?.Dispose();
+        return config;
+    }
+
+    /// <summary>
+    /// The head settings and, when the pipeline has a Dense module, its weight [D, H] (the caller's to dispose). Errors
+    /// as <see cref="Read"/>.
+    /// </summary>
+    public static (SentenceEmbeddingConfig Config, Tensor? Projection) ReadHead(string dir, int hiddenSize)
     {
         string modulesPath = Path.Combine(dir, ModulesFile);
         if (ParseFile(modulesPath) is not JsonArray modules || modules.Count == 0)
@@ -62,13 +86,16 @@ public static class SentenceTransformersLayout
         var pooling = types.Skip(1).FirstOrDefault();
         if (types.Count < 2 || pooling.Type != PoolingType)
             throw new InvalidDataException($"{modulesPath}: the second module must be {PoolingType}");
-        bool normalize = false;
-        foreach (var (type, _) in types.Skip(2))
-        {
-            if (type != NormalizeType || normalize)
-                throw new InvalidDataException($"{modulesPath}: module {type} is not supported (Distillery reads Transformer → Pooling → Normalize)");
-            normalize = true;
-        }
+        // After the pooling: [Normalize] [Dense [Normalize]], nothing else.
+        var rest = types.Skip(2).ToList();
+        int dense = rest.FindIndex(m => m.Type == DenseType);
+        var before = dense < 0 ? rest : rest.Take(dense).ToList();
+        var after = dense < 0 ? [] : rest.Skip(dense + 1).ToList();
+        foreach (var (type, _) in rest)
+            if (type != NormalizeType && type != DenseType)
+                throw new InvalidDataException($"{modulesPath}: module {type} is not supported (Distillery reads Transformer → Pooling → [Normalize] → [Dense → Normalize])");
+        if (before.Count > 1 || after.Count > 1 || after.Any(m => m.Type != NormalizeType) || (dense < 0 && rest.Count > 1))
+            throw new InvalidDataException($"{modulesPath}: modules {string.Join(" → ", types.Skip(2).Select(m => m.Type.Split('.')[^1]))} after the pooling are not supported (Distillery reads Transformer → Pooling → [Normalize] → [Dense → Normalize])");
         if (!SafeRelative(pooling.Path)) throw new InvalidDataException($"{modulesPath}: pooling path \"{pooling.Path}\" must be a folder inside the model folder");
 
         string poolingPath = Path.Combine(dir, pooling.Path, "config.json");
@@ -92,15 +119,67 @@ public static class SentenceTransformersLayout
             if (ParseFile(sbertPath) is not JsonObject sbert) throw new InvalidDataException($"{sbertPath}: not a JSON object");
             if (Number(sbert, "max_seq_length", sbertPath) is int length) maxSeqLength = length;
         }
-        try { return new SentenceEmbeddingConfig { Pooling = poolingMode, Normalize = normalize, MaxSeqLength = maxSeqLength }.Validate(); }
+        SentenceEmbeddingConfig config;
+        try
+        {
+            config = new SentenceEmbeddingConfig
+            {
+                Pooling = poolingMode, MaxSeqLength = maxSeqLength,
+                Normalize = dense < 0 ? before.Count == 1 : after.Count == 1,
+                NormalizeBeforeProjection = dense >= 0 && before.Count == 1,
+            }.Validate();
+        }
         catch (ArgumentException e) { throw new InvalidDataException($"{sbertPath}: {e.Message}"); }
+        if (dense < 0) return (config, null);
+        if (!SafeRelative(rest[dense].Path)) throw new InvalidDataException($"{modulesPath}: dense path \"{rest[dense].Path}\" must be a folder inside the model folder");
+        return (config, ReadDense(Path.Combine(dir, rest[dense].Path), hiddenSize));
+    }
+
+    /// <summary>A Dense module's weight [D, H]: no bias, identity activation, finite float weights of that shape.</summary>
+    static Tensor ReadDense(string denseDir, int hiddenSize)
+    {
+        string configPath = Path.Combine(denseDir, "config.json");
+        if (ParseFile(configPath) is not JsonObject config) throw new InvalidDataException($"{configPath}: not a JSON object");
+        int inFeatures = Number(config, "in_features", configPath) ?? throw new InvalidDataException($"{configPath}: \"in_features\" missing");
+        int outFeatures = Number(config, "out_features", configPath) ?? throw new InvalidDataException($"{configPath}: \"out_features\" missing");
+        if (inFeatures != hiddenSize) throw new InvalidDataException($"{configPath}: in_features {inFeatures} differs from the pooled vector's {hiddenSize}");
+        if (outFeatures < 1) throw new InvalidDataException($"{configPath}: out_features {outFeatures} must be at least 1");
+        if (Flag(config, "bias", configPath))
+            throw new InvalidDataException($"{configPath}: a Dense module with a bias is not supported (Distillery reads bias false, identity activation)");
+        if (Text(config, "activation_function") is string activation && activation != IdentityActivation)
+            throw new InvalidDataException($"{configPath}: activation {activation} is not supported (Distillery reads {IdentityActivation})");
+        string weightsPath = Path.Combine(denseDir, DenseWeightsFile);
+        if (!File.Exists(weightsPath))
+            throw new InvalidDataException(File.Exists(Path.Combine(denseDir, "pytorch_model.bin"))
+                ? $"{denseDir}: only pytorch_model.bin (a PyTorch pickle, not read here); save the model with sentence-transformers 2.3 or later to get model.safetensors"
+                : $"{weightsPath}: missing (the Dense module's weights)");
+        Dictionary<string, Tensor> tensors;
+        try { tensors = Safetensors.Load(weightsPath); }
+        catch (SafetensorsFormatException e) { throw new InvalidDataException(e.Message); }
+        try
+        {
+            if (!tensors.TryGetValue(DenseWeightKey, out var weight) || tensors.Count != 1)
+                throw new InvalidDataException($"{weightsPath}: expected the one tensor {DenseWeightKey} (found {string.Join(", ", tensors.Keys.Take(4))})");
+            if (!weight.is_floating_point() || !weight.shape.SequenceEqual(new long[] { outFeatures, inFeatures }))
+                throw new InvalidDataException($"{weightsPath}: {DenseWeightKey} is {weight.dtype} [{string.Join(", ", weight.shape)}], not float [{outFeatures}, {inFeatures}]");
+            var result = weight.to(ScalarType.Float32).contiguous().clone();
+            using var finite = result.isfinite().all();
+            if (!finite.item<bool>()) { result.Dispose(); throw new InvalidDataException($"{weightsPath}: {DenseWeightKey} has non-finite values"); }
+            result.DetachFromDisposeScope();
+            return result;
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
     }
 
     /// <summary>
     /// Writes the sentence-transformers files for a model of width <paramref name="hiddenSize"/> into <paramref name="dir"/>
-    /// (the Hugging Face files are <see cref="BertCheckpoint.Save"/>'s). Each file is written atomically.
+    /// (the Hugging Face files are <see cref="BertCheckpoint.Save"/>'s), with a Dense module holding
+    /// <paramref name="projection"/> [D, H] when given. Each file is written atomically.
     /// </summary>
-    public static void Write(string dir, SentenceEmbeddingConfig config, int hiddenSize)
+    public static void Write(string dir, SentenceEmbeddingConfig config, int hiddenSize, Tensor? projection = null)
     {
         config.Validate();
         Directory.CreateDirectory(Path.Combine(dir, PoolingDir));
@@ -114,17 +193,53 @@ public static class SentenceTransformersLayout
         var modules = new JsonArray(
             Module(0, "", TransformerType),
             Module(1, PoolingDir, PoolingType));
-        if (config.Normalize)
+        void Add(string type, string name)
         {
-            Directory.CreateDirectory(Path.Combine(dir, NormalizeDir));
-            modules.Add(Module(2, NormalizeDir, NormalizeType));
+            // sentence-transformers names each module's folder <index>_<class name>.
+            string path = $"{modules.Count}_{name}";
+            Directory.CreateDirectory(Path.Combine(dir, path));
+            modules.Add(Module(modules.Count, path, type));
         }
+        if (projection is not null)
+        {
+            if (projection.dim() != 2 || projection.shape[1] != hiddenSize)
+                throw new ArgumentException($"a projection must be [D, {hiddenSize}] (got [{string.Join(", ", projection.shape)}])");
+            if (config.NormalizeBeforeProjection) Add(NormalizeType, "Normalize");
+            Add(DenseType, "Dense");
+            string denseDir = Path.Combine(dir, $"{modules.Count - 1}_Dense");
+            WriteJson(Path.Combine(denseDir, "config.json"), new JsonObject
+            {
+                ["in_features"] = hiddenSize, ["out_features"] = projection.shape[0], ["bias"] = false, ["activation_function"] = IdentityActivation,
+            });
+            using (var scope = NewDisposeScope())
+                Safetensors.Save(Path.Combine(denseDir, DenseWeightsFile), new Dictionary<string, Tensor> { [DenseWeightKey] = projection.detach().to(ScalarType.Float32).contiguous() },
+                    new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        if (config.Normalize) Add(NormalizeType, "Normalize");
         WriteJson(Path.Combine(dir, ModulesFile), modules);
     }
 
     /// <summary>Bytes of the sentence-transformers files in <paramref name="dir"/> (0 when absent).</summary>
     public static long BytesOnDisk(string dir) =>
-        new[] { ModulesFile, SentenceBertConfigFile, Path.Combine(PoolingDir, "config.json") }.Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+        new[] { ModulesFile, SentenceBertConfigFile }.Concat(ModuleFiles(dir)).Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+
+    /// <summary>
+    /// The files inside the module folders modules.json names (1_Pooling/config.json, a Dense module's config and
+    /// weights), relative to <paramref name="dir"/>; none when there is no readable modules.json.
+    /// </summary>
+    public static IReadOnlyList<string> ModuleFiles(string dir)
+    {
+        var files = new List<string>();
+        try
+        {
+            if (File.Exists(Path.Combine(dir, ModulesFile)) && ParseFile(Path.Combine(dir, ModulesFile)) is JsonArray modules)
+                foreach (var module in modules.OfType<JsonObject>())
+                    if (Text(module, "path") is string path && SafeRelative(path) && Directory.Exists(Path.Combine(dir, path)))
+                        files.AddRange(Directory.GetFiles(Path.Combine(dir, path)).Select(f => Path.GetRelativePath(dir, f)));
+        }
+        catch (InvalidDataException) { }
+        return files.Distinct().ToList();
+    }
 
     static JsonObject Module(int index, string path, string type) =>
         new() { ["idx"] = index, ["name"] = index.ToString(System.Globalization.CultureInfo.InvariantCulture), ["path"] = path, ["type"] = type };
