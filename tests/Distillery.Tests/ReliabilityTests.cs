@@ -224,6 +224,8 @@ public sealed class ReliabilityTests
                     "pretrain" => typeof(PretrainOptions),
                     "finetune" => typeof(FinetuneOptions),
                     "prune" => typeof(Pruning.PruneOptions),
+                    "reduce" => typeof(EmbeddingReductionOptions),
+                    "export" => typeof(Recipes.ExportStageOptions),
                     _ => typeof(Distillation.DistillOptions),   // every method: its own options under its key
                 };
                 var e = Record.Exception(() => StrictJson.CheckKeys(stage, type, "the stage"));

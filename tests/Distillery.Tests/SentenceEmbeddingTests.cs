@@ -458,4 +458,46 @@ public sealed class SentenceEmbeddingTests
         Assert.Equal($"{densePath}: a Dense module with a bias is not supported (Distillery reads bias false, identity activation)",
             Assert.Throws<InvalidDataException>(() => BertCheckpoint.Load(tmp["reduced"])).Message);
     }
+
+    [Fact]
+    public void ARecipeGoesFromTheTeacherToAReducedInt8OnnxStudentInOneRun()
+    {
+        using var tmp = new TestData.TempDir();
+        InferenceApiTests.SaveTiny(tmp["teacher"], BertTask.SentenceEmbedding);
+        var (glue, _) = SharedSample(tmp["data"], rows: 60, articles: 1);
+        File.WriteAllLines(tmp["sentences.txt"], Enumerable.Range(0, 40).Select(i => Sentences[i % Sentences.Length] + $" {i}"));
+        string Q(string path) => JsonValue.Create(path)!.ToJsonString();
+        File.WriteAllText(tmp["recipe.json"], $$"""
+            { "name": "embed", "stages": [
+              { "stage": "distill", "method": "embedding", "teacher": {{Q(tmp["teacher"])}}, "task": "sts-embed", "data": {{Q(glue)}},
+                "max_length": 32, "transfer_data": [{{Q(tmp["sentences.txt"])}}], "out": {{Q(tmp["l1"])}},
+                "trainer": { "batch_size": 8, "learning_rate": 1e-3, "max_steps": 3, "precision": "fp32" } },
+              { "stage": "reduce", "dimension": 8, "sentences": {{Q(tmp["sentences.txt"])}}, "out": {{Q(tmp["l1-d8"])}} },
+              { "stage": "export", "int8": true, "out": {{Q(tmp["onnx/model.int8.onnx"])}} },
+              { "stage": "export", "out": {{Q(tmp["onnx-fp32/model.onnx"])}} } ] }
+            """);
+        var recipe = Recipes.Recipe.Load(tmp["recipe.json"]);
+        // Both exports read the reduced model (an export's graph is not the next stage's input).
+        Assert.Equal(tmp["l1-d8"], Assert.IsType<Recipes.ExportStageOptions>(recipe.Stages[3].Options).Model);
+        var results = recipe.Run();
+        Assert.Equal(8, results[1]!["dimension"]!.GetValue<int>());
+        Assert.True(results[2]!["int8"]!.GetValue<bool>());
+        Assert.True(results[3]!["check_min_cosine"]!.GetValue<double>() >= 0.9999);
+        using (var encoder = SentenceEncoder.Load(tmp["onnx/model.int8.onnx"]))
+        {
+            Assert.Equal(InferenceBackend.OnnxRuntime, encoder.Backend);
+            Assert.Equal(8, encoder.Dimension);
+        }
+        // Run again: every stage is complete and skipped, the graphs untouched.
+        var written = File.GetLastWriteTimeUtc(tmp["onnx/model.int8.onnx"]);
+        var skipped = new List<bool>();
+        Recipes.Recipe.Load(tmp["recipe.json"]).Run(starting: (_, done) => skipped.Add(done));
+        Assert.Equal([true, true, true, true], skipped);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(tmp["onnx/model.int8.onnx"]));
+
+        // An export stage must write a .onnx file: one line naming the stage.
+        File.WriteAllText(tmp["bad.json"], $$"""{ "stages": [ { "stage": "export", "model": {{Q(tmp["l1"])}}, "out": {{Q(tmp["graph"])}} } ] }""");
+        var e = Assert.Throws<InvalidDataException>(() => Recipes.Recipe.Load(tmp["bad.json"]));
+        Assert.Equal($"{tmp["bad.json"]}: stages[0] (export): out \"{tmp["graph"]}\" must be a .onnx file", e.Message);
+    }
 }

@@ -9,11 +9,6 @@ namespace Distillery.Cli.Commands;
 /// <summary><c>distillery export onnx</c>: write a model folder as an ONNX graph (fp32 or int8) and check it in ONNX Runtime.</summary>
 public static class ExportCommand
 {
-    /// <summary>fp32 graphs must match the TorchSharp forward this closely on the check sentences.</summary>
-    const double Fp32Tolerance = 1e-4;
-    /// <summary>fp32 sentence-embedding graphs must give every check sentence at least this cosine with the TorchSharp vector.</summary>
-    const double MinFp32Cosine = 0.9999;
-
     /// <summary>The <c>--int8-weights 7bit|8bit</c> flag that export, quantize and bench share.</summary>
     internal static Option<string?> Int8WeightsOption()
     {
@@ -82,8 +77,7 @@ public static class ExportCommand
                 else
                 {
                     console.MarkupLineInterpolated($"  check (ONNX Runtime vs TorchSharp): max |diff| {check.MaxAbsDiff:G3}, argmax agreement {agreement}");
-                    if (!(check.MaxAbsDiff <= Fp32Tolerance) || check.MinCosine < MinFp32Cosine)
-                        throw new InvalidOperationException($"{result.Path}: ONNX Runtime differs from the TorchSharp model by {check.MaxAbsDiff:G3} (> {Fp32Tolerance:G}); the graph is wrong");
+                    OnnxExportJob.EnsureFp32Parity(result, options);
                 }
             }
             return 0;

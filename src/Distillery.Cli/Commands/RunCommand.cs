@@ -9,7 +9,7 @@ public static class RunCommand
 {
     public static Command Create(CliContext context)
     {
-        var recipe = new Argument<string>("recipe") { Description = "Recipe JSON: {\"name\", \"stages\": [{\"stage\": \"init|pretrain|finetune|distill\", ...options}]}." };
+        var recipe = new Argument<string>("recipe") { Description = "Recipe JSON: {\"name\", \"stages\": [{\"stage\": \"init|pretrain|finetune|distill|prune|reduce|export\", ...options}]}." };
         var check = new Option<bool>("--check") { Description = "Validate the recipe and print its stages without running them." };
         var force = new Option<bool>("--force") { Description = "Re-run stages whose output folder is already complete (default: skip them)." };
         var command = new Command("run", "Run a recipe: stages in order, each stage's output the next one's input; the whole recipe is checked first.") { recipe, check, force };
@@ -23,9 +23,17 @@ public static class RunCommand
             var results = RunProgress.Show(context, events => loaded.Run(events,
                 (stage, done) => events.Message?.Invoke(done ? $"{stage.Label}: {stage.Out} is complete, skipping" : $"{stage.Label} → {stage.Out}"), parse.GetValue(force)));
             foreach (var (stage, metrics) in loaded.Stages.Zip(results))
-                if (metrics != null) context.Console.MarkupLineInterpolated($"{stage.Label}: {(metrics["dev"] ?? metrics["eval"])?.ToJsonString() ?? ""}");
+                if (metrics != null) context.Console.MarkupLineInterpolated($"{stage.Label}: {Summary(metrics)}");
             return 0;
         });
         return command;
     }
+
+    /// <summary>A stage's result in one line: its dev or held-out scores, what a reduce kept, what an export wrote.</summary>
+    static string Summary(System.Text.Json.Nodes.JsonObject metrics) => metrics["command"]?.ToString() switch
+    {
+        "reduce" => $"{metrics["from_dimension"]} → {metrics["dimension"]} dimensions, {100 * metrics["energy_kept"]!.GetValue<double>():F1}% of the vectors' squared length kept",
+        "export" => $"{metrics["path"]} ({InspectCommand.Bytes(metrics["bytes"]!.GetValue<long>())}{(metrics["int8"]!.GetValue<bool>() ? ", int8" : "")})",
+        _ => (metrics["dev"] ?? metrics["eval"])?.ToJsonString() ?? "",
+    };
 }

@@ -24,6 +24,22 @@ public sealed record OnnxExportResult(string Path, long Bytes, BertTask Task, IR
 /// <summary>Exports a model folder to ONNX and checks the result.</summary>
 public static class OnnxExportJob
 {
+    /// <summary>fp32 graphs must match the TorchSharp forward this closely on the check sentences.</summary>
+    public const double Fp32Tolerance = 1e-4;
+    /// <summary>fp32 sentence-embedding graphs must give every check sentence at least this cosine with the TorchSharp vector.</summary>
+    public const double MinFp32Cosine = 0.9999;
+
+    /// <summary>
+    /// Throws when an fp32 export's check found ONNX Runtime away from TorchSharp (a wrong graph); int8 graphs and
+    /// unchecked exports pass (int8 moves the outputs by design; the check reports by how much).
+    /// </summary>
+    public static void EnsureFp32Parity(OnnxExportResult result, OnnxExportOptions options)
+    {
+        if (options.Int8 || result.Check is not { } check) return;
+        if (!(check.MaxAbsDiff <= Fp32Tolerance) || check.MinCosine < MinFp32Cosine)
+            throw new InvalidOperationException($"{result.Path}: ONNX Runtime differs from the TorchSharp model by {check.MaxAbsDiff:G3} (> {Fp32Tolerance:G}); the graph is wrong");
+    }
+
     /// <summary>Files that travel with the graph so that its folder can be loaded for inference.</summary>
     public static readonly IReadOnlyList<string> CompanionFiles =
         [BertCheckpoint.VocabFile, "tokenizer_config.json", "special_tokens_map.json", BertCheckpoint.ConfigFile];

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Distillery.Distillation;
+using Distillery.IO;
 using Distillery.Models;
 using Distillery.Training;
 
@@ -22,6 +23,64 @@ public enum StageKind
     Distill,
     /// <summary>Structured pruning with fine-tuning (<see cref="Pruning.PruneOptions"/>); its input is <c>model</c>.</summary>
     Prune,
+    /// <summary>
+    /// Fewer sentence-embedding dimensions, no training (<see cref="EmbeddingReductionOptions"/>: PCA saved as a Dense
+    /// module); its input is <c>model</c>.
+    /// </summary>
+    Reduce,
+    /// <summary>
+    /// An ONNX export, checked against TorchSharp (<see cref="ExportStageOptions"/>); its input is <c>model</c>, its
+    /// <c>out</c> a .onnx file. The next stage's default input stays the model folder, not the graph.
+    /// </summary>
+    Export,
+}
+
+/// <summary>A recipe's export stage: what <c>distillery export onnx</c> does, with the same check.</summary>
+public sealed record ExportStageOptions
+{
+    /// <summary>The model folder to export (default: the previous stage's output).</summary>
+    public required string Model { get; init; }
+    /// <summary>The .onnx file to write; the tokenizer and config are put beside it.</summary>
+    public required string Out { get; init; }
+    /// <summary>int8 weights (dynamic quantization, the model's own int8 scheme: 7-bit unless QAT chose otherwise).</summary>
+    public bool Int8 { get; init; }
+    /// <summary>Graph form: fused (ONNX Runtime's contrib operators, the default) or plain (standard operators only).</summary>
+    public string Graph { get; init; } = "fused";
+    /// <summary>Export a bare encoder folder (no modules.json, e.g. the imported teacher) as a sentence-embedding graph.</summary>
+    public bool SentenceEmbedding { get; init; }
+
+    /// <summary>Checks the options; throws naming the bad one.</summary>
+    public ExportStageOptions Validate()
+    {
+        if (!Out.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException($"out \"{Out}\" must be a .onnx file");
+        if (Export.OnnxExporter.TryParseGraph(Graph) is null) throw new ArgumentException($"graph \"{Graph}\" is not one of {Export.OnnxExporter.GraphNames}");
+        return this;
+    }
+
+    /// <summary>Exports and checks; an fp32 graph that differs from TorchSharp is an error, as on the command line.</summary>
+    public JsonObject Run()
+    {
+        RunOutput.PrepareFile(Out, overwrite: true, [Model]);
+        var options = new Export.OnnxExportOptions
+        {
+            Int8 = Int8, Graph = Export.OnnxExporter.TryParseGraph(Graph)!.Value,
+            Int8Scheme = Int8 ? Export.OnnxExportJob.DefaultScheme(Model) : Numerics.Int8Quantization.DefaultScheme,
+        }.Validate();
+        var result = Export.OnnxExportJob.Run(Model, Out, options, check: true, task: SentenceEmbedding ? BertTask.SentenceEmbedding : null);
+        Export.OnnxExportJob.EnsureFp32Parity(result, options);
+        return new JsonObject
+        {
+            ["command"] = "export",
+            ["model"] = Model,
+            ["path"] = result.Path,
+            ["bytes"] = result.Bytes,
+            ["int8"] = Int8,
+            ["graph"] = Graph,
+            ["check_max_abs_diff"] = result.Check?.MaxAbsDiff is double d && double.IsFinite(d) ? d : null,
+            ["check_min_cosine"] = result.Check?.MinCosine is double c && double.IsFinite(c) ? c : null,
+            ["warnings"] = new JsonArray(result.Warnings.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
+        };
+    }
 }
 
 /// <summary>One validated stage: what it is, its typed options, and how to run it.</summary>
@@ -83,14 +142,14 @@ public sealed class Recipe
             string kindName = stage["stage"]?.GetValueKind() == JsonValueKind.String ? stage["stage"]!.GetValue<string>() : throw new InvalidDataException($"{where}: missing \"stage\"");
             stage.Remove("stage");
             if (!Enum.TryParse<StageKind>(kindName, ignoreCase: true, out var kind) || int.TryParse(kindName, out _))
-                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill, prune)");
+                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill, prune, reduce, export)");
             where = $"{path}: stages[{i}] ({kindName})";
             try
             {
                 var (built, config) = Build(i, kind, stage, previousOut, produced, where);
                 if (!produced.TryAdd(Path.GetFullPath(built.Out), config)) throw new InvalidDataException($"{where}: out \"{built.Out}\" is also an earlier stage's output");
                 result.Add(built);
-                previousOut = built.Out;
+                if (kind != StageKind.Export) previousOut = built.Out;   // a graph is not a model folder to train on
             }
             catch (JsonException e) { throw new InvalidDataException($"{where}: {e.Message.Split('\n')[0]}"); }
             catch (Exception e) when (e is ArgumentException or FormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException && !e.Message.StartsWith(path, StringComparison.Ordinal))
@@ -152,6 +211,18 @@ public sealed class Recipe
                 if (ConfigOf(o.Model, produced) is BertConfig model) o.Resolve(model, o.Task.Head);
                 return (new RecipeStage(index, kind, o.Out, o, events => Pruning.Pruner.Run(o, events: events, overwrite: true)), null);
             }
+            case StageKind.Reduce:
+            {
+                Default(options, "model", previousOut, where);
+                var o = Typed<EmbeddingReductionOptions>(options).Validate();
+                return (new RecipeStage(index, kind, o.Out, o, events => EmbeddingReduction.Run(o, events, overwrite: true)), ConfigOf(o.Model, produced));
+            }
+            case StageKind.Export:
+            {
+                Default(options, "model", previousOut, where);
+                var o = Typed<ExportStageOptions>(options).Validate();
+                return (new RecipeStage(index, kind, o.Out, o, _ => o.Run()), null);
+            }
             default:
             {
                 string teacher = options["teacher"]?.GetValue<string>() ?? throw new InvalidDataException($"{where}: needs \"teacher\" (a model folder)");
@@ -197,7 +268,7 @@ public sealed class Recipe
     }
 
     /// <summary>
-    /// Runs every stage in order; returns each stage's metrics (null for init). A stage whose output folder is already
+    /// Runs every stage in order; returns each stage's metrics (null for init, and for an export found done). A stage whose output folder is already
     /// complete (config.json, and metrics.json for training stages) is skipped unless <paramref name="force"/>, so
     /// recipes that share a stage (a pre-trained student) and interrupted recipes pick up where they stood.
     /// </summary>
@@ -207,9 +278,11 @@ public sealed class Recipe
         foreach (var stage in Stages)
         {
             string config = Path.Combine(stage.Out, BertCheckpoint.ConfigFile), metrics = Path.Combine(stage.Out, "metrics.json");
-            bool done = !force && File.Exists(config) && (stage.Kind == StageKind.Init || File.Exists(metrics));
+            // An export is done when its graph exists (written atomically, so a present file is a whole one).
+            bool done = !force && (stage.Kind == StageKind.Export ? File.Exists(stage.Out)
+                : File.Exists(config) && (stage.Kind == StageKind.Init || File.Exists(metrics)));
             starting?.Invoke(stage, done);
-            results.Add(done ? (stage.Kind == StageKind.Init ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
+            results.Add(done ? (stage.Kind is StageKind.Init or StageKind.Export ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
         }
         return results;
     }
