@@ -500,4 +500,26 @@ public sealed class SentenceEmbeddingTests
         var e = Assert.Throws<InvalidDataException>(() => Recipes.Recipe.Load(tmp["bad.json"]));
         Assert.Equal($"{tmp["bad.json"]}: stages[0] (export): out \"{tmp["graph"]}\" must be a .onnx file", e.Message);
     }
+
+    [Fact]
+    public void AProjectionSetInsideADisposeScopeOutlivesIt()
+    {
+        using var model = TinyModel();
+        using (var scope = NewDisposeScope())
+        {
+            model.Projection = randn(4, 32);
+            model.Projection = model.Projection;   // setting it to itself keeps it
+        }
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            var (ids, mask) = Ragged();
+            var vectors = model.forward(new BertInputs(ids, mask)).Logits;
+            Assert.Equal(new long[] { 2, 4 }, vectors.shape);
+            Assert.True((vectors.norm(1) - 1).abs().max().item<float>() < 1e-6f);
+        }
+        Assert.Throws<ArgumentException>(() => model.Projection = zeros(4, 31));
+        model.Projection = null;
+        Assert.Equal(32, model.EmbeddingDimension);
+    }
 }

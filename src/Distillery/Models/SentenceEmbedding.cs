@@ -89,8 +89,12 @@ public sealed class BertForSentenceEmbedding : BertTaskModel
         {
             if (value is not null && (value.dim() != 2 || value.shape[1] != Config.HiddenSize || value.shape[0] < 1))
                 throw new ArgumentException($"a projection must be [D, {Config.HiddenSize}] (got [{string.Join(", ", value.shape)}])");
+            if (ReferenceEquals(value, projection)) return;
             projection?.Dispose();
-            projection = value?.detach().to(ScalarType.Float32).clone();
+            if (value is null) { projection = null; return; }
+            // The model's own copy, out of any dispose scope open around the setter (it lives as long as the model).
+            using var scope = NewDisposeScope();
+            projection = value.detach().to(ScalarType.Float32).clone().DetachFromDisposeScope();
         }
     }
 
