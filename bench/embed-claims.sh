@@ -22,13 +22,15 @@
 #     teacher-d128  the teacher's vectors cut to 128 dimensions by `distillery reduce` (no training: PCA of its unit
 #              vectors on the first 20,000 training sentences, a Dense module between two Normalize modules); one run
 #     l3-d128  each l3 seed's student reduced the same way (the smaller index on top of the faster encoder)
-#   The reduce rows need a binary with `distillery reduce` (added on 2026-12-05); with an older one they are
-#   skipped, and say so.
+#   The suite needs a binary from 2026-12-05 or later (`distillery reduce`, the embedding teacher cache); an older one
+#   is refused before anything runs (bench/claims-all.sh: EMBED_DISTILLERY gives this suite its own binary).
 # - Training data: $SENTENCES unlabeled lines of the shared corpus (Brown sentences, WikiText-2 paragraphs, MASC written,
 #   ABC science/rural; about 32 tokens each), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the
 #   corpus was decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). $EPOCHS epoch(s) (1,250 steps at the
 #   defaults), batch 32, lr 1e-4, warm-up 10%, fp32, inputs cut at 128 tokens. The student kept is the last one (no
-#   checkpoint is chosen on any evaluation set).
+#   checkpoint is chosen on any evaluation set). The teacher's vectors of the training lines are computed once and
+#   shared by every run (--teacher-cache $OUT/teacher-cache: one shard per teacher and lines; they equal the in-step
+#   vectors up to float rounding, since padding is masked), so a run's steps are the student's forward and backward alone.
 # - Seeds 1, 2, 3 set the data order (the student's init is the teacher's layers, the same for every seed).
 # - Evaluation (distillery bench, one run per task, each backend scoring itself): sts-embed (STS-B dev Spearman),
 #   squad-retrieval (SQuAD v1.1 dev question -> paragraph recall@1/10, MRR), mrpc-embed (MRPC dev accuracy at the
@@ -63,6 +65,11 @@ SEQ_LENGTH="${SEQ_LENGTH:-32}"
 BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" && -f "$DATA/squad/dev-v1.1.json" ]] || { echo "embed-claims.sh: shared data not found at $DATA" >&2; exit 1; }
+# Not `reduce --help`: an unknown command's help exits 0. grep reads all of the help (no -q) so pipefail sees no SIGPIPE.
+"$DISTILLERY" --help 2>/dev/null | grep -E '^\s+reduce\s' > /dev/null || {
+  echo "embed-claims.sh: $DISTILLERY ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) predates distillery reduce and the embedding teacher cache; publish main and use it (claims-all.sh: EMBED_DISTILLERY)" >&2
+  exit 1
+}
 mkdir -p "$OUT/data" "$OUT/records"
 stamped=""   # the commit stamp is written before this process's first command (see bench/claims-common.sh)
 
@@ -134,7 +141,8 @@ distill() {   # distill OUT SEED LAYERS FLAGS...: embedding distillation from th
   local out="$1" seed="$2" layers="$3" flag; shift 3
   flag="$(todo "$out")" || return 0
   # shellcheck disable=SC2046
-  distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$layers" --out "$out" $(train_flags "$seed") "$@" $flag
+  distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$layers" --out "$out" $(train_flags "$seed") "$@" \
+    --teacher-cache "$OUT/teacher-cache" $flag
 }
 truncated() {   # truncated OUT LAYERS: the teacher's layers, untrained: one step at lr 1e-12 through the same code path (no
                 # weight moves by more than 2e-12; measured on the SMOKE run), so it is saved and scored like the students
@@ -167,11 +175,6 @@ reduce() {   # reduce MODEL OUT DIM: fewer vector dimensions, no training (skipp
   [[ -n "${SMOKE:-}" ]] && max=500
   distillery reduce --model "$1" --out "$2" --dim "$3" --sentences "$sentences" --max-sentences "$max"
 }
-has_reduce() {
-  "$DISTILLERY" --help 2>/dev/null | grep -E '^\s+reduce\s' > /dev/null && return 0   # not reduce --help: an unknown command's help exits 0
-  echo "embed-claims.sh: $1 skipped: this binary ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) has no reduce command" >&2
-  return 1
-}
 
 # --------------------------------------------------------------------------------------------------------------- rows
 bench "$TEACHER" "$OUT/records/teacher/s0"
@@ -191,13 +194,11 @@ for row in $ROWS; do
         bench "$out" "$OUT/records/$row/s$seed"
       done ;;
     teacher-d128)
-      has_reduce "$row" || continue
       reduce "$TEACHER" "$OUT/teacher-d128" 128
       int8 "$OUT/teacher-d128"
       keep "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0"
       bench "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0" ;;
     l3-d128)
-      has_reduce "$row" || continue
       for seed in $SEEDS; do
         [[ -f "$OUT/l3-s$seed/config.json" ]] || { echo "embed-claims.sh: l3-d128 seed $seed waits for the l3 row's student $OUT/l3-s$seed" >&2; continue; }
         out="$OUT/l3-d128-s$seed"

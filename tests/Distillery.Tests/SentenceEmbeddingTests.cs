@@ -522,4 +522,40 @@ public sealed class SentenceEmbeddingTests
         model.Projection = null;
         Assert.Equal(32, model.EmbeddingDimension);
     }
+
+    [Fact]
+    public void EmbeddingDistillationFromAReducedTeacherSharesTheTeachersVectorsThroughTheCache()
+    {
+        using var tmp = new TestData.TempDir();
+        InferenceApiTests.SaveTiny(tmp["teacher"], BertTask.SentenceEmbedding);
+        var (glue, _) = SharedSample(tmp["data"], rows: 60, articles: 1);
+        File.WriteAllLines(tmp["sentences.txt"], Enumerable.Range(0, 40).Select(i => Sentences[i % Sentences.Length] + $" {i % 9}"));
+        EmbeddingReduction.Run(new EmbeddingReductionOptions { Model = tmp["teacher"], Out = tmp["teacher-d8"], Dimension = 8, Sentences = tmp["sentences.txt"] });
+        DistillOptions Options(string outDir) => new()
+        {
+            Method = new EmbeddingDistillationOptions(), Teacher = tmp["teacher-d8"],
+            Task = new TaskSpec { Name = TaskName.StsEmbed, Data = glue, MaxLength = 32 },
+            TransferData = [tmp["sentences.txt"]], TeacherCache = tmp["cache"], Out = outDir,
+            Trainer = new TrainerOptions { MaxSteps = 4, BatchSize = 8, LearningRate = 1e-3, Precision = ComputePrecision.Float32 },
+        };
+        var messages = new List<string>();
+        Distiller.Run(Options(tmp["a"]), events: new RunEvents { Message = messages.Add });
+        Assert.Contains(messages, m => m.StartsWith("teacher logits on 40 examples computed once", StringComparison.Ordinal));
+        var shard = Assert.Single(Directory.GetFiles(tmp["cache"]));
+        messages.Clear();
+        Distiller.Run(Options(tmp["b"]), events: new RunEvents { Message = messages.Add });
+        Assert.Contains(messages, m => m.StartsWith("teacher logits on 40 examples read from", StringComparison.Ordinal));
+        static string Hash(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
+        Assert.Equal(Hash(tmp["a/model.safetensors"]), Hash(tmp["b/model.safetensors"]));
+
+        // The shard holds the reduced teacher's 8-dimensional vectors of the sentences; the student inherits the
+        // projection (frozen) and gives vectors of the same length.
+        var tensors = Safetensors.Load(shard);
+        Assert.Equal(new long[] { 40, 8 }, tensors[TeacherLogitCache.TensorName].shape);
+        foreach (var t in tensors.Values) t.Dispose();
+        var (student, _) = BertCheckpoint.Load(tmp["a"]);
+        using (student) Assert.Equal(8, Assert.IsType<BertForSentenceEmbedding>(student).EmbeddingDimension);
+        Assert.True(File.Exists(tmp["a/3_Dense/model.safetensors"]));
+        Assert.Equal(Hash(tmp["teacher-d8/3_Dense/model.safetensors"]), Hash(tmp["a/3_Dense/model.safetensors"]));
+    }
 }

@@ -34,8 +34,8 @@ public static class DistillCommand
         };
         var teacherCache = new Option<string?>("--teacher-cache")
         {
-            Description = "kd on a GLUE task: a folder of teacher-logit shards; the teacher's logits on the training examples are computed once " +
-                "per teacher and examples and reused by every run and seed (without it: once per run, reused by its epochs).",
+            Description = "kd on a GLUE task, or embedding: a folder of teacher-output shards; the teacher's logits (or sentence vectors) on the training " +
+                "examples are computed once per teacher and examples and reused by every run and seed (without it: once per run, reused by its epochs).",
         };
         var corpus = new Option<string[]>("--corpus")
         {

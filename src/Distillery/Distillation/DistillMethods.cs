@@ -71,8 +71,9 @@ public abstract class DistillMethod
     /// <summary>Why a run cannot continue from a checkpoint (null: it can).</summary>
     public string? CannotResume { get; init; }
     /// <summary>
-    /// On a task, the teacher enters the loss through its head's logits alone (<see cref="Teacher.Logits"/>), so they are
-    /// computed once on the training examples (<see cref="TeacherLogitCache"/>) instead of in every step.
+    /// On a task, the teacher enters the loss through its head's output alone (<see cref="Teacher.Logits"/>: logits, or a
+    /// sentence embedding's vectors), so it is computed once on the training examples (<see cref="TeacherLogitCache"/>)
+    /// instead of in every step.
     /// </summary>
     public bool DistilsLogitsOnly { get; init; }
     /// <summary>
@@ -122,7 +123,7 @@ public abstract class DistillMethod
         }
         if (options.TeacherCache != null)
         {
-            if (!DistilsLogitsOnly) throw new ArgumentException($"a teacher-logit cache serves methods that distil the teacher's logits alone (kd); {Name} needs more of the teacher");
+            if (!DistilsLogitsOnly) throw new ArgumentException($"a teacher-logit cache serves methods that distil the teacher's outputs alone (kd, embedding); {Name} needs more of the teacher");
             if (options.Task is not { IsSquad: false }) throw new ArgumentException("a teacher-logit cache holds classification and regression logits: give a GLUE task");
         }
         var student = options.Student ?? (teacher != null ? DefaultStudent?.Invoke(teacher) : null);

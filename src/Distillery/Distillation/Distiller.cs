@@ -48,7 +48,8 @@ public sealed record DistillOptions : IJsonForm<DistillOptions>
     /// <summary>
     /// A folder of teacher-logit shards (<see cref="TeacherLogitCache"/>): the teacher's logits on the training examples
     /// are computed once per teacher × examples and reused by every epoch, run and seed (methods that distil the
-    /// teacher's logits alone, on classification and regression tasks); null: computed in each run, once.
+    /// teacher's outputs alone: kd on classification and regression tasks, embedding distillation's sentence vectors);
+    /// null: computed in each run, once.
     /// </summary>
     public string? TeacherCache { get; init; }
     /// <summary>The corpus to distil on (written inline); null on a task.</summary>
@@ -166,7 +167,7 @@ public static class Distiller
 
         using var teacherModel = TaskPipeline.LoadTrained(options.Teacher, data, task);
         var inputs = new MethodInputs(teacherModel, plan.Student, data.Head, trainer.Seed);
-        if (method.DistilsLogitsOnly && data.Head == BertTask.SequenceClassification)
+        if (method.DistilsLogitsOnly && data.Head is BertTask.SequenceClassification or BertTask.SentenceEmbedding)
         {
             // The teacher's logits on the training examples, once per run (every epoch reuses them) or once per teacher ×
             // examples across runs with a cache folder.

@@ -54,6 +54,9 @@ public sealed class EmbeddingDistillation : IDistillationMethod<TaskBatch>
             "on unlabeled text; --task sts-embed|squad-retrieval|mrpc-embed with --transfer-data; student: every other teacher layer by default",
         DefaultStudent = teacher => StudentInit.EveryOtherLayer(teacher.NumHiddenLayers),
         ResultIsFinalModel = true,
+        // The teacher enters the loss through its vectors alone: they can be computed once (--teacher-cache shares them
+        // across runs and seeds that distil the same teacher on the same sentences).
+        DistilsLogitsOnly = true,
         CheckTeacher = (_, plan) =>
         {
             if (plan.Head != BertTask.SentenceEmbedding)
@@ -96,7 +99,7 @@ public sealed class EmbeddingDistillation : IDistillationMethod<TaskBatch>
     public (Tensor Loss, long Tokens) Loss(TaskBatch batch)
     {
         var inputs = batch.ToInputs();
-        var target = teacher.Forward(inputs).Logits;                           // [B, H], no graph
+        var target = teacher.Logits(batch, inputs);                            // [B, H], no graph (cached when computed once)
         var vectors = Student.forward(inputs).Logits;                          // [B, H]
         return (Compute(vectors, target, options), batch.AttentionMask.Sum());
     }

@@ -14,7 +14,10 @@ using static TorchSharp.torch;
 
 namespace Distillery.Distillation;
 
-/// <summary>The teacher's head logits on every training example (classification and regression heads), by example index.</summary>
+/// <summary>
+/// The teacher's head output on every training example, by example index: classification and regression logits, or a
+/// sentence-embedding teacher's vectors (embedding distillation distils those alone).
+/// </summary>
 public sealed class TeacherLogitCache
 {
     /// <summary>Name of the tensor in a cache shard: [N, C] float32.</summary>
@@ -60,10 +63,10 @@ public sealed class TeacherLogitCache
     /// </summary>
     public static TeacherLogitCache Build(BertTaskModel teacher, string teacherDir, IReadOnlyList<EncodedExample> examples, int padId, string? cacheDir)
     {
-        if (teacher.Task != BertTask.SequenceClassification)
-            throw new ArgumentException($"the teacher-logit cache holds classification and regression logits; this teacher has a {BertTasks.ArchitectureName(teacher.Task)} head");
+        if (teacher.Task is not (BertTask.SequenceClassification or BertTask.SentenceEmbedding))
+            throw new ArgumentException($"the teacher-logit cache holds classification and regression logits or sentence vectors; this teacher has a {BertTasks.ArchitectureName(teacher.Task)} head");
         if (examples.Count == 0) throw new ArgumentException("no examples to cache the teacher's logits on");
-        int width = teacher.Config.NumLabels;
+        int width = teacher is BertForSentenceEmbedding embedding ? embedding.EmbeddingDimension : teacher.Config.NumLabels;
         string? file = cacheDir == null ? null : Path.Combine(cacheDir, Key(teacherDir, examples) + ".safetensors");
         if (file != null && System.IO.File.Exists(file))
         {
@@ -103,12 +106,19 @@ public sealed class TeacherLogitCache
         return new TeacherLogitCache(all, width, file, reused: false);
     }
 
-    /// <summary>SHA-256 (hex, 32 characters) of the teacher's weights and config and of the examples' ids, in order.</summary>
+    /// <summary>
+    /// SHA-256 (hex, 32 characters) of the teacher's weights and config, of a sentence-embedding teacher's
+    /// sentence-transformers files (pooling, projection: they change its vectors), and of the examples' ids, in order.
+    /// </summary>
     static string Key(string teacherDir, IReadOnlyList<EncodedExample> examples)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData("distillery teacher logits v1\n"u8);
-        foreach (var name in new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile })
+        // A classification teacher has no module files, so its key is what it was before sentence vectors were cached.
+        var moduleFiles = SentenceTransformersLayout.IsPresent(teacherDir)
+            ? new[] { SentenceTransformersLayout.ModulesFile, SentenceTransformersLayout.SentenceBertConfigFile }.Concat(SentenceTransformersLayout.ModuleFiles(teacherDir).Order(StringComparer.Ordinal)).Where(f => System.IO.File.Exists(Path.Combine(teacherDir, f)))
+            : [];
+        foreach (var name in new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile }.Concat(moduleFiles))
         {
             using var stream = System.IO.File.OpenRead(Path.Combine(teacherDir, name));
             hash.AppendData(SHA256.HashData(stream));
