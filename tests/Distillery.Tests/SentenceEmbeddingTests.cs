@@ -540,11 +540,11 @@ public sealed class SentenceEmbeddingTests
         };
         var messages = new List<string>();
         Distiller.Run(Options(tmp["a"]), events: new RunEvents { Message = messages.Add });
-        Assert.Contains(messages, m => m.StartsWith("teacher logits on 40 examples computed once", StringComparison.Ordinal));
+        Assert.Contains(messages, m => m.StartsWith("teacher vectors on 40 examples computed once", StringComparison.Ordinal));
         var shard = Assert.Single(Directory.GetFiles(tmp["cache"]));
         messages.Clear();
         Distiller.Run(Options(tmp["b"]), events: new RunEvents { Message = messages.Add });
-        Assert.Contains(messages, m => m.StartsWith("teacher logits on 40 examples read from", StringComparison.Ordinal));
+        Assert.Contains(messages, m => m.StartsWith("teacher vectors on 40 examples read from", StringComparison.Ordinal));
         static string Hash(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
         Assert.Equal(Hash(tmp["a/model.safetensors"]), Hash(tmp["b/model.safetensors"]));
 

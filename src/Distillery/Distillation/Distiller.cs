@@ -173,8 +173,9 @@ public static class Distiller
             // examples across runs with a cache folder.
             inputs.Teacher.Cache = TeacherLogitCache.Build(teacherModel, options.Teacher, data.Train, tokenizer.PadId, options.TeacherCache);
             var cache = inputs.Teacher.Cache;
-            events.Message?.Invoke(cache.Reused ? $"teacher logits on {cache.Count:N0} examples read from {cache.File}"
-                : $"teacher logits on {cache.Count:N0} examples computed once" + (cache.File != null ? $", cached in {cache.File}" : ""));
+            string what = data.Head == BertTask.SentenceEmbedding ? "teacher vectors" : "teacher logits";
+            events.Message?.Invoke(cache.Reused ? $"{what} on {cache.Count:N0} examples read from {cache.File}"
+                : $"{what} on {cache.Count:N0} examples computed once" + (cache.File != null ? $", cached in {cache.File}" : ""));
         }
         var distillation = method.ForTask(options.Method, inputs);
         using var student = distillation.Student;
