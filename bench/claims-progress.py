@@ -5,10 +5,11 @@ do, with a rough estimate of the hours left.
 
     bench/claims-progress.py            # the three suites of bench/claims-all.sh
 
-The estimate is the median recorded wall time of the same row and task where one exists, else of the row, times the
-runs still to do (a row with no record yet is counted, not estimated); wall times include any sharing of the two cores
-(two one-thread streams, pauses), so it is an order of magnitude for planning, not a measurement. Standard library
-only; reads records and folders only.
+The estimate is the median recorded wall time of the same row and task where one exists, else of the row, else (marked
+*) of the same task in the suite's other rows (a corpus stage: the other corpus stages), times the runs still to do; a
+run with none of these is counted, not estimated. Wall times include any sharing of the two cores (two one-thread
+streams, pauses), and the hours are summed over runs, not divided among streams: an order of magnitude for planning,
+not a measurement. Standard library only; reads records and folders only.
 """
 import json
 import os
@@ -31,7 +32,7 @@ TASK_ROWS = {
 }
 AGNOSTIC_ROWS = ["distilbert", "distilbert-no-cos", "distilbert-random", "minilm", "minilm-attention", "minilmv2",
                  "half-direct", "half-assistant", "homodistil", "homodistil-oneshot"]
-EMBED_ROWS = ["l3", "l3-cos", "l2"]
+EMBED_ROWS = ["l3", "l3-cos", "l2", "l3-d128"]
 
 
 def wall(path):
@@ -59,21 +60,29 @@ def report(title, runs):
     for row, task, status, walls in runs:
         by_row.setdefault(row, []).append((task, status, walls))
     unknown = 0
+    # The suite's recorded wall times per task, for rows with none of their own (marked *).
+    by_task = {}
+    for _, task, _, w in runs:
+        if w:
+            by_task.setdefault(task, []).append(w)
     for row, items in by_row.items():
         counts = {s: sum(1 for _, st, _ in items if st == s) for s in ("recorded", "here", "started", "todo")}
         row_walls = [w for _, _, w in items if w]
-        left = 0.0
+        left, borrowed, guessed = 0.0, False, False
         for task, status, _ in items:
             if status in ("recorded", "here"):
                 continue
             same = [w for t, _, w in items if w and t == task]
             guess = statistics.median(same) if same else statistics.median(row_walls) if row_walls else None
+            if guess is None and by_task.get(task):
+                guess, borrowed = statistics.median(by_task[task]), True
             if guess is None:
                 unknown += 1
             else:
+                guessed = True
                 left += guess / (2 if status == "started" else 1)   # a started run: about half done
         left_total += left
-        estimate = f"{left / 3600:.1f}" if row_walls else "?"
+        estimate = (f"{left / 3600:.1f}" + ("*" if borrowed else "")) if guessed or row_walls else "?"
         print(f"{row:32} {counts['recorded']:>9} {counts['here']:>5} {counts['started']:>8} {counts['todo']:>5} {estimate:>12}")
     print(f"{'all':32} {'':>9} {'':>5} {'':>8} {'':>5} {left_total / 3600:>12.1f}" +
           (f"  + {unknown} runs of rows with no record yet (?)" if unknown else ""))
