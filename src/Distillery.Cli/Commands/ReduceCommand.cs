@@ -35,8 +35,7 @@ public static class ReduceCommand
                 Sentences = parse.GetValue(sentences)!, MaxSentences = parse.GetValue(maxSentences), BatchSize = parse.GetValue(batchSize),
             };
             var record = RunProgress.Show(context, events => EmbeddingReduction.Run(options, events, parse.GetValue(overwrite)));
-            context.Console.MarkupLineInterpolated(
-                $"Wrote [bold]{options.Out}[/]: {record["from_dimension"]} → {record["dimension"]} dimensions, {100 * record["energy_kept"]!.GetValue<double>():F1}% of the vectors' squared length kept ({record["sentences"]} sentences)");
+            context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {EmbeddingReduction.Describe(record)}");
             return 0;
         });
         return command;

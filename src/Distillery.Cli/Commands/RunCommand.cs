@@ -32,7 +32,7 @@ public static class RunCommand
     /// <summary>A stage's result in one line: its dev or held-out scores, what a reduce kept, what an export wrote.</summary>
     static string Summary(System.Text.Json.Nodes.JsonObject metrics) => metrics["command"]?.ToString() switch
     {
-        "reduce" => $"{metrics["from_dimension"]} → {metrics["dimension"]} dimensions, {100 * metrics["energy_kept"]!.GetValue<double>():F1}% of the vectors' squared length kept",
+        "reduce" => Models.EmbeddingReduction.Describe(metrics),
         "export" => $"{metrics["path"]} ({InspectCommand.Bytes(metrics["bytes"]!.GetValue<long>())}{(metrics["int8"]!.GetValue<bool>() ? ", int8" : "")})",
         _ => (metrics["dev"] ?? metrics["eval"])?.ToJsonString() ?? "",
     };

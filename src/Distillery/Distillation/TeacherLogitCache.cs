@@ -115,9 +115,7 @@ public sealed class TeacherLogitCache
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData("distillery teacher logits v1\n"u8);
         // A classification teacher has no module files, so its key is what it was before sentence vectors were cached.
-        var moduleFiles = SentenceTransformersLayout.IsPresent(teacherDir)
-            ? new[] { SentenceTransformersLayout.ModulesFile, SentenceTransformersLayout.SentenceBertConfigFile }.Concat(SentenceTransformersLayout.ModuleFiles(teacherDir).Order(StringComparer.Ordinal)).Where(f => System.IO.File.Exists(Path.Combine(teacherDir, f)))
-            : [];
+        var moduleFiles = SentenceTransformersLayout.IsPresent(teacherDir) ? SentenceTransformersLayout.Files(teacherDir) : [];
         foreach (var name in new[] { BertCheckpoint.ConfigFile, BertCheckpoint.WeightsFile }.Concat(moduleFiles))
         {
             using var stream = System.IO.File.OpenRead(Path.Combine(teacherDir, name));

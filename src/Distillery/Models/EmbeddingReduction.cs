@@ -119,10 +119,15 @@ public static class EmbeddingReduction
             RunOutput.Begin(options.Out, resume: false);
             AtomicFile.WriteAllText(Path.Combine(options.Out, RecordFile), record.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
             BertCheckpoint.Save(model, options.Out, tokenizer);   // config.json last: the folder is finished only then
-            events.Message?.Invoke($"kept {options.Dimension} of {hidden} dimensions: {100 * energyKept:F1}% of the vectors' squared length on {sentences.Count:N0} sentences");
+            events.Message?.Invoke(Describe(record));
             return record;
         }
     }
+
+    /// <summary>A reduce record in one line: "384 → 128 dimensions, 81.6% of the vectors' squared length kept (3,000 sentences)".</summary>
+    public static string Describe(JsonObject record) =>
+        $"{record["from_dimension"]} → {record["dimension"]} dimensions, {100 * record["energy_kept"]!.GetValue<double>():F1}% of the vectors' " +
+        $"squared length kept ({record["sentences"]!.GetValue<int>():N0} sentences)";
 
     /// <summary>
     /// The top-<paramref name="dimension"/> eigenvectors of XᵀX / N as rows, [D, H], and the share of the trace their

@@ -31,9 +31,8 @@ public static class ModelInspector
         using (model)
         {
             // The folder's own files, and those of the sentence-transformers module folders it names (1_Pooling/, a Dense's weights).
-            var files = new DirectoryInfo(dir).GetFiles().Select(f => (f.Name, f.Length))
-                .Concat(SentenceTransformersLayout.ModuleFiles(dir).Select(f => (f, new FileInfo(Path.Combine(dir, f)).Length)))
-                .OrderBy(f => f.Item1, StringComparer.Ordinal).ToList();
+            var files = new DirectoryInfo(dir).GetFiles().Select(f => f.Name).Union(SentenceTransformersLayout.Files(dir))
+                .Order(StringComparer.Ordinal).Select(f => (f, new FileInfo(Path.Combine(dir, f)).Length)).ToList();
             var config = model.Config;
             var embedding = model as BertForSentenceEmbedding;
             return new ModelReport(Path.GetFullPath(dir), config, model.Task, ParameterCounts.Of(model), files, seqLength,

@@ -220,14 +220,19 @@ public static class SentenceTransformersLayout
     }
 
     /// <summary>Bytes of the sentence-transformers files in <paramref name="dir"/> (0 when absent).</summary>
-    public static long BytesOnDisk(string dir) =>
-        new[] { ModulesFile, SentenceBertConfigFile }.Concat(ModuleFiles(dir)).Select(f => Path.Combine(dir, f)).Where(File.Exists).Sum(f => new FileInfo(f).Length);
+    public static long BytesOnDisk(string dir) => Files(dir).Sum(f => new FileInfo(Path.Combine(dir, f)).Length);
 
     /// <summary>
-    /// The files inside the module folders modules.json names (1_Pooling/config.json, a Dense module's config and
-    /// weights), relative to <paramref name="dir"/>; none when there is no readable modules.json.
+    /// The sentence-transformers files of <paramref name="dir"/> that exist, relative to it, in a fixed order:
+    /// modules.json, sentence_bert_config.json, then the files inside the module folders modules.json names
+    /// (1_Pooling/config.json, a Dense module's config and weights) in ordinal order. What the folder's size, inspect
+    /// and the teacher-output cache's key (these files change the vectors) read.
     /// </summary>
-    public static IReadOnlyList<string> ModuleFiles(string dir)
+    public static IReadOnlyList<string> Files(string dir) =>
+        new[] { ModulesFile, SentenceBertConfigFile }.Where(f => File.Exists(Path.Combine(dir, f))).Concat(ModuleFiles(dir)).ToList();
+
+    /// <summary>The files inside the module folders modules.json names, ordinal order; none without a readable modules.json.</summary>
+    static IReadOnlyList<string> ModuleFiles(string dir)
     {
         var files = new List<string>();
         try
@@ -238,7 +243,7 @@ public static class SentenceTransformersLayout
                         files.AddRange(Directory.GetFiles(Path.Combine(dir, path)).Select(f => Path.GetRelativePath(dir, f)));
         }
         catch (InvalidDataException) { }
-        return files.Distinct().ToList();
+        return files.Distinct().Order(StringComparer.Ordinal).ToList();
     }
 
     static JsonObject Module(int index, string path, string type) =>
