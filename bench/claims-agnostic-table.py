@@ -74,6 +74,7 @@ ROWS = {
     "distilbert": "DistilBERT L3-H384: teacher layers 0, 2, 4, triple loss",
     "distilbert-no-cos": "DistilBERT without the cosine loss",
     "distilbert-random": "DistilBERT from a random init (same shape)",
+    "teacher-layers": "control: teacher layers 0, 2, 4 as they are, no corpus stage",
     "minilm": "MiniLM v1 L3-H384: attention + value relations",
     "minilm-attention": "MiniLM v1, attention distributions only",
     "minilmv2": "MiniLMv2 L3-H384: Q-Q, K-K, V-V relations (12 relation heads)",
@@ -86,22 +87,24 @@ ROWS = {
 CLAIMS = [
     {
         "title": "DistilBERT: a half-depth student from every other teacher layer, triple loss on the corpus",
-        "rows": ["distilbert", "distilbert-no-cos", "distilbert-random"],
+        "rows": ["distilbert", "distilbert-no-cos", "distilbert-random", "teacher-layers"],
         "share": ("distilbert", 97.0, "DistilBERT keeps >= 97% of the teacher's average score"),
         # (row, the paper's speed-up, the claim): measured by the bench stage against the fine-tuned teacher
         "speed": ("distilbert", 1.6, "DistilBERT runs faster than the teacher (paper: 60% faster, 1.6x; the issue: ~2x)"),
         # (better, worse, what the paper says)
         "orderings": [("distilbert", "distilbert-no-cos", "the cosine loss helps (>= without it)"),
                       ("distilbert", "distilbert-random", "teacher-layer init >= random init"),
-                      ("distilbert-no-cos", "distilbert-random", "random init is the larger drop (without cosine >= random init)")],
+                      ("distilbert-no-cos", "distilbert-random", "random init is the larger drop (without cosine >= random init)"),
+                      ("distilbert", "teacher-layers", "control, not the paper's: the corpus stage adds (DistilBERT >= its start without it)")],
     },
     {
         "title": "MiniLM: deep self-attention distillation at equal size, its ablation, MiniLMv2, and a teacher assistant",
-        "rows": ["minilm", "minilm-attention", "minilmv2", "distilbert", "half-direct", "half-assistant"],
+        "rows": ["minilm", "minilm-attention", "minilmv2", "distilbert", "teacher-layers", "half-direct", "half-assistant"],
         "orderings": [("minilm", "distilbert", "MiniLM >= DistilBERT at equal size and distillation budget"),
                       ("minilm", "minilm-attention", "value relations add (attention + value >= attention only)"),
                       ("minilmv2", "minilm", "MiniLMv2's multi-head relations >= MiniLM v1"),
-                      ("half-assistant", "half-direct", "a teacher assistant helps the half-width student")],
+                      ("half-assistant", "half-direct", "a teacher assistant helps the half-width student"),
+                      ("minilm", "teacher-layers", "control, not the paper's: the corpus stage adds (MiniLM >= its start without it)")],
     },
     {
         "title": "HomoDistil: the teacher pruned while distilled on the corpus, at the MiniLM student's parameter count",
@@ -156,6 +159,11 @@ def copy_records():
                 for kind in ("metrics", "run_config", "config"):
                     copy_file(folder / stage / f"{kind}.json", RECORDS / row / f"{name}.{kind}.json")
                 copy_file(folder / stage / "metrics.jsonl", RECORDS / row / f"{name}.metrics.jsonl")
+        extracted = folder / "distilled"
+        if (extracted / "config.json").is_file() and (extracted / "extract.json").is_file():
+            # The control row: its student is extracted (distillery extract), not distilled; no corpus stage, no metrics.
+            copy_file(extracted / "config.json", RECORDS / row / "corpus.config.json")
+            copy_file(extracted / "extract.json", RECORDS / row / "extract.json")
         if finished(folder / "distilled"):
             # The assistant's stage, where there is one, is the one that distilled from the teacher.
             first = folder / "assistant" if finished(folder / "assistant") else folder / "distilled"
@@ -201,6 +209,11 @@ def shape(config):
     ffns = config.get("distillery_layer_intermediate_sizes") or [config["intermediate_size"]]
     part = lambda values: str(values[0]) if len(set(values)) == 1 else "[" + ",".join(map(str, values)) + "]"
     return f"L{config['num_hidden_layers']}-H{config['hidden_size']}-A{part(heads)}-F{part(ffns)}"
+
+
+def extracted(row):
+    """True for a row whose student was extracted from the teacher's layers with no corpus stage (the control row)."""
+    return (RECORDS / row / "extract.json").is_file()
 
 
 def corpus_stages(row):
@@ -287,7 +300,7 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
             toks = " + ".join(count_text(tokens(m, c)) for m, c in stages)
             corpus = f"{wall}, {toks} tokens"
         else:
-            corpus = "-"
+            corpus = "none" if extracted(row) else "-"
         seeds_run = len({s for t in TASKS for s in scores[t]})
         finetune = finetune_time(walls, cpus, seeds_run)
         lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + f" | {fmt(avg_mean, avg_std, len(averages))} | {kept} | "
@@ -349,7 +362,7 @@ def compute_table(teacher_params):
             s1, s32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
             up = f"{cell(s1, '{:.2f}')} / {cell(s32, '{:.2f}')}"
             stages = corpus_stages(row)
-            wall = stage_times(stages) if stages else "-"
+            wall = stage_times(stages) if stages else "none" if extracted(row) else "-"
             scores, _, walls, cpus = row_scores(row)
             seeds_run = len({seed for t in TASKS for seed in scores[t]})
             finetune = finetune_time(walls, cpus, seeds_run)
@@ -373,6 +386,7 @@ def latency_of(row):
 
 
 PART2_FAMILIES = [("DistilBERT (corpus)", ["distilbert", "distilbert-no-cos", "distilbert-random"]),
+                  ("teacher layers, no corpus stage", ["teacher-layers"]),
                   ("MiniLM (corpus)", ["minilm", "minilm-attention", "minilmv2", "half-direct", "half-assistant"]),
                   ("HomoDistil (corpus)", ["homodistil", "homodistil-oneshot"])]
 
@@ -524,7 +538,7 @@ def tables(draw=False):
     lines += curves(draw)
     shapes = [f"{row} {shape(load(RECORDS / row / 'corpus.config.json'))}" for row in ROWS if (RECORDS / row / "corpus.config.json").is_file()]
     if shapes:
-        lines.append("Distilled students' shapes: " + "; ".join(shapes) + ". Parameters are counted with a 2-label classifier head.")
+        lines.append("Students' shapes: " + "; ".join(shapes) + ". Parameters are counted with a 2-label classifier head.")
         lines.append("")
     evals, untrained = [], []
     for row in ROWS:

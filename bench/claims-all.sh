@@ -30,7 +30,9 @@
 # Run it from a checkout whose path stays the same across sessions (the suites' run configs hold the data paths, and
 # binaries before 67dcbc3 compare them as written on --resume), with a published binary (dotnet publish
 # src/Distillery.Cli -c Release -o /tmp/distillery-<commit>) so rebuilding the checkout does not pull it from under the
-# run. Environment: DISTILLERY (required), EMBED_DISTILLERY (the embedding suite's binary, default DISTILLERY), SUITES
+# run. Environment: DISTILLERY (required), EMBED_DISTILLERY (the embedding suite's binary, default DISTILLERY),
+# EXTRACT_DISTILLERY (the task-agnostic suite's `distillery extract` for its teacher-layers row, default
+# EMBED_DISTILLERY: a newer binary than DISTILLERY where the suites started on one without extract), SUITES
 # (default "task agnostic embed"), STREAMS (2 or 1),
 # ROW_CLAIMS (the streams' claims, default "wrs theseus prune"), OUT_ROOT (default runs: the suites
 # write to OUT_ROOT/claims, OUT_ROOT/claims-agnostic, OUT_ROOT/embed); the suites' own variables pass through, except
@@ -45,6 +47,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 : "${DISTILLERY:?set DISTILLERY to a published Distillery.Cli}"
 export DISTILLERY
+export EXTRACT_DISTILLERY="${EXTRACT_DISTILLERY:-${EMBED_DISTILLERY:-$DISTILLERY}}"
 SUITES="${SUITES:-task agnostic embed}"
 OUT_ROOT="${OUT_ROOT:-runs}"
 teachers="${TEACHERS:-runs/real-teacher}"   # the suites' TEACHERS: made here by bench/real-teacher.sh when missing

@@ -30,8 +30,9 @@ TASK_ROWS = {
     "prune/homodistil": [], "prune/oneshot": [], "prune/iterative-sensitivity": [], "prune/iterative-magnitude": [],
     "prune/iterative-platon": [],
 }
-AGNOSTIC_ROWS = ["distilbert", "distilbert-no-cos", "distilbert-random", "minilm", "minilm-attention", "minilmv2",
-                 "half-direct", "half-assistant", "homodistil", "homodistil-oneshot"]
+AGNOSTIC_ROWS = ["distilbert", "distilbert-no-cos", "distilbert-random", "teacher-layers", "minilm", "minilm-attention",
+                 "minilmv2", "half-direct", "half-assistant", "homodistil", "homodistil-oneshot"]
+NO_CORPUS_STAGE = {"teacher-layers"}   # extracted from the teacher's layers (seconds), not distilled
 EMBED_ROWS = ["l3", "l3-cos", "l2", "l3-d128"]
 
 
@@ -107,7 +108,8 @@ def main():
     runs = []
     for row in AGNOSTIC_ROWS:
         corpus = RECORDS / "claims-agnostic" / row / "corpus.metrics.json"
-        runs.append((row + " (corpus stage)", "corpus", state(RUNS / "claims-agnostic" / row / "distilled", corpus), wall(corpus)))
+        if row not in NO_CORPUS_STAGE:
+            runs.append((row + " (corpus stage)", "corpus", state(RUNS / "claims-agnostic" / row / "distilled", corpus), wall(corpus)))
         for seed in SEEDS:
             for task in TASKS:
                 record = RECORDS / "claims-agnostic" / row / f"{task}-s{seed}.metrics.json"

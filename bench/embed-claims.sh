@@ -13,8 +13,8 @@
 # - Teacher: all-MiniLM-L6-v2 as `distillery import teacher` makes it (models/minilm-l6-h384; L6-H384, mean pooling,
 #   L2-normalised), used as it is: no fine-tuning anywhere, every score is zero-shot.
 # - Students (rows):
-#     l3-init  teacher layers 0,2,4 with the teacher's embeddings, not trained (what distillation starts from; written
-#              by a 1-step run at lr 1e-12 that moves no weight by more than 2e-12)
+#     l3-init  teacher layers 0,2,4 with the teacher's embeddings and pooling, not trained (what distillation starts
+#              from; `distillery extract`, a copy of the weights)
 #     l3       teacher layers 0,2,4, embedding distillation with the MSE of Reimers & Gurevych 2020 (sentence-transformers'
 #              model_distillation recipe)
 #     l3-cos   the same student with the cosine loss instead of the MSE
@@ -22,8 +22,8 @@
 #     teacher-d128  the teacher's vectors cut to 128 dimensions by `distillery reduce` (no training: PCA of its unit
 #              vectors on the first 20,000 training sentences, a Dense module between two Normalize modules); one run
 #     l3-d128  each l3 seed's student reduced the same way (the smaller index on top of the faster encoder)
-#   The suite needs a binary from 2026-12-05 or later (`distillery reduce`, the embedding teacher cache); an older one
-#   is refused before anything runs (bench/claims-all.sh: EMBED_DISTILLERY gives this suite its own binary).
+#   The suite needs a binary from 2026-12-05 or later (`distillery reduce` and `extract`, the embedding teacher cache);
+#   an older one is refused before anything runs (bench/claims-all.sh: EMBED_DISTILLERY gives this suite its own binary).
 # - Training data: $SENTENCES unlabeled lines of the shared corpus (Brown sentences, WikiText-2 paragraphs, MASC written,
 #   ABC science/rural; about 32 tokens each), drawn once (python's random, seed 20) into $OUT/data/sentences.txt; the
 #   corpus was decontaminated against GLUE and SQuAD dev (shared/data/SOURCES.md). $EPOCHS epoch(s) (1,250 steps at the
@@ -66,8 +66,9 @@ BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
 DISTILLERY="${DISTILLERY:-./distillery}"
 [[ -d "$DATA/glue" && -d "$DATA/corpus" && -f "$DATA/squad/dev-v1.1.json" ]] || { echo "embed-claims.sh: shared data not found at $DATA" >&2; exit 1; }
 # Not `reduce --help`: an unknown command's help exits 0. grep reads all of the help (no -q) so pipefail sees no SIGPIPE.
-"$DISTILLERY" --help 2>/dev/null | grep -E '^\s+reduce\s' > /dev/null || {
-  echo "embed-claims.sh: $DISTILLERY ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) predates distillery reduce and the embedding teacher cache; publish main and use it (claims-all.sh: EMBED_DISTILLERY)" >&2
+help="$("$DISTILLERY" --help 2>/dev/null || true)"
+grep -E '^\s+reduce\s' <<< "$help" > /dev/null && grep -E '^\s+extract\s' <<< "$help" > /dev/null || {
+  echo "embed-claims.sh: $DISTILLERY ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) predates distillery reduce, extract and the embedding teacher cache; publish main and use it (claims-all.sh: EMBED_DISTILLERY)" >&2
   exit 1
 }
 mkdir -p "$OUT/data" "$OUT/records"
@@ -144,11 +145,10 @@ distill() {   # distill OUT SEED LAYERS FLAGS...: embedding distillation from th
   distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$layers" --out "$out" $(train_flags "$seed") "$@" \
     --teacher-cache "$OUT/teacher-cache" $flag
 }
-truncated() {   # truncated OUT LAYERS: the teacher's layers, untrained: one step at lr 1e-12 through the same code path (no
-                # weight moves by more than 2e-12; measured on the SMOKE run), so it is saved and scored like the students
+truncated() {   # truncated OUT LAYERS: the teacher's layers as they are (embeddings, pooling, no training), saved and
+                # scored like the students
   [[ -f "$1/config.json" ]] && return 0
-  distillery distill --method embedding --teacher "$TEACHER" --init-from-teacher "$2" --out "$1" --task sts-embed --data "$glue" \
-    --transfer-data "$sentences" --max-train-examples 32 --max-steps 1 --lr 1e-12 --warmup-steps 0 --precision fp32 --seed 1
+  distillery extract --model "$TEACHER" --layers "$2" --out "$1" --overwrite
 }
 int8() {   # int8 MODEL: the deployable int8 graph next to the model (checked against TorchSharp by the export)
   [[ -f "$1-onnx/model.int8.onnx" ]] || distillery export onnx --model "$1" --out "$1-onnx/model.int8.onnx" --int8

@@ -36,6 +36,7 @@ public static class DistilleryCli
         root.Subcommands.Add(PlotCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(ReduceCommand.Create(context));
+        root.Subcommands.Add(ExtractCommand.Create(context));
         root.Subcommands.Add(FillMaskCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));
         root.Subcommands.Add(ExportCommand.Create(context));

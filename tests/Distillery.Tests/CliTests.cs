@@ -62,7 +62,7 @@ public sealed class CliTests
         var help = Run(tmp.Dir, "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("distillery [command]", help.Out);
-        string[] commands = ["quickstart", "import", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "plot", "convert", "reduce", "fill-mask", "predict"];
+        string[] commands = ["quickstart", "import", "init", "pretrain", "finetune", "eval", "distill", "run", "prune", "quantize", "export", "bench", "inspect", "plot", "convert", "reduce", "extract", "fill-mask", "predict"];
         foreach (var command in commands)
         {
             Assert.Contains(command, help.Out);

@@ -120,8 +120,6 @@ public static class DistillCommand
         if (dir != null) return new StudentInit(StudentInitKind.Checkpoint, Checkpoint: dir);
         if (arch != null) return new StudentInit(StudentInitKind.Random, Arch: arch);
         if (layers == null) return null;
-        var list = layers.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(x => int.TryParse(x, out int i) ? i : throw new ArgumentException($"--init-from-teacher: \"{x}\" is not a layer index")).ToArray();
-        return new StudentInit(StudentInitKind.TeacherLayers, list);
+        return new StudentInit(StudentInitKind.TeacherLayers, LayerExtraction.ParseLayers(layers, "--init-from-teacher"));
     }
 }
