@@ -503,6 +503,19 @@ def curves(draw):
         lines.append("Teacher-student discrepancy over the corpus stage (`loss_kl` as logged, nats per masked token; one corpus "
                      "run per row, so no spread): " + "; ".join(kl) + ".")
         lines.append("")
+    # DistilBERT's objective is the soft-target KL at T = 2 (loss_soft_kl), not loss_kl at T = 1: where the two move apart,
+    # the student matches the teacher's softened distribution better while its own T = 1 predictions leave the teacher's.
+    trends = []
+    for row in ("distilbert", "distilbert-no-cos", "distilbert-random"):
+        soft, hard = curve_series(row, "corpus", "loss_soft_kl", row), curve_series(row, "corpus", "loss_kl", row)
+        if soft and hard:
+            a, b, c, d = soft["points"][0], soft["points"][-1], hard["points"][0], hard["points"][-1]
+            trends.append(f"{row} {a['y']:.3f} (step {a['x']}) to {b['y']:.3f} (step {b['x']}), while `loss_kl` went "
+                          f"{c['y']:.3f} to {d['y']:.3f}")
+    if trends:
+        lines.append("DistilBERT's own distillation term, the soft-target term at T = 2 (`loss_soft_kl`: T^2 x KL at T = 2, before its "
+                     "alpha_ce weight), first to last logged step: " + "; ".join(trends) + ".")
+        lines.append("")
     if lines:
         lines.append("The curves are the corpus stages' loss terms as metrics.jsonl logs them every 25 steps (bench/claims-agnostic.sh; "
                      "each point the mean over the 25 training batches before it): "

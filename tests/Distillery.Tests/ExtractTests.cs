@@ -63,7 +63,7 @@ public sealed class ExtractTests
         using var tmp = new TestData.TempDir();
         SaveSource(tmp["source"], task);
         int[] layers = [3, 0, 2];
-        var config = LayerExtraction.Run(tmp["source"], layers, tmp["l3"]);
+        var config = LayerExtraction.Run(new ExtractOptions { Model = tmp["source"], Layers = layers, Out = tmp["l3"] });
         Assert.Equal(3, config.NumHiddenLayers);
 
         var (source, _) = BertCheckpoint.Load(tmp["source"]);
@@ -87,7 +87,7 @@ public sealed class ExtractTests
     {
         using var tmp = new TestData.TempDir();
         SaveSource(tmp["source"], BertTask.SentenceEmbedding);
-        LayerExtraction.Run(tmp["source"], [0, 2], tmp["l2"]);
+        LayerExtraction.Run(new ExtractOptions { Model = tmp["source"], Layers = [0, 2], Out = tmp["l2"] });
         Assert.True(File.Exists(tmp["l2/modules.json"]));
         var (source, _) = BertCheckpoint.Load(tmp["source"]);
         var (extracted, _) = BertCheckpoint.Load(tmp["l2"]);

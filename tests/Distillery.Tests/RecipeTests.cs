@@ -89,6 +89,36 @@ public sealed class RecipeTests
     }
 
     [Fact]
+    public void AnExtractStageTakesChosenLayersOfThePreviousOutputAndBadLayersStopTheRecipeUpFront()
+    {
+        using var tmp = new TestData.TempDir();
+        File.WriteAllLines(tmp["vocab.txt"], Quickstart.GeneratedVocabulary());
+        JsonObject Recipe(params int[] layers) => new()
+        {
+            ["name"] = "extract",
+            ["stages"] = new JsonArray(
+                new JsonObject { ["stage"] = "init", ["layers"] = 4, ["hidden"] = 32, ["heads"] = 2, ["max_positions"] = 64, ["vocab_path"] = tmp["vocab.txt"], ["out"] = tmp["init"] },
+                new JsonObject { ["stage"] = "extract", ["layers"] = new JsonArray(layers.Select(i => (JsonNode)i).ToArray()), ["out"] = tmp["l2"] }),
+        };
+        // Layer 4 of a 4-layer model that does not exist yet: caught from the init stage's config, before it runs.
+        var bad = Assert.Throws<InvalidDataException>(() => Recipes.Recipe.Load(Write(tmp, Recipe(0, 4))));
+        Assert.Contains("stages[1] (extract)", bad.Message);
+        Assert.Contains("layer 4 does not exist", bad.Message);
+        Assert.False(Directory.Exists(tmp["init"]), "a stage ran");
+        Assert.Contains("repeat", Assert.Throws<InvalidDataException>(() => Recipes.Recipe.Load(Write(tmp, Recipe(1, 1)))).Message);
+
+        var recipe = Recipes.Recipe.Load(Write(tmp, Recipe(3, 0)));
+        var results = recipe.Run();
+        Assert.Null(results[1]);
+        Assert.Equal(2, Models.BertConfig.Load(Path.Combine(tmp["l2"], "config.json")).NumHiddenLayers);
+        var written = new FileInfo(tmp["l2/model.safetensors"]).LastWriteTimeUtc;
+        recipe.Run();   // complete stages are skipped
+        Assert.Equal(written, new FileInfo(tmp["l2/model.safetensors"]).LastWriteTimeUtc);
+        var record = JsonNode.Parse(File.ReadAllText(tmp["l2/extract.json"]))!;
+        Assert.Equal(Path.GetFullPath(tmp["init"]), record["source"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void StudentVocabularyAndWidthMismatchesAreCaughtUpFront()
     {
         using var tmp = new TestData.TempDir();

@@ -24,10 +24,12 @@ public static class ExtractCommand
         };
         command.SetAction(parse =>
         {
-            string source = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
-            var list = LayerExtraction.ParseLayers(parse.GetValue(layers)!);
-            var config = LayerExtraction.Run(source, list, outDir, parse.GetValue(overwrite));
-            context.Console.MarkupLineInterpolated($"Wrote [bold]{outDir}[/]: {BertArch.NameOf(config)}, layers {string.Join(",", list)} of {source}.");
+            var options = new ExtractOptions
+            {
+                Model = parse.GetValue(model)!, Layers = LayerExtraction.ParseLayers(parse.GetValue(layers)!, "--layers"), Out = parse.GetValue(output)!,
+            };
+            var config = LayerExtraction.Run(options, parse.GetValue(overwrite));
+            context.Console.MarkupLineInterpolated($"Wrote [bold]{options.Out}[/]: {BertArch.NameOf(config)}, layers {string.Join(",", options.Layers)} of {options.Model}.");
             return 0;
         });
         return command;

@@ -13,25 +13,64 @@ namespace Distillery.Distillation;
 /// shows what a distillation adds over the teacher's layers; it is also a student to fine-tune or distil with any method
 /// (<c>--student</c>).
 /// </summary>
+public sealed record ExtractOptions
+{
+    /// <summary>The source model folder (a recipe's default: the previous stage's output).</summary>
+    public required string Model { get; init; }
+    /// <summary>0-based source layers to keep, in order: student layer k is source layer Layers[k].</summary>
+    public required int[] Layers { get; init; }
+    /// <summary>The output model folder.</summary>
+    public required string Out { get; init; }
+
+    /// <summary>Checks what does not need the model: a non-empty list without repeats or negative indices.</summary>
+    public ExtractOptions Validate()
+    {
+        if (Layers.Length == 0) throw new ArgumentException("layers: give at least one layer");
+        if (Layers.FirstOrDefault(i => i < 0) is var negative && negative < 0) throw new ArgumentException($"layers: layer {negative} does not exist (layers count from 0)");
+        if (Layers.Distinct().Count() != Layers.Length) throw new ArgumentException($"layers: layers repeat in {string.Join(",", Layers)}");
+        return this;
+    }
+
+    /// <summary>Checks the layer indices against the source's config (known in advance for a recipe's earlier stage).</summary>
+    public void Check(BertConfig source)
+    {
+        Validate();
+        foreach (int i in Layers)
+            if (i >= source.NumHiddenLayers) throw new ArgumentException($"layers: layer {i} does not exist ({Model} has layers 0..{source.NumHiddenLayers - 1})");
+    }
+
+    /// <summary>The config the extracted model will have.</summary>
+    public BertConfig ConfigFor(BertConfig source)
+    {
+        Check(source);
+        return source with
+        {
+            NumHiddenLayers = Layers.Length,
+            LayerHeads = source.LayerHeads == null ? null : Layers.Select(i => source.LayerHeads[i]).ToArray(),
+            LayerIntermediateSizes = source.LayerIntermediateSizes == null ? null : Layers.Select(i => source.LayerIntermediateSizes[i]).ToArray(),
+        };
+    }
+}
+
+/// <summary>Writes the model <see cref="ExtractOptions"/> describe (<c>distillery extract</c>, a recipe's <c>extract</c> stage).</summary>
 public static class LayerExtraction
 {
     /// <summary>The provenance record written next to the model: the source folder and the layers taken.</summary>
     public const string RecordFile = "extract.json";
 
     /// <summary>
-    /// Writes to <paramref name="outDir"/> the model of <paramref name="modelDir"/>'s layers <paramref name="layers"/>
-    /// (0-based; student layer k is source layer layers[k]) with its tokenizer; returns the new config. Every check
-    /// (layer indices, repeats, the output folder) runs before anything is written; config.json is written last.
+    /// Writes to <see cref="ExtractOptions.Out"/> the model of <see cref="ExtractOptions.Model"/>'s layers
+    /// <see cref="ExtractOptions.Layers"/> with its tokenizer; returns the new config. Every check (layer indices, repeats,
+    /// the output folder) runs before anything is written; config.json is written last.
     /// </summary>
-    public static BertConfig Run(string modelDir, IReadOnlyList<int> layers, string outDir, bool overwrite = false)
+    public static BertConfig Run(ExtractOptions options, bool overwrite = false)
     {
+        string modelDir = options.Model, outDir = options.Out;
+        int[] layers = options.Layers;
         RunOutput.CheckFolder(outDir, overwrite, resume: false, [modelDir]);
         var config = BertCheckpoint.ReadConfig(modelDir);
         // The same checks StudentInit.Build makes, here before the weights load, so a bad list costs no load.
-        if (layers.Count == 0) throw new ArgumentException("--layers: give at least one layer");
-        foreach (int i in layers)
-            if (i < 0 || i >= config.NumHiddenLayers) throw new ArgumentException($"--layers: layer {i} does not exist ({modelDir} has layers 0..{config.NumHiddenLayers - 1})");
-        if (layers.Distinct().Count() != layers.Count) throw new ArgumentException($"--layers: layers repeat in {string.Join(",", layers)}");
+        options.Check(config);
         var tokenizer = BertCheckpoint.LoadTokenizer(modelDir, config);
         var (source, _) = BertCheckpoint.Load(modelDir);
         using (source)
@@ -60,7 +99,7 @@ public static class LayerExtraction
     }
 
     /// <summary>Parses a comma-separated layer list such as <c>0,2,4</c>; <paramref name="option"/> names the flag in errors.</summary>
-    public static int[] ParseLayers(string text, string option = "--layers") =>
+    public static int[] ParseLayers(string text, string option = "layers") =>
         text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Select(x => int.TryParse(x, out int i) ? i : throw new ArgumentException($"{option}: \"{x}\" is not a layer index"))
             .ToArray();

@@ -12,6 +12,11 @@ public enum StageKind
 {
     /// <summary>A randomly initialised model (<see cref="InitOptions"/>).</summary>
     Init,
+    /// <summary>
+    /// Chosen layers of a model with its embeddings and head, no training (<see cref="ExtractOptions"/>; DistilBERT's
+    /// start); its input is <c>model</c>.
+    /// </summary>
+    Extract,
     /// <summary>Masked-LM pre-training (<see cref="PretrainOptions"/>); its input is <c>init_from</c>.</summary>
     Pretrain,
     /// <summary>Fine-tuning (<see cref="FinetuneOptions"/>); its input is <c>model</c>.</summary>
@@ -142,7 +147,7 @@ public sealed class Recipe
             string kindName = stage["stage"]?.GetValueKind() == JsonValueKind.String ? stage["stage"]!.GetValue<string>() : throw new InvalidDataException($"{where}: missing \"stage\"");
             stage.Remove("stage");
             if (!Enum.TryParse<StageKind>(kindName, ignoreCase: true, out var kind) || int.TryParse(kindName, out _))
-                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, pretrain, finetune, distill, prune, reduce, export)");
+                throw new InvalidDataException($"{where}: unknown stage \"{kindName}\" (known: init, extract, pretrain, finetune, distill, prune, reduce, export)");
             where = $"{path}: stages[{i}] ({kindName})";
             try
             {
@@ -186,6 +191,14 @@ public sealed class Recipe
                 options["vocab_path"] ??= SharedData.Resolve("tokenizers", "bert-base-uncased", "vocab.txt");
                 var o = Typed<InitOptions>(options).Validate();
                 return (new RecipeStage(index, kind, o.Out, o, _ => { ModelInit.Run(o, overwrite: true); return null; }), ModelInit.ConfigFor(o, VocabFile(o.VocabPath)));
+            }
+            case StageKind.Extract:
+            {
+                Default(options, "model", previousOut, where);
+                var o = Typed<ExtractOptions>(options).Validate();
+                var source = ConfigOf(o.Model, produced);
+                return (new RecipeStage(index, kind, o.Out, o, _ => { LayerExtraction.Run(o, overwrite: true); return null; }),
+                    source == null ? null : o.ConfigFor(source));
             }
             case StageKind.Pretrain:
             {
@@ -268,7 +281,7 @@ public sealed class Recipe
     }
 
     /// <summary>
-    /// Runs every stage in order; returns each stage's metrics (null for init, and for an export found done). A stage whose output folder is already
+    /// Runs every stage in order; returns each stage's metrics (null for init and extract, and for an export found done). A stage whose output folder is already
     /// complete (config.json, and metrics.json for training stages) is skipped unless <paramref name="force"/>, so
     /// recipes that share a stage (a pre-trained student) and interrupted recipes pick up where they stood.
     /// </summary>
@@ -280,9 +293,9 @@ public sealed class Recipe
             string config = Path.Combine(stage.Out, BertCheckpoint.ConfigFile), metrics = Path.Combine(stage.Out, "metrics.json");
             // An export is done when its graph exists (written atomically, so a present file is a whole one).
             bool done = !force && (stage.Kind == StageKind.Export ? File.Exists(stage.Out)
-                : File.Exists(config) && (stage.Kind == StageKind.Init || File.Exists(metrics)));
+                : File.Exists(config) && (stage.Kind is StageKind.Init or StageKind.Extract || File.Exists(metrics)));
             starting?.Invoke(stage, done);
-            results.Add(done ? (stage.Kind is StageKind.Init or StageKind.Export ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
+            results.Add(done ? (stage.Kind is StageKind.Init or StageKind.Extract or StageKind.Export ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
         }
         return results;
     }
