@@ -181,8 +181,7 @@ def copy_records():
     for f in sorted((RUNS / "bench").glob("*.json")) + sorted((RUNS / "bench").glob("*.md")):
         copy_file(f, RECORDS / "bench" / f.name)
     copy_file(TEACHER_MLM / "config.json", RECORDS / "teacher-mlm.config.json")
-    for commit in RUNS.glob("COMMIT.*"):
-        copy_file(commit, RECORDS / commit.name)
+    claims_table.copy_stamps(RUNS, RECORDS)
 
 
 def parameters(config, labels=2):

@@ -14,8 +14,13 @@ stamped=""
 stamp_commit() {
   [[ -z "$stamped" ]] || return 0
   stamped=1
-  { git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; } \
-    > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
+  # A stamp when the scripts or the binary differ from the newest stamp's: the streams run each unit in a subshell, which
+  # does not keep $stamped, so without this check every unit wrote one.
+  local now last
+  now="$({ git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown; "$DISTILLERY" --version 2>/dev/null || echo unknown; })"
+  last="$(find "$OUT" -maxdepth 1 -name 'COMMIT.*' | sort | tail -n 1)"
+  [[ -n "$last" && "$(cat "$last")" == "$now" ]] && return 0
+  echo "$now" > "$OUT/COMMIT.$(date -u +%Y%m%dT%H%M%S)"
 }
 
 distillery() {   # logs every command with its wall time; a failure stops the script with the command's last lines

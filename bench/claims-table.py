@@ -208,9 +208,25 @@ def copy_records():
     if best.is_file():
         (RECORDS / "quant").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, RECORDS / "quant" / "best-row.txt")
-    for commit in RUNS.glob("COMMIT.*"):
-        RECORDS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(commit, RECORDS / commit.name)
+    copy_stamps(RUNS, RECORDS)
+
+
+def copy_stamps(runs, records):
+    """Copies the runs' COMMIT.<time> stamps and keeps, in time order, only those that differ from the stamp before them
+    (the scripts' commit and the binary): a start with the same scripts and binary as the last one says nothing new.
+    Scripts before 2026-12-05's fix wrote one per unit of a stream."""
+    stamps = sorted(runs.glob("COMMIT.*"))
+    if stamps:
+        records.mkdir(parents=True, exist_ok=True)
+    for commit in stamps:
+        shutil.copyfile(commit, records / commit.name)
+    previous = None
+    for commit in sorted(records.glob("COMMIT.*")):
+        text = commit.read_text().strip()
+        if text == previous:
+            commit.unlink()
+        else:
+            previous = text
 
 
 def load(path):
