@@ -43,12 +43,7 @@ public sealed record ExtractOptions
     public BertConfig ConfigFor(BertConfig source)
     {
         Check(source);
-        return source with
-        {
-            NumHiddenLayers = Layers.Length,
-            LayerHeads = source.LayerHeads == null ? null : Layers.Select(i => source.LayerHeads[i]).ToArray(),
-            LayerIntermediateSizes = source.LayerIntermediateSizes == null ? null : Layers.Select(i => source.LayerIntermediateSizes[i]).ToArray(),
-        };
+        return StudentInit.LayersConfig(source, Layers);
     }
 }
 

@@ -44,12 +44,7 @@ public sealed record StudentInit(StudentInitKind Kind, IReadOnlyList<int>? Teach
                 foreach (int i in layers)
                     if (i < 0 || i >= t.NumHiddenLayers) throw new ArgumentException($"teacher layer {i} does not exist (the teacher has layers 0..{t.NumHiddenLayers - 1})");
                 if (layers.Distinct().Count() != layers.Count) throw new ArgumentException($"teacher layers repeat in [{string.Join(", ", layers)}]");
-                var config = t with
-                {
-                    NumHiddenLayers = layers.Count,
-                    LayerHeads = t.LayerHeads == null ? null : layers.Select(i => t.LayerHeads[i]).ToArray(),
-                    LayerIntermediateSizes = t.LayerIntermediateSizes == null ? null : layers.Select(i => t.LayerIntermediateSizes[i]).ToArray(),
-                };
+                var config = LayersConfig(t, layers);
                 manual_seed(seed);
                 var student = BertTaskModel.Create(config, task);
                 // Teacher tensor name → student tensor name: layer k of the student is teacher layer layers[k].
@@ -89,6 +84,14 @@ public sealed record StudentInit(StudentInitKind Kind, IReadOnlyList<int>? Teach
             }
         }
     }
+
+    /// <summary>The config of a model made of <paramref name="layers"/> of <paramref name="teacher"/>'s (pruned layers keep their own heads and FFN widths).</summary>
+    internal static BertConfig LayersConfig(BertConfig teacher, IReadOnlyList<int> layers) => teacher with
+    {
+        NumHiddenLayers = layers.Count,
+        LayerHeads = teacher.LayerHeads == null ? null : layers.Select(i => teacher.LayerHeads[i]).ToArray(),
+        LayerIntermediateSizes = teacher.LayerIntermediateSizes == null ? null : layers.Select(i => teacher.LayerIntermediateSizes[i]).ToArray(),
+    };
 
     /// <summary>
     /// Copies every teacher tensor whose (renamed) name and shape exist in the student; <paramref name="rename"/> returns
