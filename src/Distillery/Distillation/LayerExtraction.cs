@@ -25,19 +25,12 @@ public sealed record ExtractOptions
     /// <summary>Checks what does not need the model: a non-empty list without repeats or negative indices.</summary>
     public ExtractOptions Validate()
     {
-        if (Layers.Length == 0) throw new ArgumentException("layers: give at least one layer");
-        if (Layers.FirstOrDefault(i => i < 0) is var negative && negative < 0) throw new ArgumentException($"layers: layer {negative} does not exist (layers count from 0)");
-        if (Layers.Distinct().Count() != Layers.Length) throw new ArgumentException($"layers: layers repeat in {string.Join(",", Layers)}");
+        StudentInit.CheckLayers(Layers, available: null, "layer", Model);
         return this;
     }
 
     /// <summary>Checks the layer indices against the source's config (known in advance for a recipe's earlier stage).</summary>
-    public void Check(BertConfig source)
-    {
-        Validate();
-        foreach (int i in Layers)
-            if (i >= source.NumHiddenLayers) throw new ArgumentException($"layers: layer {i} does not exist ({Model} has layers 0..{source.NumHiddenLayers - 1})");
-    }
+    public void Check(BertConfig source) => StudentInit.CheckLayers(Layers, source.NumHiddenLayers, "layer", Model);
 
     /// <summary>The config the extracted model will have.</summary>
     public BertConfig ConfigFor(BertConfig source)
@@ -64,7 +57,7 @@ public static class LayerExtraction
         int[] layers = options.Layers;
         RunOutput.CheckFolder(outDir, overwrite, resume: false, [modelDir]);
         var config = BertCheckpoint.ReadConfig(modelDir);
-        // The same checks StudentInit.Build makes, here before the weights load, so a bad list costs no load.
+        // StudentInit.Build checks the list too; here it is checked before the weights load, so a bad list costs no load.
         options.Check(config);
         var tokenizer = BertCheckpoint.LoadTokenizer(modelDir, config);
         var (source, _) = BertCheckpoint.Load(modelDir);

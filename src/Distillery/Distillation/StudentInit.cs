@@ -40,10 +40,7 @@ public sealed record StudentInit(StudentInitKind Kind, IReadOnlyList<int>? Teach
             case StudentInitKind.TeacherLayers:
             {
                 var layers = TeacherLayers ?? throw new ArgumentException("initialising from teacher layers needs the list of layers");
-                if (layers.Count == 0) throw new ArgumentException("the student needs at least one layer");
-                foreach (int i in layers)
-                    if (i < 0 || i >= t.NumHiddenLayers) throw new ArgumentException($"teacher layer {i} does not exist (the teacher has layers 0..{t.NumHiddenLayers - 1})");
-                if (layers.Distinct().Count() != layers.Count) throw new ArgumentException($"teacher layers repeat in [{string.Join(", ", layers)}]");
+                CheckLayers(layers, t.NumHiddenLayers);
                 var config = LayersConfig(t, layers);
                 manual_seed(seed);
                 var student = BertTaskModel.Create(config, task);
@@ -83,6 +80,21 @@ public sealed record StudentInit(StudentInitKind Kind, IReadOnlyList<int>? Teach
                 return student;
             }
         }
+    }
+
+    /// <summary>
+    /// Checks a list of layers to take from a model: at least one, none repeated, none negative, and each below
+    /// <paramref name="available"/> when the model's depth is known (null: a recipe's model not made yet). The one check
+    /// of the student init, a recipe's distill and extract stages and <c>distillery extract</c>; <paramref name="noun"/>
+    /// and <paramref name="owner"/> name the layers and their model in messages.
+    /// </summary>
+    public static void CheckLayers(IReadOnlyList<int> layers, int? available, string noun = "teacher layer", string owner = "the teacher")
+    {
+        if (layers.Count == 0) throw new ArgumentException("the student needs at least one layer");
+        foreach (int i in layers)
+            if (i < 0 || i >= available)
+                throw new ArgumentException($"{noun} {i} does not exist ({(available is int n ? $"{owner} has layers 0..{n - 1}" : "layers count from 0")})");
+        if (layers.Distinct().Count() != layers.Count) throw new ArgumentException($"{noun}s repeat in [{string.Join(", ", layers)}]");
     }
 
     /// <summary>The config of a model made of <paramref name="layers"/> of <paramref name="teacher"/>'s (pruned layers keep their own heads and FFN widths).</summary>

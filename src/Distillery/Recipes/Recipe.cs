@@ -93,6 +93,21 @@ public sealed record RecipeStage(int Index, StageKind Kind, string Out, object O
 {
     /// <summary>"stages[i] (kind)", for messages.</summary>
     public string Label => $"stages[{Index}] ({Kind.ToString().ToLowerInvariant()})";
+
+    /// <summary>Whether the stage leaves a metrics.json in its folder (not init and extract, which train nothing, nor export, whose out is a file).</summary>
+    public bool WritesMetrics => Kind is not (StageKind.Init or StageKind.Extract or StageKind.Export);
+
+    /// <summary>
+    /// Whether the stage's output is complete: an export's graph exists (written atomically, so a present file is a whole
+    /// one); a folder has config.json (written last), and metrics.json where the stage writes one.
+    /// </summary>
+    public bool IsDone => Kind == StageKind.Export ? File.Exists(Out)
+        : File.Exists(Path.Combine(Out, BertCheckpoint.ConfigFile)) && (!WritesMetrics || File.Exists(MetricsFile));
+
+    string MetricsFile => Path.Combine(Out, "metrics.json");
+
+    /// <summary>The metrics a complete stage left (null where it writes none).</summary>
+    public JsonObject? ReadMetrics() => WritesMetrics ? RunFiles.Read<JsonObject>(MetricsFile) : null;
 }
 
 /// <summary>
@@ -265,9 +280,7 @@ public sealed class Recipe
         switch (init.Kind)
         {
             case StudentInitKind.TeacherLayers:
-                foreach (int layer in init.TeacherLayers ?? [])
-                    if (layer < 0 || layer >= teacher.NumHiddenLayers)
-                        throw new ArgumentException($"student layer map names teacher layer {layer}, but the teacher has layers 0..{teacher.NumHiddenLayers - 1}");
+                if (init.TeacherLayers != null) StudentInit.CheckLayers(init.TeacherLayers, teacher.NumHiddenLayers);
                 break;
             case StudentInitKind.Random:
                 BertArch.Parse(init.Arch ?? throw new ArgumentException("a random student needs \"arch\""));
@@ -290,12 +303,9 @@ public sealed class Recipe
         var results = new List<JsonObject?>();
         foreach (var stage in Stages)
         {
-            string config = Path.Combine(stage.Out, BertCheckpoint.ConfigFile), metrics = Path.Combine(stage.Out, "metrics.json");
-            // An export is done when its graph exists (written atomically, so a present file is a whole one).
-            bool done = !force && (stage.Kind == StageKind.Export ? File.Exists(stage.Out)
-                : File.Exists(config) && (stage.Kind is StageKind.Init or StageKind.Extract || File.Exists(metrics)));
+            bool done = !force && stage.IsDone;
             starting?.Invoke(stage, done);
-            results.Add(done ? (stage.Kind is StageKind.Init or StageKind.Extract or StageKind.Export ? null : RunFiles.Read<JsonObject>(metrics)) : stage.Run(events ?? new RunEvents()));
+            results.Add(done ? stage.ReadMetrics() : stage.Run(events ?? new RunEvents()));
         }
         return results;
     }
