@@ -15,16 +15,16 @@ bench/claims-agnostic.sh leaves, per row, a corpus stage (<row>/distilled; the t
 written last) and has metrics.json. Copied records, under docs/records/claims-agnostic/<row>/: corpus.metrics.json,
 corpus.run_config.json, corpus.config.json (the distilled model's shape, for its parameter count; it says when the
 masked-LM head was left untrained) and corpus.metrics.jsonl (the loss terms every 25 steps, for the KL curves), the same
-as assistant.* where there is an assistant, and <task>-s<seed>.metrics.json / .run_config.json; the bench stage's runs
-as bench/<task>.json and .md; plus teacher-mlm.config.json and the COMMIT.* files. Each row's teacher-mlm.json names
+as assistant.* where there is an assistant, and <task>-s<seed>.metrics.json / .run_config.json; the bench stage's run
+as bench/speed.json and .md; plus teacher-mlm.config.json and the COMMIT.* files. Each row's teacher-mlm.json names
 the masked-LM teacher its corpus stage distilled from (sha256 prefix of the weights, its held-out MLM scores): the head
 is fitted again on each machine, so rows distilled on different machines may differ, and the tables say so. The tables read only the records, so
 every number regenerates from git. Standard library only; the formatting helpers, the teacher's scores and part 1's rows
 are claims-table.py's, so both parts read alike.
 
-Size, speed and compute: per row, the means over the tasks' bench runs (one per task: the teacher and every row's seed-1
-fine-tuned model, TorchSharp fp32, ONNX Runtime fp32 and int8) beside the distillation's wall time (each corpus stage's
-wall_seconds). Figures (--figures, --write-docs), each written as data to RECORDS/figures/<name>.json and drawn by
+Size, speed and compute: per row, the bench stage's one run (bench/speed.json: stand-ins with the teacher's and every
+row's shapes and random weights, TorchSharp fp32, ONNX Runtime fp32 and int8; bench/claims-agnostic.sh says why) beside
+the distillation's wall time (each corpus stage's wall_seconds). Figures (--figures, --write-docs), each written as data to RECORDS/figures/<name>.json and drawn by
 `distillery plot` (DISTILLERY) to FIGURES (default docs/figures)/claims-agnostic-<name>.png:
 - pareto: the task average (mean of seeds) against ONNX Runtime fp32 batch-1 latency (mean over the tasks) of every row
   of both parts (part 1's records: TASK_RECORDS, default docs/records/claims-task; part 2's: RECORDS), with the front of
@@ -320,12 +320,17 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
 
 
 def bench_of(row):
-    """{task: {backend: bench row}} of ROW's seed-1 model (None: the teacher) from the bench stage's records."""
-    return claims_table.bench_of(RECORDS / "bench", row)
+    """{"sst2": {backend: bench row}} of ROW's stand-in (None: the teacher's) in the bench stage's one record,
+    bench/speed.json: the stand-ins have each row's shapes, random weights and SST-2's head, and time every task's
+    fine-tuned models alike (bench/claims-agnostic.sh's header says why); {} before that record exists."""
+    record = load(RECORDS / "bench" / "speed.json")
+    name = "teacher" if row is None else row
+    rows = {r["backend"]: r for r in (record or {}).get("rows", []) if r["model"].rstrip("/").endswith(f"/stand-ins/{name}")}
+    return {"sst2": rows} if rows else {}
 
 
 def per_task(bench, backend, value):
-    """VALUE(bench row) for each task whose bench run has BACKEND, in TASKS order."""
+    """VALUE(bench row) for each task whose bench run has BACKEND, in TASKS order (part 2: the one run, SST-2's)."""
     return [value(bench[t][backend]) for t in TASKS if backend in bench.get(t, {})]
 
 
@@ -334,16 +339,27 @@ def speedups(row, backend, batch):
 
 
 def speed_verdict(row, paper):
-    return claims_table.speed_verdict(bench_of(row), bench_of(None), paper)
+    """Shown when the row's stand-in is at least PAPER times as fast as the teacher's at batch 1 and at batch 32 (ONNX
+    Runtime fp32) in the bench stage's one run; the batch-1 p90s say how steady the timing was."""
+    mine, teacher = bench_of(row), bench_of(None)
+    b1, b32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
+    if not b1 or not b32:
+        return "incomplete (no bench record of the row and the teacher yet)"
+    t1, t32 = speedups(row, "torch-fp32", 1), speedups(row, "torch-fp32", 32)
+    torch = f"; TorchSharp fp32 {t1[0]:.2f}x and {t32[0]:.2f}x" if t1 and t32 else ""
+    a, b = mine["sst2"]["onnx-fp32"]["batch1"], teacher["sst2"]["onnx-fp32"]["batch1"]
+    text = (f"{b1[0]:.2f}x at batch 1 ({a['median_ms']:.1f} ms against {b['median_ms']:.1f}; p90 {a['p90_ms']:.1f} and "
+            f"{b['p90_ms']:.1f}) and {b32[0]:.2f}x at batch 32, ONNX Runtime fp32{torch}")
+    return f"**shown**: {text}" if min(b1 + b32) >= paper else f"not shown: {text} (the paper: {paper:g}x)"
 
 
 def compute_table(teacher_params):
     """Size, latency and throughput per backend (means over the tasks' bench runs) and the compute each row took."""
-    lines = ["#### Size, speed and compute (the bench stage: one run per task; the distillation's wall time)", ""]
+    lines = ["#### Size, speed and compute (the bench stage: one run timing every row's shapes; the distillation's wall time)", ""]
     names = [label for _, label in BACKENDS]
     lines.append("| model | parameters | MB on disk, ONNX fp32 / int8 | batch-1 ms: " + " / ".join(names) + " | batch-32 seq/s: " + " / ".join(names)
-                 + " | speed-up over the teacher, ONNX fp32 batch 1 / 32 | distillation's wall time | fine-tuning per seed | tasks benched |")
-    lines.append("|---|" + "---:|" * 8)
+                 + " | speed-up over the teacher, ONNX fp32 batch 1 / 32 | distillation's wall time | fine-tuning per seed |")
+    lines.append("|---|" + "---:|" * 7)
 
     def cell(values, fmt="{:.1f}"):
         return fmt.format(statistics.fmean(values)) if values else "-"
@@ -353,9 +369,8 @@ def compute_table(teacher_params):
         mb = " / ".join(cell(per_task(bench, b, lambda r: r["bytes_on_disk"] / 1e6)) for b in ("onnx-fp32", "onnx-int8"))
         b1 = " / ".join(cell(per_task(bench, b, lambda r: r["batch1"]["median_ms"])) for b, _ in BACKENDS)
         b32 = " / ".join(cell(per_task(bench, b, lambda r: r["batch32"]["sequences_per_second"])) for b, _ in BACKENDS)
-        benched = len([t for t in TASKS if bench.get(t)])
         if row is None:
-            count, up, wall, finetune, label = teacher_params, "1.00 / 1.00", "-", "-", "teacher (L6-H384, fine-tuned)"
+            count, up, wall, finetune, label = teacher_params, "1.00 / 1.00", "-", "-", "teacher (L6-H384)"
         else:
             count = parameters(load(RECORDS / row / "corpus.config.json"))
             s1, s32 = speedups(row, "onnx-fp32", 1), speedups(row, "onnx-fp32", 32)
@@ -367,10 +382,16 @@ def compute_table(teacher_params):
             finetune = finetune_time(walls, cpus, seeds_run)
             label = ROWS[row]
         params = f"{count / 1e6:.2f}M" if count else "-"
-        lines.append(f"| {label} | {params} | {mb} | {b1} | {b32} | {up} | {wall} | {finetune} | {benched} of {len(TASKS)} |")
+        lines.append(f"| {label} | {params} | {mb} | {b1} | {b32} | {up} | {wall} | {finetune} |")
     lines.append("")
-    lines.append("Latency at 128 tokens (random ids, no padding), 2 threads, medians of the bench's timed forwards; each task's "
-                 "bench run waited for an idle CPU and records the load it started at (bench/<task>.md). int8 is ONNX Runtime's "
+    record = load(RECORDS / "bench" / "speed.json")
+    when = f" ({record['date_utc'][:10]}, {record['machine']})" if record else ""
+    lines.append("Latency at 128 tokens (random ids, no padding), 2 threads, medians of the bench's timed forwards, in one bench "
+                 f"run{when} that waited for an idle CPU and records the load it started at (bench/speed.md). It times "
+                 "stand-ins: each row's distilled student's shapes (a pruned one's per layer) with SST-2's head and random "
+                 "weights (`distillery init --like`), since the rows were distilled in sessions on machines that did not keep "
+                 "their models and a forward's time does not depend on the weights' values; the other tasks' heads differ by "
+                 "one output. int8 is ONNX Runtime's "
                  "dynamic quantization of the fused graph (no calibration, no QAT). The distillation's wall time is each "
                  "corpus stage's (assistant + student for the assistant row), on this shared 2-core machine; parameters count a "
                  "2-label classifier head.")
@@ -379,7 +400,7 @@ def compute_table(teacher_params):
 
 
 def latency_of(row):
-    """ROW's mean over tasks of the ONNX Runtime fp32 batch-1 median (ms) (None: the teacher's), from this part's bench."""
+    """ROW's ONNX Runtime fp32 batch-1 median (ms) (None: the teacher's), from this part's bench run."""
     values = per_task(bench_of(row), DRAWN_WITH, lambda r: r["batch1"]["median_ms"])
     return statistics.fmean(values) if values else None
 
@@ -446,7 +467,8 @@ def pareto(teacher, draw):
         lines += [f"![task average vs latency, every row of both parts]({claims_table.figure_link(png)})", ""]
     if points:
         lines.append(f"The Pareto plot: {len(points)} points (the teacher, part 1's task-specific rows as claim/row, part 2's "
-                     "task-agnostic rows) by their task average and their seed-1 models' ONNX Runtime fp32 batch-1 latency; the line joins the rows no other "
+                     "task-agnostic rows) by their task average and ONNX Runtime fp32 batch-1 latency (part 1: its seed-1 models', mean over "
+                     "the tasks' bench runs; part 2: its stand-ins' one run); the line joins the rows no other "
                      "row matches or beats on both (" + ", ".join(p["label"] for p in front) + "). Each part's latencies come from "
                      f"its own bench stage (the same machine and rule, different sessions); the teacher's point is from {teacher_part}.")
     if left_out:

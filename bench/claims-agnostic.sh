@@ -48,15 +48,25 @@
 #   evaluation and fill-mask refuses them; fine-tuning replaces the head, and MiniLM's teacher assistant is read
 #   through its encoder alone.
 #
-# Stage after every seed of the rows (default on; BENCH=0 leaves it out):
-#   bench    One `distillery bench` run per task (skipped when its record $OUT/bench/<task>.json exists): the fine-tuned
-#            teacher ($TEACHERS/<task>) and the seed-1 fine-tuned model of every row, on TorchSharp fp32, ONNX Runtime
-#            fp32 and ONNX Runtime int8 (dynamic, fused graphs): parameters, bytes on disk, dev score, batch-1 latency
-#            and batch-32 throughput at 128 tokens. It waits until every row of BENCH_ROWS (default: all eleven) has its
-#            seed-1 model for the task, so a partial run never leaves a record that would then be skipped; timing
-#            waits for an idle CPU (bench_run in bench/claims-common.sh: up to 10 minutes for the 1-minute load to fall
-#            below 1.5, the load recorded under the table). Each corpus stage's wall time is in its metrics.json
-#            (wall_seconds), which the tables show as the distillation's wall time beside these numbers.
+# Stage after every row (default on; BENCH=0 leaves it out):
+#   bench    One `distillery bench` run (skipped when its record $OUT/bench/speed.json exists), on TorchSharp fp32, ONNX
+#            Runtime fp32 and ONNX Runtime int8 (dynamic, fused graphs): parameters, bytes on disk, batch-1 latency and
+#            batch-32 throughput at 128 tokens of the teacher and of every row of BENCH_ROWS (default: all eleven). It
+#            times STAND-INS: for each row a model with its distilled student's every shape (layers, width, heads and
+#            FFN width per layer: HomoDistil's pruned ones too) and SST-2's classifier head, with random weights
+#            (`distillery init --like`; the teacher's from $TEACHER_MLM), benched with --no-eval. Why: the suite spans
+#            sessions on machines that do not keep runs/, so the rows recorded on an earlier machine have no models
+#            here, while no step of a forward depends on the weights' values (dense fp32 and dynamic int8 kernels
+#            alike), and the four tasks' heads differ by one output (2 x 384 multiply-adds of the 0.4-3 GFLOP of a
+#            sequence), so one run at one task's head times every fine-tuned model of every task. The shapes come from
+#            $OUT/ROW/distilled/config.json, or from the row's committed corpus.config.json. The scores are the
+#            fine-tunings' (fp32, mean of 3 seeds); part 1's bench stages measure what int8 does to a score. Until
+#            2026-12-05 this stage benched each task's seed-1 fine-tuned models and waited for all eleven rows' to be on
+#            one machine, which after a machine change could never happen. Timing waits for an idle CPU (bench_run in
+#            bench/claims-common.sh: up to 10 minutes for the 1-minute load to fall below 1.5, the load recorded under
+#            the table). Each corpus stage's wall time is in its metrics.json (wall_seconds), which the tables show as
+#            the distillation's wall time beside these numbers. Its binary is BENCH_DISTILLERY (init --like and bench
+#            --no-eval are newer than the suite's training binary; timing is not training, so a newer one is fine).
 #
 # Rows (the claims they serve are in bench/claims-agnostic-table.py):
 #   distilbert          DistilBERT: L3-H384 from teacher layers 0, 2, 4 (every other), triple loss (soft-target KL at
@@ -88,9 +98,10 @@
 #                       distil the student at the target width (--one-shot).
 #
 # Environment: OUT (default runs/claims-agnostic), DATA (default ../shared/data), TEACHER_MLM (default
-# runs/real-teacher/teacher-mlm), TEACHERS (the fine-tuned teachers the bench stage times, default runs/real-teacher),
+# runs/real-teacher/teacher-mlm),
 # DISTILLERY (default ./distillery; run a published copy: dotnet publish src/Distillery.Cli -c Release -o
-# /tmp/distillery-<commit>), EXTRACT_DISTILLERY (the teacher-layers row's `extract`, default DISTILLERY), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS, COMMITTED (the
+# /tmp/distillery-<commit>), EXTRACT_DISTILLERY (the teacher-layers row's `extract`, default DISTILLERY), BENCH_DISTILLERY
+# (the bench stage's init --like and bench --no-eval, default EXTRACT_DISTILLERY), SEEDS, TASKS, ROWS, CORPUS_STEPS, BENCH (0: no bench stage), BENCH_ROWS, COMMITTED (the
 # committed records a row is skipped on, see the main loop) and STREAMS (2, the default: corpus stages and fine-tunings
 # as two one-thread processes on one queue; 1: one process on every thread).
 set -euo pipefail
@@ -99,7 +110,6 @@ cd "$root"
 OUT="${OUT:-runs/claims-agnostic}"
 DATA="${DATA:-$root/../shared/data}"
 TEACHER_MLM="${TEACHER_MLM:-runs/real-teacher/teacher-mlm}"
-TEACHERS="${TEACHERS:-runs/real-teacher}"
 SEEDS="${SEEDS:-1 2 3}"
 TASKS="${TASKS:-sst2 mrpc stsb rte}"
 ALL_ROWS="distilbert distilbert-no-cos distilbert-random teacher-layers minilm minilm-attention minilmv2 half-direct half-assistant homodistil homodistil-oneshot"
@@ -112,6 +122,7 @@ DISTILLERY="${DISTILLERY:-./distillery}"
 # binaries lack (9ca4b91, which started this suite); the suite's other commands keep DISTILLERY, so a suite under
 # way keeps one binary for its trainings. extract.json in the model folder records the binary that made it.
 EXTRACT_DISTILLERY="${EXTRACT_DISTILLERY:-$DISTILLERY}"
+BENCH_DISTILLERY="${BENCH_DISTILLERY:-$EXTRACT_DISTILLERY}"
 L3=L3-H384-A12-F1536
 HALF=L3-H192-A12-F768
 ASSISTANT=L6-H192-A12-F768
@@ -123,10 +134,9 @@ for row in $ROWS $BENCH_ROWS; do
   [[ " $ALL_ROWS " == *" $row "* ]] || { echo "claims-agnostic.sh: unknown row $row (rows: $ALL_ROWS)" >&2; exit 1; }
 done
 [[ "$BENCH" == 0 || "$BENCH" == 1 ]] || { echo "claims-agnostic.sh: BENCH is 1 (the default) or 0 (got $BENCH)" >&2; exit 1; }
-if [[ "$BENCH" == 1 ]]; then
-  for task in $TASKS; do
-    [[ -f "$TEACHERS/$task/config.json" ]] || { echo "claims-agnostic.sh: no fine-tuned teacher $TEACHERS/$task for the bench stage (bench/real-teacher.sh; or BENCH=0)" >&2; exit 1; }
-  done
+if [[ "$BENCH" == 1 && ! -f "$OUT/bench/speed.json" ]]; then
+  "$BENCH_DISTILLERY" init --help 2> /dev/null | grep -q -- '--like' && "$BENCH_DISTILLERY" bench --help 2> /dev/null | grep -q -- '--no-eval' || {
+    echo "claims-agnostic.sh: the bench stage needs a binary with init --like and bench --no-eval (BENCH_DISTILLERY; $BENCH_DISTILLERY has none; or BENCH=0)" >&2; exit 1; }
 fi
 # The run folder and its commit stamp, the logged command, todo (skip / --resume), the fixed SST-2 sample (data_of), and bench_run (the bench stages' timed
 # runs, after an idle-CPU wait): bench/claims-common.sh.
@@ -204,17 +214,27 @@ corpus_stage() {
 }
 
 # ----------------------------------------------------------------------------------------------- the bench stage
-rows_bench() {   # rows_bench TASK: the teacher and every row's seed-1 fine-tuned model, when all of BENCH_ROWS have one
-  local task="$1" models=("$TEACHERS/$1") waiting=()
-  [[ -f "$OUT/bench/$task.json" ]] && return 0
-  for row in $BENCH_ROWS; do
-    if [[ -f "$OUT/$row/$task-s1/config.json" ]]; then models+=("$OUT/$row/$task-s1"); else waiting+=("$row"); fi
-  done
+shapes_of() {   # shapes_of ROW: the config.json of ROW's distilled student (here, or its committed corpus.config.json)
+  if [[ -f "$OUT/$1/distilled/config.json" ]]; then echo "$OUT/$1/distilled/config.json"
+  elif [[ -n "$COMMITTED_ROWS" && -f "$COMMITTED_ROWS/$1/corpus.config.json" ]]; then echo "$COMMITTED_ROWS/$1/corpus.config.json"
+  else return 1; fi
+}
+speed_bench() {   # the teacher and every row of BENCH_ROWS as stand-ins (see the header), once every row has its shapes
+  local json="$OUT/bench/speed.json" row config models=() waiting=()
+  [[ -f "$json" ]] && return 0
+  for row in $BENCH_ROWS; do shapes_of "$row" > /dev/null || waiting+=("$row"); done
   if (( ${#waiting[@]} > 0 )); then
-    echo "claims-agnostic.sh: bench $task waits for the seed-1 models of ${waiting[*]} (or set BENCH_ROWS)" >&2
+    echo "claims-agnostic.sh: bench waits for the distilled students of ${waiting[*]} (or set BENCH_ROWS)" >&2
     return 0
   fi
-  bench_run "$OUT/bench/$task.json" torch-fp32,onnx-fp32,onnx-int8 "$task" "${models[@]}"
+  for row in teacher $BENCH_ROWS; do
+    if [[ "$row" == teacher ]]; then config="$TEACHER_MLM/config.json"; else config="$(shapes_of "$row")"; fi
+    # --overwrite: a stand-in is random weights, made again the same way (seed 1) wherever one was cut off
+    [[ -f "$OUT/bench/stand-ins/$row/config.json" ]] || DISTILLERY="$BENCH_DISTILLERY" distillery init --like "$config" \
+      --vocab "$TEACHER_MLM/vocab.txt" --task SequenceClassification --num-labels 2 --seed 1 --out "$OUT/bench/stand-ins/$row" --overwrite
+    models+=("$OUT/bench/stand-ins/$row")
+  done
+  DISTILLERY="$BENCH_DISTILLERY" bench_run "$json" torch-fp32,onnx-fp32,onnx-int8 sst2 "${models[@]}" --no-eval
 }
 
 # A row whose every seed and task has a committed record (COMMITTED, default docs/records/claims-agnostic; empty in a
@@ -301,6 +321,6 @@ else
   worker
 fi
 if [[ "$BENCH" == 1 ]]; then
-  for task in $TASKS; do echo "claims-agnostic.sh: $(date -u +%FT%TZ) bench $task" >&2; rows_bench "$task"; done
+  echo "claims-agnostic.sh: $(date -u +%FT%TZ) bench (stand-ins of every row's shapes)" >&2; speed_bench
 fi
 echo "claims-agnostic.sh: done ($ROWS; $TASKS; seeds $SEEDS$([[ "$BENCH" == 1 ]] && echo "; bench"))" >&2

@@ -159,6 +159,67 @@ public sealed class BenchTests
         Assert.Contains("give an .onnx file", Assert.Throws<ArgumentException>(() => new BenchOptions { Models = ["m"], Task = new() { Name = Training.TaskName.Sst2, Data = "d" }, Peer = "model.pt" }.Validate()).Message);
     }
 
+    /// <summary>
+    /// A stand-in (<c>distillery init --like</c>) has a pruned model's every shape (heads and FFN width per layer) and
+    /// so its parameters and bytes on disk, with other weights; bench --no-eval times it and scores nothing (n/a, null
+    /// in the record), so a model whose weights are gone can still be timed.
+    /// </summary>
+    [Fact]
+    public void AStandInHasAPrunedModelsShapesAndIsTimedWithoutAScore()
+    {
+        using var tmp = new TestData.TempDir();
+        string vocab = TestData.Path("tokenizers", "bert-base-uncased", "vocab.txt");
+        var tokenizer = BertTextTokenizer.FromVocab(vocab);
+        var pruned = BertConfig.Create(layers: 2, hidden: 32, heads: 4, intermediate: 64, vocabSize: tokenizer.VocabSize)
+            with { MaxPositionEmbeddings = 96, LayerHeads = [3, 1], LayerIntermediateSizes = [40, 24], AttentionHeadSize = 8 };
+        manual_seed(4);
+        using (var model = BertTaskModel.Create(pruned, BertTask.MaskedLM)) BertCheckpoint.Save(model, tmp["pruned"], tokenizer);
+
+        var config = ModelInit.Run(new InitOptions { Like = tmp["pruned"], VocabPath = vocab, Task = BertTask.SequenceClassification, Seed = 9, Out = tmp["stand-in"] });
+        Assert.Equal((2, 32, 96), (config.NumHiddenLayers, config.HiddenSize, config.MaxPositionEmbeddings));
+        Assert.Equal([3, 1], config.LayerHeads!);
+        Assert.Equal([40, 24], config.LayerIntermediateSizes!);
+        Assert.Equal(8, config.HeadSize);
+        var (original, _) = BertCheckpoint.Load(tmp["pruned"], BertTask.SequenceClassification);   // the same head as the stand-in's
+        var (standIn, _) = BertCheckpoint.Load(tmp["stand-in"]);
+        using (original)
+        using (standIn)
+        {
+            Assert.Equal(BertTask.SequenceClassification, standIn.Task);
+            Assert.Equal(ParameterCounts.Of(original).Total, ParameterCounts.Of(standIn).Total);
+            var a = original.state_dict();
+            var b = standIn.state_dict();
+            Assert.Equal(a.Keys.Order(), b.Keys.Order());
+            Assert.All(a.Keys, k => Assert.Equal(a[k].shape, b[k].shape));
+            Assert.False(a["bert.encoder.layer.0.attention.self.query.weight"].allclose(b["bert.encoder.layer.0.attention.self.query.weight"]));
+            // What a fine-tuned model of those shapes holds on disk (the weights file to the byte; config.json's label
+            // names and mark may differ by a few bytes).
+            BertCheckpoint.Save(original, tmp["fine-tuned"], tokenizer);
+        }
+        Assert.Equal(new FileInfo(Path.Combine(tmp["fine-tuned"], BertCheckpoint.WeightsFile)).Length, new FileInfo(Path.Combine(tmp["stand-in"], BertCheckpoint.WeightsFile)).Length);
+
+        var options = new BenchOptions
+        {
+            Models = [tmp["stand-in"]], Task = new() { Name = Training.TaskName.Sst2, Data = TestData.Path("glue") }, SeqLength = 32, Iterations = 2, Evaluate = false,
+            Backends = BenchBackends.ParseList("torch-fp32,onnx-int8"), PeakShapes = SmallShapes, PeakSecondsPerShape = 0.05,
+        };
+        var progress = new List<string>();
+        var results = ModelBench.Run(options, progress.Add);
+        Assert.Equal(2, results.Count);
+        Assert.All(results, r => { Assert.Empty(r.Scores); Assert.True(double.IsNaN(r.Score)); Assert.True(r.Batch1.MedianMs > 0); });
+        Assert.DoesNotContain(progress, p => p.StartsWith("scoring", StringComparison.Ordinal));
+        Assert.Contains("not scored (timing and size only)", ModelBench.Markdown(results, options));
+        var record = ModelBench.Record(results, options);
+        Assert.False((bool)record["evaluated"]!);
+        Assert.All(record["rows"]!.AsArray(), r => Assert.Null(r!["score"]));
+
+        // --like takes every shape, so no shape option beside it; another vocabulary is refused with both sizes.
+        Assert.Contains("--like takes every shape", Assert.Throws<ArgumentException>(() => ModelInit.Run(new InitOptions { Like = tmp["pruned"], Arch = "L2-H128", VocabPath = vocab, Out = tmp["x"] })).Message);
+        File.WriteAllLines(tmp["small-vocab.txt"], ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]);
+        Assert.Contains($"has a vocabulary of {tokenizer.VocabSize} tokens but --vocab", Assert.Throws<ArgumentException>(() => ModelInit.Run(new InitOptions { Like = tmp["pruned"], VocabPath = tmp["small-vocab.txt"], Out = tmp["y"] })).Message);
+        Assert.False(Directory.Exists(tmp["y"]) && File.Exists(Path.Combine(tmp["y"], BertCheckpoint.ConfigFile)));
+    }
+
     [Fact]
     public void BackendListsAreCheckedByName()
     {

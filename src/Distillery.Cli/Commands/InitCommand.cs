@@ -14,7 +14,8 @@ public static class InitCommand
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (instead of --arch)." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (default hidden/64)." };
         var ffn = new Option<int?>("--ffn") { Description = "FFN width (default 4 x hidden)." };
-        var maxPositions = new Option<int>("--max-positions") { Description = "Longest input in tokens.", DefaultValueFactory = _ => 512 };
+        var like = new Option<string?>("--like") { Description = "An existing model folder (or its config.json) whose shapes to take: layers, width, heads and FFN width per layer (a pruned model's too), positions, vocabulary; fresh random weights. E.g. a stand-in to time a model whose weights are gone (latency does not depend on them)." };
+        var maxPositions = new Option<int?>("--max-positions") { Description = "Longest input in tokens (default 512, or the --like model's)." };
         var vocab = new Option<string?>("--vocab") { Description = "WordPiece vocab.txt (default: bert-base-uncased's from ../shared/data)." };
         var cased = new Option<bool>("--cased") { Description = "Keep case (default lower-cases, as an uncased vocab needs)." };
         var task = new Option<BertTask>("--task") { Description = "Head to attach.", DefaultValueFactory = _ => BertTask.MaskedLM };
@@ -24,14 +25,14 @@ public static class InitCommand
         var overwrite = TrainingCliOptions.OverwriteOption();
         var command = new Command("init", "Create a randomly initialised BERT (normal(0, 0.02) weights, zero biases) in the Hugging Face layout.")
         {
-            arch, layers, hidden, heads, ffn, maxPositions, vocab, cased, task, numLabels, seed, output, overwrite,
+            arch, layers, hidden, heads, ffn, like, maxPositions, vocab, cased, task, numLabels, seed, output, overwrite,
         };
         command.SetAction(parse =>
         {
             var options = new InitOptions
             {
                 Arch = parse.GetValue(arch), Layers = parse.GetValue(layers), Hidden = parse.GetValue(hidden),
-                Heads = parse.GetValue(heads), Ffn = parse.GetValue(ffn), MaxPositions = parse.GetValue(maxPositions),
+                Heads = parse.GetValue(heads), Ffn = parse.GetValue(ffn), Like = parse.GetValue(like), MaxPositions = parse.GetValue(maxPositions),
                 VocabPath = parse.GetValue(vocab) ?? DefaultVocab(),
                 LowerCase = !parse.GetValue(cased), Task = parse.GetValue(task), NumLabels = parse.GetValue(numLabels),
                 Seed = parse.GetValue(seed), Out = parse.GetValue(output)!,

@@ -121,6 +121,13 @@ public sealed record BenchOptions
     /// <summary>Timed forwards at batch 1 (batch 32 runs half as many).</summary>
     public int Iterations { get; init; } = 20;
     /// <summary>
+    /// Whether to score each model on the task's dev set (default). False: size and timing only, every score n/a, and
+    /// no forward over the dev set; for stand-ins that have a model's shapes but random weights (<c>distillery init
+    /// --like</c>), whose latency is the model's (no step of the forward depends on the weights' values) but whose score
+    /// would mean nothing.
+    /// </summary>
+    public bool Evaluate { get; init; } = true;
+    /// <summary>
     /// How each model is run, scored and timed: one row per model × backend, models outer. ONNX backends export the model
     /// to a temporary folder first. Default: TorchSharp fp32 alone.
     /// </summary>
@@ -260,8 +267,12 @@ public static class ModelBench
                     }
                     using (backend)
                     {
-                        progress?.Invoke($"scoring {dir} ({name})");
-                        var scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
+                        IReadOnlyDictionary<string, double> scores = new Dictionary<string, double>();
+                        if (options.Evaluate)
+                        {
+                            progress?.Invoke($"scoring {dir} ({name})");
+                            scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
+                        }
                         progress?.Invoke($"timing {dir} ({name})");
                         var (b1, b32) = TimeBoth(backend, options);
                         results.Add(new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
@@ -276,7 +287,7 @@ public static class ModelBench
                     progress?.Invoke($"scoring and timing the peer graph {peerPath}");
                     using var peer = PeerOnnxGraph.Load(peerPath, threads, model.Config);
                     // Scored through the same scorer when the graph has the model's classifier; otherwise n/a (no scores).
-                    IReadOnlyDictionary<string, double> scores = peer.HasClassifier && model.Task == BertTask.SequenceClassification
+                    IReadOnlyDictionary<string, double> scores = options.Evaluate && peer.HasClassifier && model.Task == BertTask.SequenceClassification
                         ? data.Score(Predict(peer, data.Eval, tokenizer.PadId))
                         : new Dictionary<string, double>();
                     var (b1, b32) = TimeBoth(peer, options);
@@ -341,7 +352,7 @@ public static class ModelBench
         var first = results[0];
         var md = new StringBuilder();
         string int8 = options.Backends.Any(b => BenchBackends.ExportOptions(b, options.Int8Scheme)?.Int8 == true) ? $"; onnx-int8: {Int8Quantization.Name(options.Int8Scheme)} weights" : "";
-        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; dev score computed by each backend{int8}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
+        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; {(options.Evaluate ? "dev score computed by each backend" : "not scored (timing and size only)")}{int8}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
         md.AppendLine();
         var peaks = results.Select(r => r.Peak).OfType<GemmPeak>().Distinct().ToList();
         if (peaks.Count > 0)
@@ -400,7 +411,7 @@ public static class ModelBench
         {
             ["kind"] = "distillery-bench",
             ["task"] = options.Task.ToString(), ["models"] = new JsonArray(options.Models.Select(m => (JsonNode?)m).ToArray()), ["peer"] = options.Peer,
-            ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
+            ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["evaluated"] = options.Evaluate, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
             ["threads"] = torch.get_num_threads(), ["commit"] = Machine.GitCommit(), ["version"] = Training.RunFiles.Version, ["machine"] = Machine.Describe(onnxRuntimeThreads: torch.get_num_threads()),
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
             ["gemm_peaks"] = new JsonArray(peaks), ["rows"] = new JsonArray(rows),
