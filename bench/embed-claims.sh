@@ -34,13 +34,25 @@
 # - Seeds 1, 2, 3 set the data order (the student's init is the teacher's layers, the same for every seed).
 # - Evaluation (distillery bench, one run per task, each backend scoring itself): sts-embed (STS-B dev Spearman),
 #   squad-retrieval (SQuAD v1.1 dev question -> paragraph recall@1/10, MRR), mrpc-embed (MRPC dev accuracy at the
-#   cosine threshold chosen on train); throughput at batch 1 and 32 at $SEQ_LENGTH tokens (random ids) on torch-fp32,
-#   onnx-fp32 and onnx-int8 (dynamic int8, 7-bit weights, fused graph). The int8 graph of every trained student is also
-#   written next to it ($out-onnx/model.int8.onnx, checked against TorchSharp by the export).
+#   cosine threshold chosen on train) on torch-fp32, onnx-fp32 and onnx-int8 (dynamic int8, 7-bit weights, fused
+#   graph). The int8 graph of every trained student is also written next to it ($out-onnx/model.int8.onnx, checked
+#   against TorchSharp by the export).
+# - Speed (the last stage, once): one `distillery bench --no-eval` run, throughput at batch 1 and 32 at $SEQ_LENGTH
+#   tokens (random ids) on the same backends, of the teacher and of one model per student shape, made without training
+#   (teacher layers 0,2,4 and 0,3 by `extract`; the teacher and that L3 reduced to 128 dimensions by `reduce`): a
+#   forward's time does not depend on the weights' values, and the rows' own models may have been trained on earlier
+#   machines (the suite spans sessions on machines that do not keep runs/). Written to $OUT/records/speed.json (+ .md),
+#   after waiting (at most 10 minutes) for an idle CPU. The quality runs' benches time too; the table does not use
+#   those (they may come from different machines).
+# - Sessions: a unit (a row's seed) whose records are committed (COMMITTED, default docs/records/embed: its three bench
+#   records, and metrics.json for a trained or reduced row) is skipped, so a new machine continues where the records
+#   stop. l3-d128 follows l3 so that each seed's reduction can use the student made in the same session; where that
+#   student is gone (a new machine), its distillation is run again with the same seed and recipe to be reduced (its
+#   l3 record stays the committed one).
 #
 # Environment: OUT (default runs/embed), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a published
 # copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHER (default
-# models/minilm-l6-h384), SEEDS, ROWS, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
+# models/minilm-l6-h384), SEEDS, ROWS, COMMITTED, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
 # arithmetic on every machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32),
 # BACKENDS.
 # Cost: a distillation trains the student and runs the teacher on every batch. Measured at commit e9eebad (2-core
@@ -57,18 +69,20 @@ OUT="${OUT:-runs/embed}"
 DATA="${DATA:-$root/../shared/data}"
 TEACHER="${TEACHER:-models/minilm-l6-h384}"
 SEEDS="${SEEDS:-1 2 3}"
-ROWS="${ROWS:-l3-init l3 l3-cos l2 teacher-d128 l3-d128}"
+ROWS="${ROWS:-l3-init l3 l3-d128 l3-cos l2 teacher-d128}"
 SENTENCES="${SENTENCES:-40000}"
 EPOCHS="${EPOCHS:-1}"
 PRECISION="${PRECISION:-fp32}"
 SEQ_LENGTH="${SEQ_LENGTH:-32}"
 BACKENDS="${BACKENDS:-torch-fp32,onnx-fp32,onnx-int8}"
 DISTILLERY="${DISTILLERY:-./distillery}"
+if [[ -n "${SMOKE:-}" ]]; then COMMITTED="${COMMITTED:-}"; else COMMITTED="${COMMITTED-$root/docs/records/embed}"; fi
 [[ -d "$DATA/glue" && -d "$DATA/corpus" && -f "$DATA/squad/dev-v1.1.json" ]] || { echo "embed-claims.sh: shared data not found at $DATA" >&2; exit 1; }
 # Not `reduce --help`: an unknown command's help exits 0. grep reads all of the help (no -q) so pipefail sees no SIGPIPE.
 help="$("$DISTILLERY" --help 2>/dev/null || true)"
-grep -E '^\s+reduce\s' <<< "$help" > /dev/null && grep -E '^\s+extract\s' <<< "$help" > /dev/null || {
-  echo "embed-claims.sh: $DISTILLERY ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) predates distillery reduce, extract and the embedding teacher cache; publish main and use it (claims-all.sh: EMBED_DISTILLERY)" >&2
+grep -E '^\s+reduce\s' <<< "$help" > /dev/null && grep -E '^\s+extract\s' <<< "$help" > /dev/null \
+  && grep -e '--no-eval' <<< "$("$DISTILLERY" bench --help 2>/dev/null || true)" > /dev/null || {
+  echo "embed-claims.sh: $DISTILLERY ($("$DISTILLERY" --version 2>/dev/null || echo unknown)) predates distillery reduce, extract, bench --no-eval and the embedding teacher cache; publish main and use it (claims-all.sh: EMBED_DISTILLERY)" >&2
   exit 1
 }
 mkdir -p "$OUT/data" "$OUT/records"
@@ -169,23 +183,36 @@ keep() {   # keep RUN RECORD-PREFIX: the run's metrics.json and run_config.json 
   cp "$1/metrics.json" "$2.metrics.json"
   [[ ! -f "$1/run_config.json" ]] || cp "$1/run_config.json" "$2.run_config.json"
 }
-reduce() {   # reduce MODEL OUT DIM: fewer vector dimensions, no training (skipped when OUT is finished)
+reduce() {   # reduce MODEL OUT DIM [MAX]: fewer vector dimensions, no training (skipped when OUT is finished); PCA fitted on
+             # the first MAX sentences (default 20,000)
   [[ -f "$2/config.json" ]] && return 0
-  local max=20000
+  local max="${4:-20000}"
   [[ -n "${SMOKE:-}" ]] && max=500
   distillery reduce --model "$1" --out "$2" --dim "$3" --sentences "$sentences" --max-sentences "$max"
 }
 
+recorded() {   # recorded ROW SEED: the unit's records are committed (its three bench records; metrics.json where it trained)
+  [[ -n "$COMMITTED" ]] || return 1
+  local task
+  for task in sts-embed squad-retrieval mrpc-embed; do [[ -f "$COMMITTED/$1/s$2.$task.bench.json" ]] || return 1; done
+  [[ "$1" == teacher || "$1" == l3-init || -f "$COMMITTED/$1/s$2.metrics.json" ]] || return 1
+  echo "embed-claims.sh: $1 seed $2 skipped: its records are committed in $COMMITTED" >&2
+}
+l3_student() {   # l3_student SEED: the l3 row's student of SEED, here (distilled again when a new machine lacks it)
+  distill "$OUT/l3-s$1" "$1" 0,2,4
+}
+
 # --------------------------------------------------------------------------------------------------------------- rows
-bench "$TEACHER" "$OUT/records/teacher/s0"
+recorded teacher 0 || bench "$TEACHER" "$OUT/records/teacher/s0"
 for row in $ROWS; do
   case "$row" in
-    l3-init) truncated "$OUT/l3-init" 0,2,4; bench "$OUT/l3-init" "$OUT/records/l3-init/s0" ;;
+    l3-init) recorded l3-init 0 || { truncated "$OUT/l3-init" 0,2,4; bench "$OUT/l3-init" "$OUT/records/l3-init/s0"; } ;;
     l3|l3-cos|l2)
       for seed in $SEEDS; do
+        recorded "$row" "$seed" && continue
         out="$OUT/$row-s$seed"
         case "$row" in
-          l3) distill "$out" "$seed" 0,2,4 ;;
+          l3) l3_student "$seed" ;;
           l3-cos) distill "$out" "$seed" 0,2,4 --mse-weight 0 --cosine-weight 1 ;;
           l2) distill "$out" "$seed" 0,3 ;;
         esac
@@ -194,20 +221,43 @@ for row in $ROWS; do
         bench "$out" "$OUT/records/$row/s$seed"
       done ;;
     teacher-d128)
+      recorded teacher-d128 0 && continue
       reduce "$TEACHER" "$OUT/teacher-d128" 128
       int8 "$OUT/teacher-d128"
       keep "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0"
       bench "$OUT/teacher-d128" "$OUT/records/teacher-d128/s0" ;;
     l3-d128)
       for seed in $SEEDS; do
-        [[ -f "$OUT/l3-s$seed/config.json" ]] || { echo "embed-claims.sh: l3-d128 seed $seed waits for the l3 row's student $OUT/l3-s$seed" >&2; continue; }
+        recorded l3-d128 "$seed" && continue
+        l3_student "$seed"   # made above in this session, or distilled again here (same seed and recipe; see the header)
         out="$OUT/l3-d128-s$seed"
         reduce "$OUT/l3-s$seed" "$out" 128
         int8 "$out"
         keep "$out" "$OUT/records/l3-d128/s$seed"
         bench "$out" "$OUT/records/l3-d128/s$seed"
       done ;;
-    *) echo "embed-claims.sh: unknown row $row (known: l3-init l3 l3-cos l2 teacher-d128 l3-d128)" >&2; exit 1 ;;
+    *) echo "embed-claims.sh: unknown row $row (known: l3-init l3 l3-d128 l3-cos l2 teacher-d128)" >&2; exit 1 ;;
   esac
 done
+
+# -------------------------------------------------------------------------------------------------------------- speed
+# One run timing the teacher and one model per student shape (see the header), made without training.
+speed="$OUT/records/speed.json"
+if [[ ! -f "$speed" && ! ( -n "$COMMITTED" && -f "$COMMITTED/speed.json" ) ]]; then
+  shapes="$OUT/speed"
+  truncated "$shapes/l3" 0,2,4
+  truncated "$shapes/l2" 0,3
+  reduce "$TEACHER" "$shapes/teacher-d128" 128 2000   # the projection's values do not matter here, only its shape
+  reduce "$shapes/l3" "$shapes/l3-d128" 128 2000
+  load=""
+  if [[ -z "${SMOKE:-}" ]]; then   # an idle CPU: at most 10 minutes for the 1-minute load average to fall below 1.5
+    for _ in $(seq 60); do python3 -c "import sys; sys.exit(0 if $(cut -d' ' -f1 /proc/loadavg) < 1.5 else 1)" && break; sleep 10; done
+  fi
+  load="$(cut -d' ' -f1 /proc/loadavg)"
+  iterations=20; [[ -n "${SMOKE:-}" ]] && iterations=3
+  distillery bench "$TEACHER" "$shapes/l3" "$shapes/l2" "$shapes/teacher-d128" "$shapes/l3-d128" --task sts-embed --data "$glue" \
+    --backends "$BACKENDS" --seq-length "$SEQ_LENGTH" --iterations "$iterations" --no-eval --out "${speed%.json}.md" --json "$speed.tmp"
+  echo "load average before timing: $load" >> "${speed%.json}.md"
+  mv "$speed.tmp" "$speed"
+fi
 echo "embed-claims.sh: done; bench/embed-table.py makes the table (--write-docs puts it into docs/results.md)"

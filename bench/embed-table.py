@@ -7,14 +7,17 @@
     OUT=/tmp/embed-smoke RECORDS=/tmp/embed-smoke/docs-records bench/embed-table.py   # a smoke run's table
 
 Records: <row>/s<seed>.<task>.bench.json (a `distillery bench --json` record of one model on one task, one row per
-backend), and for trained rows <row>/s<seed>.metrics.json and .run_config.json (the distillation run's). The table reads
+backend), and for trained rows <row>/s<seed>.metrics.json and .run_config.json (the distillation run's); speed.json
+(+ .md), the speed stage's one `bench --no-eval` run of the teacher and one model per student shape, made without
+training (bench/embed-claims.sh says why). The table reads
 only the records folder, so every number regenerates from git. Standard library only.
 
 "dims" is the vectors' length: a reduced row's (distillery reduce: PCA of the model's unit vectors, no training) with the
 share of the vectors' squared length the projection keeps on its fitting sentences. Quality columns are the TorchSharp
 fp32 row's scores (x 100), and the int8 columns the onnx-int8 row's (each backend
 scores itself); "mean +- std (n)" is over seeds (sample standard deviation). Throughput is sentences per second at
-batch 1 and batch 32 (the bench's sequences/s at its --seq-length), mean over seeds. The verdict: a student meets the
+batch 1 and batch 32 (the bench's sequences/s at its --seq-length) in the speed stage's one run, every row on one
+machine at one time (the quality runs' own timings are not used: they may come from different machines). The verdict: a student meets the
 issue's bar on a backend when its mean STS-B Spearman and its mean retrieval MRR on that backend are both >= 97% of the
 teacher's (TorchSharp fp32) and its batch-32 throughput there is >= 4x the teacher's on ONNX Runtime fp32 (the teacher
 as it is usually deployed); the table says which student comes closest otherwise.
@@ -44,25 +47,41 @@ KEEP, SPEEDUP = 0.97, 4.0
 
 
 def copy_records():
+    """Copies this machine's records in (the suite skips every unit whose records are committed, so a new machine adds
+    the units the records lack and never makes a committed one again)."""
     source = RUNS / "records"
     if not source.is_dir():
         return 0
     copied = 0
-    # The suite re-made on another machine (runs/ does not move with the records; bench/embed-claims.sh starts over
-    # there, teacher first): its teacher bench differs from the committed one, and the committed records it has not made
-    # again yet are dropped, so that no table compares a student timed on one machine with a teacher timed on another.
-    mine, recorded = source / "teacher" / "s0.sts-embed.bench.json", RECORDS / "teacher" / "s0.sts-embed.bench.json"
-    if mine.is_file() and recorded.is_file() and mine.read_bytes() != recorded.read_bytes():
-        for old in sorted(RECORDS.rglob("*.json")):
-            if "figures" not in old.parts and not (source / old.relative_to(RECORDS)).is_file():
-                old.unlink()
-    for f in sorted(source.rglob("*.json")):
+    for f in sorted(source.rglob("*.json")) + sorted(source.glob("*.md")):
         target = RECORDS / f.relative_to(source)
         if not target.exists() or target.read_bytes() != f.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
             copied += 1
     return copied
+
+
+# The speed stage's stand-in that times each row (bench/embed-claims.sh: one model per shape, made without training).
+SPEED_MODEL = {"teacher": "teacher", "l3-init": "l3", "l3": "l3", "l3-cos": "l3", "l2": "l2",
+               "teacher-d128": "teacher-d128", "l3-d128": "l3-d128"}
+
+
+def speed():
+    """{row: {backend: bench row}} from the speed stage's one run (RECORDS/speed.json); {} before it exists."""
+    path = RECORDS / "speed.json"
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("kind") != "distillery-bench":
+        sys.exit(f"{path}: not a bench record")
+    by_model = {}
+    for r in record["rows"]:
+        model = r["model"].rstrip("/")
+        # The teacher is benched as itself (models/minilm-l6-h384); the shapes as <OUT>/speed/<name>.
+        name = Path(model).name if Path(model).parent.name == "speed" else "teacher"
+        by_model.setdefault(name, {})[r["backend"]] = r
+    return {row: by_model[name] for row, name in SPEED_MODEL.items() if name in by_model}
 
 
 def load():
@@ -123,12 +142,17 @@ def per_second(batch):
 def table(data):
     if "teacher" not in data:
         return "No embedding records yet: run bench/embed-claims.sh, then bench/embed-table.py --write-docs.\n"
-    any_record = next(iter(next(iter(data["teacher"].values())).values()))
-    first = next(iter(any_record.values()))
-    seq = first["batch1"]["seq_length"]
+    timed = speed()
+    if timed:
+        record = json.loads((RECORDS / "speed.json").read_text(encoding="utf-8"))
+        any_row = next(iter(timed["teacher"].values())) if "teacher" in timed else next(iter(next(iter(timed.values())).values()))
+        when = (f"{any_row['batch1']['seq_length']} tokens (random ids), batch 1 and 32, in one run of the teacher and one model "
+                f"per student shape made without training (speed.json, {record['date_utc'][:10]}, {record['machine']})")
+    else:
+        when = "(pending: the speed stage's one run has not been recorded yet)"
     lines = [f"Zero-shot scores x 100 (STS-B dev Spearman of cosines; SQuAD v1.1 dev question -> paragraph retrieval; MRPC dev "
              f"accuracy at the cosine threshold chosen on train), each backend scoring itself; throughput in sentences/s at "
-             f"{seq} tokens (random ids), batch 1 and 32, mean over seeds; seeds: mean ± std (n).", ""]
+             f"{when}; seeds: mean ± std (n).", ""]
     header = ("| model | arch | dims | params | disk MB | " + " | ".join(f"{b} b1 | {b} b32" for b in BACKENDS) +
               " | STS-B ρ | R@1 | R@10 | MRR | MRPC acc | int8 STS-B ρ | int8 MRR |")
     lines += [header, "|" + "---|" * 2 + "---:|" * (header.count("|") - 3)]
@@ -139,7 +163,8 @@ def table(data):
         some = next(r for tasks in runs.values() for by in tasks.values() for r in by.values())
         cells = [title, some["arch"], dims(row, some["arch"]), f"{some['parameters'] / 1e6:.1f}M", f"{some['bytes_on_disk'] / 2**20:.1f}"]
         for b in BACKENDS:
-            cells += [f"{mean(values(runs, 'sts-embed', b, per_second('batch1'))):.0f}", f"{mean(values(runs, 'sts-embed', b, per_second('batch32'))):.0f}"]
+            r = timed.get(row, {}).get(b)
+            cells += [f"{per_second('batch1')(r):.0f}", f"{per_second('batch32')(r):.0f}"] if r else ["-", "-"]
         cells += [show(values(runs, "sts-embed", "torch-fp32", score("spearman"))),
                   show(values(runs, "squad-retrieval", "torch-fp32", score("recall_at_1"))),
                   show(values(runs, "squad-retrieval", "torch-fp32", score("recall_at_10"))),
@@ -148,17 +173,20 @@ def table(data):
                   show(values(runs, "sts-embed", "onnx-int8", score("spearman"))),
                   show(values(runs, "squad-retrieval", "onnx-int8", score("mrr")))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", verdict(data)]
+    lines += ["", verdict(data, timed)]
     return "\n".join(lines) + "\n"
 
 
-def verdict(data):
+def verdict(data, timed):
     teacher = data["teacher"]
     sts = mean(values(teacher, "sts-embed", "torch-fp32", score("spearman")))
     mrr = mean(values(teacher, "squad-retrieval", "torch-fp32", score("mrr")))
-    base = mean(values(teacher, "sts-embed", "onnx-fp32", per_second("batch32")))
-    if any(math.isnan(x) for x in (sts, mrr, base)):
-        return "Verdict: incomplete (the teacher's records lack a TorchSharp score or an onnx-fp32 throughput)."
+    base_row = timed.get("teacher", {}).get("onnx-fp32")
+    if base_row is None:
+        return "Verdict: incomplete (no speed record of the teacher on onnx-fp32 yet: the speed stage runs last)."
+    base = per_second("batch32")(base_row)
+    if any(math.isnan(x) for x in (sts, mrr)):
+        return "Verdict: incomplete (the teacher's records lack a TorchSharp score)."
     candidates = []
     for row, title in ROWS:
         # The teacher's own rows (as imported, or with reduced vectors on the same encoder) are not students.
@@ -167,7 +195,8 @@ def verdict(data):
         for b in BACKENDS:
             keep_sts = mean(values(data[row], "sts-embed", b, score("spearman"))) / sts
             keep_mrr = mean(values(data[row], "squad-retrieval", b, score("mrr"))) / mrr
-            speed = mean(values(data[row], "sts-embed", b, per_second("batch32"))) / base
+            r = timed.get(row, {}).get(b)
+            speed = per_second("batch32")(r) / base if r else math.nan
             if not any(math.isnan(x) for x in (keep_sts, keep_mrr, speed)):
                 candidates.append((title, b, keep_sts, keep_mrr, speed, len(data[row])))
     if not candidates:

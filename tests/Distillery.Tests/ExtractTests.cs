@@ -105,6 +105,36 @@ public sealed class ExtractTests
         }
     }
 
+    /// <summary>
+    /// A bare encoder folder (config.json naming BertModel, no modules.json: all-MiniLM-L6-v2 as `distillery import
+    /// teacher` writes it) is a sentence embedding, so its layers come out as one too, with no masked-LM head: it was
+    /// read as a masked-LM model with a random head, which `distillery reduce` then refused.
+    /// </summary>
+    [Fact]
+    public void ABareEncoderFolderIsExtractedAsASentenceEmbeddingWithoutAHead()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveSource(tmp["st"], BertTask.SentenceEmbedding);
+        Directory.CreateDirectory(tmp["source"]);
+        foreach (var f in new[] { "config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json" })
+            if (File.Exists(Path.Combine(tmp["st"], f))) File.Copy(Path.Combine(tmp["st"], f), Path.Combine(tmp["source"], f));
+        Assert.False(File.Exists(tmp["source/modules.json"]));
+        Assert.Contains("\"BertModel\"", File.ReadAllText(tmp["source/config.json"]));
+        Assert.Equal(BertTask.SentenceEmbedding, BertCheckpoint.TaskOf(tmp["source"], BertCheckpoint.ReadConfig(tmp["source"])));
+
+        LayerExtraction.Run(new ExtractOptions { Model = tmp["source"], Layers = [1, 3], Out = tmp["l2"] });
+        var (source, _) = BertCheckpoint.Load(tmp["source"]);
+        var (extracted, _) = BertCheckpoint.Load(tmp["l2"]);
+        using (source)
+        using (extracted)
+        {
+            var e = Assert.IsType<BertForSentenceEmbedding>(extracted);
+            Assert.Equal(SentencePooling.Mean, e.SentenceConfig.Pooling);   // a plain encoder's: mean + normalisation
+            Assert.DoesNotContain(extracted.named_parameters(), p => p.name.StartsWith("cls.", StringComparison.Ordinal));
+            AssertCopied(source, extracted, [1, 3]);
+        }
+    }
+
     [Fact]
     public void TheCommandWritesTheModelAndRefusesBadLayersWithOneLineAndNoOutput()
     {

@@ -35,12 +35,18 @@ public static class BertTasks
         _ => "BertModel",
     };
 
-    /// <summary>The task of a transformers class name, or null for classes Distillery has no head for.</summary>
+    /// <summary>
+    /// The task of a transformers class name, or null for classes Distillery has no head for. A bare <c>BertModel</c> is
+    /// a sentence embedding: the encoder alone, pooled by mean and normalised as sentence-transformers pools a plain
+    /// transformers model (and as <see cref="ArchitectureName"/> writes a sentence-embedding model); read as a masked-LM
+    /// model it would get a random head, and `distillery extract` of all-MiniLM-L6-v2 as imported made one.
+    /// </summary>
     public static BertTask? FromArchitecture(string name) => name switch
     {
         "BertForMaskedLM" or "BertForPreTraining" or "BertLMHeadModel" => BertTask.MaskedLM,
         "BertForSequenceClassification" => BertTask.SequenceClassification,
         "BertForQuestionAnswering" => BertTask.QuestionAnswering,
+        "BertModel" => BertTask.SentenceEmbedding,
         _ => null,
     };
 }
