@@ -319,11 +319,17 @@ def claim_table(spec, teacher, teacher_avg, teacher_params):
     return lines
 
 
+@functools.lru_cache(maxsize=None)
+def speed_record():
+    """The bench stage's one record, bench/speed.json (None before it exists), read once: every row's cells read it."""
+    return load(RECORDS / "bench" / "speed.json")
+
+
 def bench_of(row):
     """{"sst2": {backend: bench row}} of ROW's stand-in (None: the teacher's) in the bench stage's one record,
     bench/speed.json: the stand-ins have each row's shapes, random weights and SST-2's head, and time every task's
     fine-tuned models alike (bench/claims-agnostic.sh's header says why); {} before that record exists."""
-    record = load(RECORDS / "bench" / "speed.json")
+    record = speed_record()
     name = "teacher" if row is None else row
     rows = {r["backend"]: r for r in (record or {}).get("rows", []) if r["model"].rstrip("/").endswith(f"/stand-ins/{name}")}
     return {"sst2": rows} if rows else {}
@@ -384,7 +390,7 @@ def compute_table(teacher_params):
         params = f"{count / 1e6:.2f}M" if count else "-"
         lines.append(f"| {label} | {params} | {mb} | {b1} | {b32} | {up} | {wall} | {finetune} |")
     lines.append("")
-    record = load(RECORDS / "bench" / "speed.json")
+    record = speed_record()
     when = f" ({record['date_utc'][:10]}, {record['machine']})" if record else ""
     lines.append("Latency at 128 tokens (random ids, no padding), 2 threads, medians of the bench's timed forwards, in one bench "
                  f"run{when} that waited for an idle CPU and records the load it started at (bench/speed.md). It times "

@@ -249,7 +249,6 @@ if [[ ! -f "$speed" && ! ( -n "$COMMITTED" && -f "$COMMITTED/speed.json" ) ]]; t
   truncated "$shapes/l2" 0,3
   reduce "$TEACHER" "$shapes/teacher-d128" 128 2000   # the projection's values do not matter here, only its shape
   reduce "$shapes/l3" "$shapes/l3-d128" 128 2000
-  load=""
   if [[ -z "${SMOKE:-}" ]]; then   # an idle CPU: at most 10 minutes for the 1-minute load average to fall below 1.5
     for _ in $(seq 60); do python3 -c "import sys; sys.exit(0 if $(cut -d' ' -f1 /proc/loadavg) < 1.5 else 1)" && break; sleep 10; done
   fi

@@ -31,7 +31,7 @@ public static class BenchCommand
             Description = "A foreign .onnx graph of the first model (e.g. the PyTorch export of the same weights): one more row, timed with the same ONNX Runtime " +
                 "session options; scored only if it has a classifier \"logits\" output (a bare encoder's score is n/a).",
         };
-        var noEval = new Option<bool>("--no-eval") { Description = "Size and timing only: no dev score (n/a), the dev set is not read. For stand-ins with a model's shapes and random weights (distillery init --like), whose latency is the model's." };
+        var noEval = new Option<bool>("--no-eval") { Description = "Size and timing only: no dev score (n/a), no forward over the dev set. For stand-ins with a model's shapes and random weights (distillery init --like), whose latency is the model's." };
         var json = new Option<string?>("--json") { Description = "Also write the run as a JSON record (GEMM peaks, every row's scores, latencies, FLOPs, GFLOP/s and share of the peak) to this file." };
         var command = new Command("bench", "Measure models on one task in one run: parameters, bytes on disk, dev score, CPU latency (batch 1) and throughput (batch 32), with ratios to the first row, " +
             "and each row's model GFLOP/s as a share of its backend's fp32 GEMM peak (measured at start); optionally across backends (TorchSharp fp32/bf16, ONNX Runtime fp32/int8, fused or plain graphs), " +
