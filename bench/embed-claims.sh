@@ -50,11 +50,11 @@
 #   student is gone (a new machine), its distillation is run again with the same seed and recipe to be reduced (its
 #   l3 record stays the committed one).
 #
-# Environment: OUT (default runs/embed), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a published
-# copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHER (default
-# models/minilm-l6-h384), SEEDS, ROWS, COMMITTED, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same
-# arithmetic on every machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32),
-# BACKENDS.
+# Environment: OUT (default runs/embed), DATA (default ../shared/data), DISTILLERY (default ./distillery; run a
+# published copy: dotnet publish src/Distillery.Cli -c Release -o /tmp/distillery-<commit>), TEACHER (default
+# models/minilm-l6-h384), SEEDS, ROWS, SPEED (0 skips the speed stage, e.g. while another suite keeps the CPU busy),
+# COMMITTED, SENTENCES (default 40000), EPOCHS (default 1), PRECISION (default fp32: the same arithmetic on every
+# machine; auto trains with bf16 matmuls where the CPU has them natively), SEQ_LENGTH (default 32), BACKENDS.
 # Cost: a distillation trains the student and runs the teacher on every batch. Measured at commit e9eebad (2-core
 # Sapphire Rapids, fp32, sharing both cores with another training run): `distillery distill --method embedding
 # --teacher models/minilm-l6-h384 --init-from-teacher 0,2,4 --task sts-embed --transfer-data <4,000 Brown lines>
@@ -243,7 +243,7 @@ done
 # -------------------------------------------------------------------------------------------------------------- speed
 # One run timing the teacher and one model per student shape (see the header), made without training.
 speed="$OUT/records/speed.json"
-if [[ ! -f "$speed" && ! ( -n "$COMMITTED" && -f "$COMMITTED/speed.json" ) ]]; then
+if [[ "${SPEED:-1}" != 0 && ! -f "$speed" && ! ( -n "$COMMITTED" && -f "$COMMITTED/speed.json" ) ]]; then
   shapes="$OUT/speed"
   truncated "$shapes/l3" 0,2,4
   truncated "$shapes/l2" 0,3
