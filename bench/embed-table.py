@@ -46,14 +46,26 @@ BACKENDS = ["torch-fp32", "onnx-fp32", "onnx-int8"]
 KEEP, SPEEDUP = 0.97, 4.0
 
 
+def unit_finished(folder, seed):
+    """Whether the unit (row folder, seed "sN") has its three bench records, and metrics.json where it trained or
+    reduced (every row but the teacher and l3-init): embed-claims.sh's `recorded`."""
+    if not all((folder / f"{seed}.{task}.bench.json").is_file() for task in TASKS):
+        return False
+    return folder.name in ("teacher", "l3-init") or (folder / f"{seed}.metrics.json").is_file()
+
+
 def copy_records():
     """Copies this machine's records in (the suite skips every unit whose records are committed, so a new machine adds
-    the units the records lack and never makes a committed one again)."""
+    the units the records lack and never makes a committed one again). Only finished units are copied, by
+    embed-claims.sh's rule (recorded): a unit still running has some of its bench records, and the table would show it
+    as a row of one task."""
     source = RUNS / "records"
     if not source.is_dir():
         return 0
     copied = 0
     for f in sorted(source.rglob("*.json")) + sorted(source.glob("*.md")):
+        if f.parent != source and not unit_finished(f.parent, f.name.split(".")[0]):
+            continue
         target = RECORDS / f.relative_to(source)
         if not target.exists() or target.read_bytes() != f.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)
