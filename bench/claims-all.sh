@@ -11,6 +11,13 @@
 #   SUITES="task agnostic embed" bench/claims-all.sh   # all three (the task suite is complete: see SUITES below)
 #   bench/claims-progress.py                        # how far they are: runs recorded / here / started / to do
 #
+# Priorities between two runs started by setsid (each its own session): Linux's autogroup scheduling (on here:
+# /proc/sys/kernel/sched_autogroup_enabled = 1) shares the CPU fairly between sessions, and `nice` only orders the
+# processes inside one, so a `nice -n 19` run in its own session still takes a whole core from a two-stream driver.
+# To run one beside another at a lower priority, set its session's weight: `echo 10 > /proc/PID/autogroup` (any
+# process of the session; 19 takes only what the other leaves). A third stream of this suite can so take a core a
+# driver leaves idle: ROWS=ROW STREAMS=1 OMP_NUM_THREADS=1 bench/claims-agnostic.sh shares the units' locks.
+#
 # Two streams: the task-specific suite's rows (wrs, theseus, prune) run as two processes at once, each on one thread
 # (OMP_NUM_THREADS=1), after a single `prepare` pass makes what they share (every seed's random-init student, the
 # pre-trained compact model); then quant's best row is chosen once (it needs every task), quant's trainings run as two
