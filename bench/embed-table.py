@@ -124,12 +124,14 @@ def mean(xs):
     return statistics.mean(xs) if xs else math.nan
 
 
-def show(xs, scale=100.0, digits=1):
+def show(xs, seeded, scale=100.0, digits=1):
+    """mean +- std (n) over seeds; a one-run row (seed s0: the teacher, reductions) as its bare number, but one seed of
+    a seeded row as "x (1)", so a row still being filled in does not read like a one-run row."""
     if not xs:
         return "n/a"
     m = statistics.mean(xs) * scale
     if len(xs) == 1:
-        return f"{m:.{digits}f}"
+        return f"{m:.{digits}f} (1)" if seeded else f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f} ({len(xs)})"
 
 
@@ -177,13 +179,12 @@ def table(data):
         for b in BACKENDS:
             r = timed.get(row, {}).get(b)
             cells += [f"{per_second('batch1')(r):.0f}", f"{per_second('batch32')(r):.0f}"] if r else ["-", "-"]
-        cells += [show(values(runs, "sts-embed", "torch-fp32", score("spearman"))),
-                  show(values(runs, "squad-retrieval", "torch-fp32", score("recall_at_1"))),
-                  show(values(runs, "squad-retrieval", "torch-fp32", score("recall_at_10"))),
-                  show(values(runs, "squad-retrieval", "torch-fp32", score("mrr"))),
-                  show(values(runs, "mrpc-embed", "torch-fp32", score("accuracy"))),
-                  show(values(runs, "sts-embed", "onnx-int8", score("spearman"))),
-                  show(values(runs, "squad-retrieval", "onnx-int8", score("mrr")))]
+        seeded = any(seed != "s0" for seed in runs)
+        cells += [show(values(runs, task, backend, score(name)), seeded) for task, backend, name in
+                  [("sts-embed", "torch-fp32", "spearman"), ("squad-retrieval", "torch-fp32", "recall_at_1"),
+                   ("squad-retrieval", "torch-fp32", "recall_at_10"), ("squad-retrieval", "torch-fp32", "mrr"),
+                   ("mrpc-embed", "torch-fp32", "accuracy"), ("sts-embed", "onnx-int8", "spearman"),
+                   ("squad-retrieval", "onnx-int8", "mrr")]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", verdict(data, timed)]
     return "\n".join(lines) + "\n"
