@@ -35,7 +35,8 @@
 #   is shared. The budget is small (a third of an epoch): rows from a random init are far from converged, so their gaps
 #   measure the budget as much as the method; CORPUS_STEPS=N changes it for every row alike. The one-shot HomoDistil
 #   row, added after these estimates, adds a tenth row: ~1.4 h of fine-tuning (HomoDistil's L6-H319) and a corpus stage
-#   that runs at the target width after step 30, so faster than HomoDistil's masked full-width one (not yet measured).
+#   at the target width after step 30. Measured (2026-12-06): no faster than HomoDistil's (59 min against 60, 56 CPU
+#   min each; 727 tokens/s against 685), since both students run masked at the teacher's width until they are saved.
 # - Fine-tuning: claims-task.sh's student recipe, unchanged: SST-2 on the same fixed 20,000-sentence sample (seed 20000,
 #   made the same way), MRPC, STS-B and RTE in full; 2 epochs on SST-2, 3 on the others; batch 32, lr 1e-4 (claims-task's
 #   rule for a pre-trained compact model: PF), warm-up 10%, fp32; the best of 5 periodic dev evaluations is kept;

@@ -20,7 +20,8 @@ batch 1 and batch 32 (the bench's sequences/s at its --seq-length) in the speed 
 machine at one time (the quality runs' own timings are not used: they may come from different machines). The verdict: a student meets the
 issue's bar on a backend when its mean STS-B Spearman and its mean retrieval MRR on that backend are both >= 97% of the
 teacher's (TorchSharp fp32) and its batch-32 throughput there is >= 4x the teacher's on ONNX Runtime fp32 (the teacher
-as it is usually deployed); the table says which student comes closest otherwise.
+as it is usually deployed); otherwise it names the closest from each side: the fastest student that keeps 97%
+(or the best-keeping one) and the best-keeping one at >= 4x (or the fastest).
 """
 import json
 import math
@@ -219,9 +220,17 @@ def verdict(data, timed):
     if met:
         best = max(met, key=lambda c: c[4])
         return f"Verdict: the bar (>= 97% of STS-B ρ and MRR at >= 4x throughput) is met by {fmt(best)}."
+    # Not met: the closest from each side of the bar, since one number cannot rank "keeps enough" against "fast
+    # enough": the fastest student that keeps 97% (else the best-keeping one at any speed), and the best-keeping student
+    # at >= 4x (else the fastest one).
     keeping = [c for c in candidates if c[2] >= KEEP and c[3] >= KEEP]
-    closest = max(keeping, key=lambda c: c[4]) if keeping else max(candidates, key=lambda c: min(c[2], c[3]))
-    return f"Verdict: the bar (>= 97% of STS-B ρ and MRR at >= 4x throughput) is not met; closest: {fmt(closest)}."
+    fast = [c for c in candidates if c[4] >= SPEEDUP]
+    by_keep = lambda c: (min(c[2], c[3]), c[4])
+    quality = (f"the fastest that keeps 97%: {fmt(max(keeping, key=lambda c: c[4]))}" if keeping else
+               f"no student keeps 97% on both; the best-keeping: {fmt(max(candidates, key=by_keep))}")
+    speed = (f"the best-keeping at >= 4x: {fmt(max(fast, key=by_keep))}" if fast else
+             f"no student reaches 4x; the fastest: {fmt(max(candidates, key=lambda c: c[4]))}")
+    return f"Verdict: the bar (>= 97% of STS-B ρ and MRR at >= 4x throughput) is not met. {quality[0].upper() + quality[1:]}; {speed}."
 
 
 def main():
