@@ -78,6 +78,58 @@ public sealed class BenchTests
         Assert.True(bytes.Length > 10_000, $"PNG of {bytes.Length} bytes: nearly empty");
     }
 
+    /// <summary>
+    /// --rounds N: every row is timed once per pass (the first pass alone scores), reports the median of its passes'
+    /// medians and p90s, and the record and the table carry every pass's; rounds below 1 are refused.
+    /// </summary>
+    [Fact]
+    public void RoundsTimeEveryRowOncePerPassAndReportTheMedian()
+    {
+        using var tmp = new TestData.TempDir();
+        SaveTinyClassifier(tmp["big"], layers: 2, seed: 1);
+        SaveTinyClassifier(tmp["small"], layers: 1, seed: 2);
+        var options = new BenchOptions
+        {
+            Models = [tmp["big"], tmp["small"]], Task = new() { Name = Training.TaskName.Sst2, Data = TestData.Path("glue") }, SeqLength = 16, Iterations = 2,
+            Rounds = 3, Evaluate = false, Backends = BenchBackends.ParseList("torch-fp32,onnx-fp32"), PeakShapes = SmallShapes, PeakSecondsPerShape = 0.05,
+        };
+        var progress = new List<string>();
+        var results = ModelBench.Run(options, progress.Add);
+
+        Assert.Equal(4, results.Count);
+        Assert.Equal([tmp["big"], tmp["big"], tmp["small"], tmp["small"]], results.Select(r => r.Model));
+        Assert.Equal(4 * 3, progress.Count(p => p.StartsWith("timing", StringComparison.Ordinal)));
+        Assert.Contains(progress, p => p.EndsWith(", pass 3/3", StringComparison.Ordinal));
+        foreach (var r in results)
+        {
+            Assert.Equal(3, r.Batch1Passes!.Count);
+            Assert.Equal(3, r.Batch32Passes!.Count);
+            // The median of three passes is the middle one; iterations add up.
+            Assert.Equal(r.Batch1Passes.Select(p => p.MedianMs).Order().ElementAt(1), r.Batch1.MedianMs);
+            Assert.Equal(r.Batch1Passes.Select(p => p.P90Ms).Order().ElementAt(1), r.Batch1.P90Ms);
+            Assert.Equal(r.Batch32Passes.Select(p => p.MedianMs).Order().ElementAt(1), r.Batch32.MedianMs);
+            Assert.Equal((1, 16, 3 * 2), (r.Batch1.Batch, r.Batch1.SeqLength, r.Batch1.Iterations));
+            Assert.Equal(32, r.Batch32.Batch);
+            Assert.Empty(r.Scores);
+        }
+        // ONNX rows keep the op counts of the first pass.
+        Assert.NotNull(results[1].OptimizedOps);
+
+        var record = ModelBench.Record(results, options);
+        Assert.Equal(3, record["rounds"]!.GetValue<int>());
+        var passes = record["rows"]![0]!["batch1_passes"]!.AsArray();
+        Assert.Equal(results[0].Batch1Passes!.Select(p => p.MedianMs), passes.Select(p => p!["median_ms"]!.GetValue<double>()));
+        string markdown = ModelBench.Markdown(results, options);
+        Assert.Contains("every row timed in 3 passes", markdown);
+        Assert.Contains($"Spread over the passes (lowest-highest of the passes' medians): {tmp["big"]} (torch-fp32) batch 1 ", markdown);
+
+        // Even counts average the middle two.
+        var two = ModelBench.MedianOfPasses([new LatencyResult(1, 8, 2.0, 4.0, 5), new LatencyResult(1, 8, 3.0, 8.0, 5)]);
+        Assert.Equal((2.5, 6.0, 10), (two.MedianMs, two.P90Ms, two.Iterations));
+        var bad = Assert.Throws<ArgumentException>(() => (options with { Rounds = 0 }).Validate());
+        Assert.Contains("Rounds must be positive", bad.Message);
+    }
+
     /// <summary>Small GEMMs for the peak measurement, so the tests stay fast (the bench's default shapes take seconds).</summary>
     static readonly GemmShape[] SmallShapes = [new(256, 64, 128), new(128, 128, 128)];
 

@@ -16,6 +16,13 @@ public static class BenchCommand
         var task = new TaskCliOptions();
         var seqLength = new Option<int>("--seq-length") { Description = "Tokens per sequence in the latency runs.", DefaultValueFactory = _ => 128 };
         var iterations = new Option<int>("--iterations") { Description = "Timed forwards at batch 1.", DefaultValueFactory = _ => 20 };
+        var rounds = new Option<int>("--rounds")
+        {
+            Description = "Timing passes over every model and backend, one after another (default 1). With N > 1 each row reports the median of its passes' " +
+                "medians and the table the spread: on a machine whose speed drifts over minutes, the rows are then timed over the same stretch of time, " +
+                "so their ratios drift less. Later passes only time (no scoring).",
+            DefaultValueFactory = _ => 1,
+        };
         var backends = new Option<string>("--backends", "-b")
         {
             Description = "Comma-separated: torch-fp32, torch-bf16, onnx-fp32, onnx-int8 (fused graphs: ONNX Runtime's contrib operators), onnx-fp32-plain, onnx-int8-plain " +
@@ -38,7 +45,7 @@ public static class BenchCommand
             "against a foreign ONNX graph of the first model (--peer), as a plot and as a JSON record.\n\n" +
             "Example: distillery bench runs/sst2 runs/sst2-kd --task sst2 --data ../shared/data/glue --backends torch-fp32,torch-bf16,onnx-fp32,onnx-int8 --out bench.md --plot bench.png")
         {
-            models, seqLength, iterations, noEval, backends, output, plot, int8Weights, peer, json,
+            models, seqLength, iterations, rounds, noEval, backends, output, plot, int8Weights, peer, json,
         };
         task.AddTo(command);
         command.SetAction(parse =>
@@ -46,7 +53,7 @@ public static class BenchCommand
             var options = new BenchOptions
             {
                 Models = parse.GetValue(models)!, Task = task.Apply(parse, null),
-                SeqLength = parse.GetValue(seqLength), Iterations = parse.GetValue(iterations), Evaluate = !parse.GetValue(noEval),
+                SeqLength = parse.GetValue(seqLength), Iterations = parse.GetValue(iterations), Rounds = parse.GetValue(rounds), Evaluate = !parse.GetValue(noEval),
                 Backends = BenchBackends.ParseList(parse.GetValue(backends)!),
                 Int8Scheme = ExportCommand.Int8Weights(parse, int8Weights) ?? Int8Quantization.DefaultScheme,
                 Peer = parse.GetValue(peer),

@@ -121,6 +121,16 @@ public sealed record BenchOptions
     /// <summary>Timed forwards at batch 1 (batch 32 runs half as many).</summary>
     public int Iterations { get; init; } = 20;
     /// <summary>
+    /// Timing passes over every model and backend (default 1). With N > 1 every row is timed once per pass, the passes
+    /// one after another, and each row reports the median over the passes of its per-pass medians (and of its p90s);
+    /// the record keeps every pass's. Why: on a shared machine whose speed drifts over minutes (on the 2-core cloud VM
+    /// of docs/results.md the same model's batch-1 median moved between 10.8 and 18.0 ms from one run to the next,
+    /// minutes apart), one pass times each row in its own stretch of time, and a ratio between two rows carries the
+    /// drift; interleaved passes spread every row over the same stretch. Passes after the first only time (no scoring,
+    /// no op counts); ONNX rows are exported again in each.
+    /// </summary>
+    public int Rounds { get; init; } = 1;
+    /// <summary>
     /// Whether to score each model on the task's dev set (default). False: size and timing only, every score n/a, and
     /// no forward over the dev set; for stand-ins that have a model's shapes but random weights (<c>distillery init
     /// --like</c>), whose latency is the model's (no step of the forward depends on the weights' values) but whose score
@@ -155,6 +165,7 @@ public sealed record BenchOptions
         if (Backends.Distinct().Count() != Backends.Count) throw new ArgumentException("Backends lists one backend twice", nameof(Backends));
         if (SeqLength < 1) throw new ArgumentException($"SeqLength must be positive, got {SeqLength}", nameof(SeqLength));
         if (Iterations < 1) throw new ArgumentException($"Iterations must be positive, got {Iterations}", nameof(Iterations));
+        if (Rounds < 1) throw new ArgumentException($"Rounds must be positive, got {Rounds}", nameof(Rounds));
         if (!Enum.IsDefined(Int8Scheme)) throw new ArgumentException($"Int8Scheme {(int)Int8Scheme} is not a scheme (known: {Int8Quantization.Names})", nameof(Int8Scheme));
         if (Backends.Contains(BenchBackend.OnnxPeer)) throw new ArgumentException("Backends: the peer row is added by Peer (--peer FILE.onnx), not listed", nameof(Backends));
         if (Peer != null && !Peer.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException($"--peer {Peer}: give an .onnx file", nameof(Peer));
@@ -184,9 +195,11 @@ public sealed record BenchOptions
 /// ONNX rows: the op types of the graph ONNX Runtime runs after its optimizations, with their counts
 /// (<see cref="OnnxGraphStats.OptimizedOpCounts"/>); null for TorchSharp.
 /// </param>
+/// <param name="Batch1Passes">With <see cref="BenchOptions.Rounds"/> > 1: each pass's batch-1 timing (<paramref name="Batch1"/> is their median); else null.</param>
+/// <param name="Batch32Passes">The same at batch 32.</param>
 public sealed record BenchResult(string Model, string Arch, BenchBackend Backend, long Parameters, long BytesOnDisk, IReadOnlyDictionary<string, double> Scores,
     string PrimaryMetric, LatencyResult Batch1, LatencyResult Batch32, double FlopsPerSequence = double.NaN, GemmPeak? Peak = null,
-    IReadOnlyDictionary<string, int>? OptimizedOps = null)
+    IReadOnlyDictionary<string, int>? OptimizedOps = null, IReadOnlyList<LatencyResult>? Batch1Passes = null, IReadOnlyList<LatencyResult>? Batch32Passes = null)
 {
     /// <summary>The headline score; NaN when the row could not be scored (a peer graph without a classifier).</summary>
     public double Score => Scores.TryGetValue(PrimaryMetric, out var score) ? score : double.NaN;
@@ -233,8 +246,29 @@ public static class ModelBench
             progress?.Invoke("measuring ONNX Runtime's fp32 GEMM peak");
             onnxPeak = OnnxGemmPeaks.OnnxRuntime(threads, options.PeakShapes, options.PeakSecondsPerShape);
         }
+        // Per row (results' order), every pass's timings: passes after the first add to the rows the first made.
+        var passes = new List<(List<LatencyResult> B1, List<LatencyResult> B32)>();
         try
         {
+          for (int pass = 0; pass < options.Rounds; pass++)
+          {
+            bool first = pass == 0;
+            int row = 0;
+            string ofPasses = options.Rounds > 1 ? $", pass {pass + 1}/{options.Rounds}" : "";
+            void Record(LatencyResult b1, LatencyResult b32, Func<BenchResult> make)
+            {
+                if (first)
+                {
+                    results.Add(make());
+                    passes.Add(([b1], [b32]));
+                }
+                else
+                {
+                    passes[row].B1.Add(b1);
+                    passes[row].B32.Add(b32);
+                }
+                row++;
+            }
             foreach (string dir in options.Models)
             {
                 using var trained = TaskPipeline.Load(dir, options.Task, options.Seed, needTrain: false);
@@ -257,7 +291,7 @@ public static class ModelBench
                         progress?.Invoke($"exporting {dir} ({name})");
                         OnnxExporter.Export(model, onnxPath, exportOptions);
                         bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
-                        ops = OnnxGraphStats.OptimizedOpCounts(onnxPath, threads);
+                        if (first) ops = OnnxGraphStats.OptimizedOpCounts(onnxPath, threads);
                         backend = OnnxRuntimeBackend.Load(onnxPath, threads);
                     }
                     else
@@ -268,14 +302,14 @@ public static class ModelBench
                     using (backend)
                     {
                         IReadOnlyDictionary<string, double> scores = new Dictionary<string, double>();
-                        if (options.Evaluate)
+                        if (options.Evaluate && first)
                         {
                             progress?.Invoke($"scoring {dir} ({name})");
                             scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
                         }
-                        progress?.Invoke($"timing {dir} ({name})");
+                        progress?.Invoke($"timing {dir} ({name}){ofPasses}");
                         var (b1, b32) = TimeBoth(backend, options);
-                        results.Add(new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
+                        Record(b1, b32, () => new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
                             BenchBackends.IsOnnx(backendKind) ? onnxPeak : torchPeak, ops));
                     }
                     if (onnxPath != null) File.Delete(onnxPath);
@@ -284,25 +318,44 @@ public static class ModelBench
 
                 if (options.Peer is string peerPath && dir == options.Models[0])
                 {
-                    progress?.Invoke($"scoring and timing the peer graph {peerPath}");
+                    progress?.Invoke($"{(first ? "scoring and timing" : "timing")} the peer graph {peerPath}{ofPasses}");
                     using var peer = PeerOnnxGraph.Load(peerPath, threads, model.Config);
                     // Scored through the same scorer when the graph has the model's classifier; otherwise n/a (no scores).
-                    IReadOnlyDictionary<string, double> scores = options.Evaluate && peer.HasClassifier && model.Task == BertTask.SequenceClassification
+                    IReadOnlyDictionary<string, double> scores = options.Evaluate && first && peer.HasClassifier && model.Task == BertTask.SequenceClassification
                         ? data.Score(Predict(peer, data.Eval, tokenizer.PadId))
                         : new Dictionary<string, double>();
                     var (b1, b32) = TimeBoth(peer, options);
                     long bytes = new FileInfo(peerPath).Length;
                     double peerFlops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength, withHead: peer.HasClassifier);
-                    results.Add(new BenchResult(peerPath, arch, BenchBackend.OnnxPeer, parameters, bytes, scores, primary, b1, b32, peerFlops, onnxPeak,
+                    Record(b1, b32, () => new BenchResult(peerPath, arch, BenchBackend.OnnxPeer, parameters, bytes, scores, primary, b1, b32, peerFlops, onnxPeak,
                         OnnxGraphStats.OptimizedOpCounts(peerPath, threads)));
                 }
             }
+          }
         }
         finally
         {
             if (exportDir != null) try { Directory.Delete(exportDir, recursive: true); } catch (IOException) { }
         }
-        return results;
+        if (options.Rounds == 1) return results;
+        return results.Select((r, i) => r with
+        {
+            Batch1 = MedianOfPasses(passes[i].B1), Batch32 = MedianOfPasses(passes[i].B32),
+            Batch1Passes = passes[i].B1, Batch32Passes = passes[i].B32,
+        }).ToList();
+    }
+
+    /// <summary>One timing from several passes': the median of their medians and of their p90s; iterations summed.</summary>
+    internal static LatencyResult MedianOfPasses(IReadOnlyList<LatencyResult> passes)
+    {
+        static double Median(IEnumerable<double> values)
+        {
+            var sorted = values.Order().ToList();
+            int mid = sorted.Count / 2;
+            return sorted.Count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+        }
+        return new LatencyResult(passes[0].Batch, passes[0].SeqLength, Median(passes.Select(p => p.MedianMs)), Median(passes.Select(p => p.P90Ms)),
+            passes.Sum(p => p.Iterations));
     }
 
     /// <summary>Batch-1 latency (5 warm-up calls) and batch-32 throughput (2 warm-up calls, half the iterations, at least 3).</summary>
@@ -352,7 +405,8 @@ public static class ModelBench
         var first = results[0];
         var md = new StringBuilder();
         string int8 = options.Backends.Any(b => BenchBackends.ExportOptions(b, options.Int8Scheme)?.Int8 == true) ? $"; onnx-int8: {Int8Quantization.Name(options.Int8Scheme)} weights" : "";
-        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; {(options.Evaluate ? "dev score computed by each backend" : "not scored (timing and size only)")}{int8}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
+        string rounds = options.Rounds > 1 ? $"; every row timed in {options.Rounds} passes, one after another, each timing the median of its passes' (their spread is under the table)" : "";
+        md.AppendLine(c, $"Task {options.Task}, latency at length {options.SeqLength} (random ids, no padding), {torch.get_num_threads()} intra-op threads per backend; {(options.Evaluate ? "dev score computed by each backend" : "not scored (timing and size only)")}{int8}{rounds}; {Machine.Describe(onnxRuntimeThreads: torch.get_num_threads())}, ONNX Runtime.");
         md.AppendLine();
         var peaks = results.Select(r => r.Peak).OfType<GemmPeak>().Distinct().ToList();
         if (peaks.Count > 0)
@@ -372,6 +426,12 @@ public static class ModelBench
                 $"{r.Batch1.MedianMs:0.00} | {r.Batch1.P90Ms:0.00} | {first.Batch1.MedianMs / r.Batch1.MedianMs:0.00}x | {r.Batch32.SequencesPerSecond:0.0} | {r.Batch32.SequencesPerSecond / first.Batch32.SequencesPerSecond:0.00}x | " +
                 $"{r.FlopsPerSequence / 1e9:0.000} | {r.GFlops(r.Batch1):0.0} | {Percent(r.PeakFraction(r.Batch1))} | {r.GFlops(r.Batch32):0.0} | {Percent(r.PeakFraction(r.Batch32))} |");
         }
+        if (results.Any(r => r.Batch1Passes is { Count: > 1 }))
+        {
+            md.AppendLine();
+            md.AppendLine("Spread over the passes (lowest-highest of the passes' medians): " + string.Join("; ", results.Where(r => r.Batch1Passes != null && r.Batch32Passes != null).Select(r =>
+                string.Create(c, $"{r.Model} ({BenchBackends.Name(r.Backend)}) batch 1 {r.Batch1Passes!.Min(p => p.MedianMs):0.00}-{r.Batch1Passes!.Max(p => p.MedianMs):0.00} ms, batch 32 {r.Batch32Passes!.Min(p => p.SequencesPerSecond):0.0}-{r.Batch32Passes!.Max(p => p.SequencesPerSecond):0.0} seq/s"))) + ".");
+        }
         return md.ToString();
     }
 
@@ -390,6 +450,8 @@ public static class ModelBench
             ["batch"] = l.Batch, ["seq_length"] = l.SeqLength, ["median_ms"] = l.MedianMs, ["p90_ms"] = l.P90Ms, ["iterations"] = l.Iterations,
             ["sequences_per_second"] = l.SequencesPerSecond, ["gflops"] = Number(r.GFlops(l)), ["peak_fraction"] = Number(r.PeakFraction(l)),
         };
+        JsonArray? Passes(BenchResult r, IReadOnlyList<LatencyResult>? passes) =>
+            passes is null ? null : new JsonArray(passes.Select(l => (JsonNode?)Latency(r, l)).ToArray());
         var peaks = results.Select(r => r.Peak).OfType<GemmPeak>().Distinct().Select(p => (JsonNode?)new JsonObject
         {
             ["backend"] = p.Backend, ["threads"] = p.Threads, ["peak_gflops"] = p.PeakGFlops,
@@ -405,13 +467,14 @@ public static class ModelBench
             ["scores"] = new JsonObject(r.Scores.Select(kv => KeyValuePair.Create(kv.Key, Number(kv.Value)))),
             ["flops_per_sequence"] = Number(r.FlopsPerSequence), ["peak_backend"] = r.Peak?.Backend,
             ["batch1"] = Latency(r, r.Batch1), ["batch32"] = Latency(r, r.Batch32),
+            ["batch1_passes"] = Passes(r, r.Batch1Passes), ["batch32_passes"] = Passes(r, r.Batch32Passes),
             ["optimized_ops"] = r.OptimizedOps is null ? null : new JsonObject(r.OptimizedOps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
         }).ToArray();
         return new JsonObject
         {
             ["kind"] = "distillery-bench",
             ["task"] = options.Task.ToString(), ["models"] = new JsonArray(options.Models.Select(m => (JsonNode?)m).ToArray()), ["peer"] = options.Peer,
-            ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["evaluated"] = options.Evaluate, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
+            ["seq_length"] = options.SeqLength, ["iterations"] = options.Iterations, ["rounds"] = options.Rounds, ["evaluated"] = options.Evaluate, ["int8_weights"] = Int8Quantization.Name(options.Int8Scheme),
             ["threads"] = torch.get_num_threads(), ["commit"] = Machine.GitCommit(), ["version"] = Training.RunFiles.Version, ["machine"] = Machine.Describe(onnxRuntimeThreads: torch.get_num_threads()),
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
             ["gemm_peaks"] = new JsonArray(peaks), ["rows"] = new JsonArray(rows),
