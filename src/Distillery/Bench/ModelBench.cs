@@ -250,88 +250,88 @@ public static class ModelBench
         var passes = new List<(List<LatencyResult> B1, List<LatencyResult> B32)>();
         try
         {
-          for (int pass = 0; pass < options.Rounds; pass++)
-          {
-            bool first = pass == 0;
-            int row = 0;
-            string ofPasses = options.Rounds > 1 ? $", pass {pass + 1}/{options.Rounds}" : "";
-            void Record(LatencyResult b1, LatencyResult b32, Func<BenchResult> make)
+            for (int pass = 0; pass < options.Rounds; pass++)
             {
-                if (first)
+                bool first = pass == 0;
+                int row = 0;
+                string ofPasses = options.Rounds > 1 ? $", pass {pass + 1}/{options.Rounds}" : "";
+                void Record(LatencyResult b1, LatencyResult b32, Func<BenchResult> make)
                 {
-                    results.Add(make());
-                    passes.Add(([b1], [b32]));
-                }
-                else
-                {
-                    passes[row].B1.Add(b1);
-                    passes[row].B32.Add(b32);
-                }
-                row++;
-            }
-            foreach (string dir in options.Models)
-            {
-                using var trained = TaskPipeline.Load(dir, options.Task, options.Seed, needTrain: false);
-                var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
-                string primary = data.PrimaryMetric;
-                string arch = BertArch.NameOf(model.Config);
-                long parameters = ParameterCounts.Of(model).Total;
-                double flops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength);
-                foreach (var backendKind in options.Backends)
-                {
-                    string name = BenchBackends.Name(backendKind);
-                    string? onnxPath = null;
-                    long bytes;
-                    IInferenceBackend backend;
-                    IReadOnlyDictionary<string, int>? ops = null;
-                    if (BenchBackends.ExportOptions(backendKind, options.Int8Scheme) is { } exportOptions)
+                    if (first)
                     {
-                        exportDir ??= Directory.CreateTempSubdirectory("distillery-bench-").FullName;
-                        onnxPath = Path.Combine(exportDir, $"{results.Count}-{name}.onnx");
-                        progress?.Invoke($"exporting {dir} ({name})");
-                        OnnxExporter.Export(model, onnxPath, exportOptions);
-                        bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
-                        if (first) ops = OnnxGraphStats.OptimizedOpCounts(onnxPath, threads);
-                        backend = OnnxRuntimeBackend.Load(onnxPath, threads);
+                        results.Add(make());
+                        passes.Add(([b1], [b32]));
                     }
                     else
                     {
-                        bytes = BertCheckpoint.BytesOnDisk(dir);
-                        backend = new TorchSharpBackend(model, backendKind == BenchBackend.TorchBf16 ? ComputePrecision.BFloat16 : ComputePrecision.Float32, ownsModel: false);
+                        passes[row].B1.Add(b1);
+                        passes[row].B32.Add(b32);
                     }
-                    using (backend)
-                    {
-                        IReadOnlyDictionary<string, double> scores = new Dictionary<string, double>();
-                        if (options.Evaluate && first)
-                        {
-                            progress?.Invoke($"scoring {dir} ({name})");
-                            scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
-                        }
-                        progress?.Invoke($"timing {dir} ({name}){ofPasses}");
-                        var (b1, b32) = TimeBoth(backend, options);
-                        Record(b1, b32, () => new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
-                            BenchBackends.IsOnnx(backendKind) ? onnxPeak : torchPeak, ops));
-                    }
-                    if (onnxPath != null) File.Delete(onnxPath);
+                    row++;
                 }
-                model.SetPrecision(ComputePrecision.Float32);
-
-                if (options.Peer is string peerPath && dir == options.Models[0])
+                foreach (string dir in options.Models)
                 {
-                    progress?.Invoke($"{(first ? "scoring and timing" : "timing")} the peer graph {peerPath}{ofPasses}");
-                    using var peer = PeerOnnxGraph.Load(peerPath, threads, model.Config);
-                    // Scored through the same scorer when the graph has the model's classifier; otherwise n/a (no scores).
-                    IReadOnlyDictionary<string, double> scores = options.Evaluate && first && peer.HasClassifier && model.Task == BertTask.SequenceClassification
-                        ? data.Score(Predict(peer, data.Eval, tokenizer.PadId))
-                        : new Dictionary<string, double>();
-                    var (b1, b32) = TimeBoth(peer, options);
-                    long bytes = new FileInfo(peerPath).Length;
-                    double peerFlops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength, withHead: peer.HasClassifier);
-                    Record(b1, b32, () => new BenchResult(peerPath, arch, BenchBackend.OnnxPeer, parameters, bytes, scores, primary, b1, b32, peerFlops, onnxPeak,
-                        OnnxGraphStats.OptimizedOpCounts(peerPath, threads)));
+                    using var trained = TaskPipeline.Load(dir, options.Task, options.Seed, needTrain: false);
+                    var (model, data, tokenizer) = (trained.Model, trained.Data, trained.Tokenizer);
+                    string primary = data.PrimaryMetric;
+                    string arch = BertArch.NameOf(model.Config);
+                    long parameters = ParameterCounts.Of(model).Total;
+                    double flops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength);
+                    foreach (var backendKind in options.Backends)
+                    {
+                        string name = BenchBackends.Name(backendKind);
+                        string? onnxPath = null;
+                        long bytes;
+                        IInferenceBackend backend;
+                        IReadOnlyDictionary<string, int>? ops = null;
+                        if (BenchBackends.ExportOptions(backendKind, options.Int8Scheme) is { } exportOptions)
+                        {
+                            exportDir ??= Directory.CreateTempSubdirectory("distillery-bench-").FullName;
+                            onnxPath = Path.Combine(exportDir, $"{results.Count}-{name}.onnx");
+                            progress?.Invoke($"exporting {dir} ({name})");
+                            OnnxExporter.Export(model, onnxPath, exportOptions);
+                            bytes = new FileInfo(onnxPath).Length + new FileInfo(Path.Combine(dir, BertCheckpoint.VocabFile)).Length;
+                            if (first) ops = OnnxGraphStats.OptimizedOpCounts(onnxPath, threads);
+                            backend = OnnxRuntimeBackend.Load(onnxPath, threads);
+                        }
+                        else
+                        {
+                            bytes = BertCheckpoint.BytesOnDisk(dir);
+                            backend = new TorchSharpBackend(model, backendKind == BenchBackend.TorchBf16 ? ComputePrecision.BFloat16 : ComputePrecision.Float32, ownsModel: false);
+                        }
+                        using (backend)
+                        {
+                            IReadOnlyDictionary<string, double> scores = new Dictionary<string, double>();
+                            if (options.Evaluate && first)
+                            {
+                                progress?.Invoke($"scoring {dir} ({name})");
+                                scores = data.Score(Predict(backend, data.Eval, tokenizer.PadId));
+                            }
+                            progress?.Invoke($"timing {dir} ({name}){ofPasses}");
+                            var (b1, b32) = TimeBoth(backend, options);
+                            Record(b1, b32, () => new BenchResult(dir, arch, backendKind, parameters, bytes, scores, primary, b1, b32, flops,
+                                BenchBackends.IsOnnx(backendKind) ? onnxPeak : torchPeak, ops));
+                        }
+                        if (onnxPath != null) File.Delete(onnxPath);
+                    }
+                    model.SetPrecision(ComputePrecision.Float32);
+
+                    if (options.Peer is string peerPath && dir == options.Models[0])
+                    {
+                        progress?.Invoke($"{(first ? "scoring and timing" : "timing")} the peer graph {peerPath}{ofPasses}");
+                        using var peer = PeerOnnxGraph.Load(peerPath, threads, model.Config);
+                        // Scored through the same scorer when the graph has the model's classifier; otherwise n/a (no scores).
+                        IReadOnlyDictionary<string, double> scores = options.Evaluate && first && peer.HasClassifier && model.Task == BertTask.SequenceClassification
+                            ? data.Score(Predict(peer, data.Eval, tokenizer.PadId))
+                            : new Dictionary<string, double>();
+                        var (b1, b32) = TimeBoth(peer, options);
+                        long bytes = new FileInfo(peerPath).Length;
+                        double peerFlops = ForwardCost.FlopsPerSequence(model.Config, model.Task, options.SeqLength, withHead: peer.HasClassifier);
+                        Record(b1, b32, () => new BenchResult(peerPath, arch, BenchBackend.OnnxPeer, parameters, bytes, scores, primary, b1, b32, peerFlops, onnxPeak,
+                            OnnxGraphStats.OptimizedOpCounts(peerPath, threads)));
+                    }
                 }
             }
-          }
         }
         finally
         {
