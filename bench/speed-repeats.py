@@ -43,8 +43,11 @@ def main():
         if not models or not refs:
             sys.exit(f"{path}: no {args.model} on {args.backend} or no {args.reference} on {ref_backend}")
         for i, (m, r) in enumerate(zip(models, refs), 1):
-            b1 = r["batch1"]["median_ms"] / m["batch1"]["median_ms"]
-            b32 = m["batch32"]["sequences_per_second"] / r["batch32"]["sequences_per_second"]
+            try:
+                b1 = r["batch1"]["median_ms"] / m["batch1"]["median_ms"]
+                b32 = m["batch32"]["sequences_per_second"] / r["batch32"]["sequences_per_second"]
+            except (KeyError, TypeError, ZeroDivisionError) as e:
+                sys.exit(f"{path}: a row of {args.model} or {args.reference} lacks a usable batch1/batch32 timing ({e!r})")
             b1s.append(b1)
             b32s.append(b32)
             print(f"{path} ({record.get('date_utc', '?')}, #{i}): batch 1 {b1:.2f}x ({m['batch1']['median_ms']:.2f} ms against "
