@@ -348,12 +348,7 @@ public static class ModelBench
     /// <summary>One timing from several passes': the median of their medians and of their p90s; iterations summed.</summary>
     internal static LatencyResult MedianOfPasses(IReadOnlyList<LatencyResult> passes)
     {
-        static double Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToList();
-            int mid = sorted.Count / 2;
-            return sorted.Count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-        }
+        static double Median(IEnumerable<double> values) => Latency.Percentile(values.Order().ToList(), 0.5);
         return new LatencyResult(passes[0].Batch, passes[0].SeqLength, Median(passes.Select(p => p.MedianMs)), Median(passes.Select(p => p.P90Ms)),
             passes.Sum(p => p.Iterations));
     }
